@@ -1,0 +1,8 @@
+//! ringway: a self-hosted API gateway for Linux edge hosts.
+//!
+//! - [`config`] loads the TOML file (SPEC §1) into typed, validated runtime structs,
+//!   including the compiled route table.
+//! - [`router`] owns the route table (SPEC §2) and backend path composition (SPEC §3).
+//! - [`cli`] implements the `check` and `route` commands (SPEC §7).
+
+pub mod router;

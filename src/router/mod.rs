@@ -1,0 +1,319 @@
+//! The route table: which API a request reaches (SPEC §2).
+//!
+//! Data flow: the raw request-target goes through [`target`] (split, dot segments resolved);
+//! the Host picks a *group* (the service owning that exact host, else the one owning the
+//! matching one-label wildcard, else all host-less services together); the group's arena
+//! [`trie`] is walked once along the path to find the exact entry, the deepest `^~` entry
+//! and the deepest plain-prefix entry whose method fits; only if neither exact nor `^~`
+//! matched, a second walk tries the regex-tier candidates hung on the nodes of their literal
+//! prefixes, lowest configuration index first. Captures are ranges into the path; nothing on
+//! this path allocates.
+//!
+//! [`linear`] holds a deliberately naive matcher with the same semantics, the reference for
+//! tests, the fuzz target and the benchmark baseline.
+
+pub mod backend_path;
+pub mod host;
+pub mod linear;
+pub mod method;
+pub mod pattern;
+pub mod target;
+mod trie;
+
+use std::collections::HashMap;
+
+pub use backend_path::BackendPath;
+pub use host::HostPattern;
+pub use method::MethodSet;
+pub use pattern::{Captures, PathPattern, Tier};
+
+use host::{MAX_HOST_BYTES, normalize_host, wildcard_key};
+use trie::{Builder, Entry, Slot, Trie};
+
+/// The routing-relevant part of one service: input to [`RouteTable::build`].
+#[derive(Clone, Debug)]
+pub struct ServiceRoutes {
+    pub hosts: Vec<HostPattern>,
+    pub apis: Vec<ApiRoute>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiRoute {
+    pub pattern: PathPattern,
+    pub methods: MethodSet,
+}
+
+/// A reason the table cannot be built; the config layer turns it into a keyed error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// `services[service].hosts[host]` is already a host of `other`.
+    Host { service: usize, host: usize, other: usize },
+    /// `services[service].apis[api]` has the path and method of `other_service`'s `other_api`
+    /// in the same host group, so it could never be reached.
+    Route { service: usize, api: usize, other_service: usize, other_api: usize },
+}
+
+/// Why no API was found (SPEC §2.4, §2.5); both are 404s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteMiss {
+    /// No API's path matches.
+    NoPath,
+    /// Some API's path matches, but none of those has the request's method.
+    NoMethod,
+}
+
+/// The API a request reaches.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteMatch<'t> {
+    pub service: usize,
+    pub api: usize,
+    pub tier: Tier,
+    /// For the prefix tiers: the length of the matched prefix.
+    pub prefix_len: usize,
+    pub captures: Captures<'t>,
+}
+
+pub(crate) struct Route {
+    service: u32,
+    api: u32,
+    methods: MethodSet,
+    pattern: PathPattern,
+}
+
+pub(crate) struct Group {
+    routes: Vec<Route>,
+    trie: Trie,
+}
+
+pub struct RouteTable {
+    groups: Vec<Group>,
+    exact_hosts: HashMap<Box<str>, u32>,
+    wildcard_hosts: HashMap<Box<str>, u32>,
+    default_group: Option<u32>,
+}
+
+impl RouteTable {
+    /// Builds the table; every conflict is reported, not just the first.
+    pub fn build(services: &[ServiceRoutes]) -> Result<RouteTable, Vec<Conflict>> {
+        let mut conflicts = Vec::new();
+        let mut exact_hosts = HashMap::new();
+        let mut wildcard_hosts = HashMap::new();
+        let mut owner: HashMap<&HostPattern, usize> = HashMap::new();
+        // Group membership: each service with hosts is its own group; host-less services share one.
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        let mut default_group = None;
+        for (s, svc) in services.iter().enumerate() {
+            if svc.hosts.is_empty() {
+                let g = *default_group.get_or_insert_with(|| {
+                    members.push(Vec::new());
+                    members.len() as u32 - 1
+                });
+                members[g as usize].push(s);
+                continue;
+            }
+            let g = members.len() as u32;
+            members.push(vec![s]);
+            for (h, host) in svc.hosts.iter().enumerate() {
+                if let Some(&other) = owner.get(host) {
+                    if other != s {
+                        conflicts.push(Conflict::Host { service: s, host: h, other });
+                    }
+                    continue;
+                }
+                owner.insert(host, s);
+                match host {
+                    HostPattern::Exact(name) => exact_hosts.insert(name.clone(), g),
+                    HostPattern::Wildcard(suffix) => wildcard_hosts.insert(suffix.clone(), g),
+                };
+            }
+        }
+        let groups = members
+            .iter()
+            .map(|m| build_group(services, m, &mut conflicts))
+            .collect();
+        if !conflicts.is_empty() {
+            return Err(conflicts);
+        }
+        Ok(RouteTable { groups, exact_hosts, wildcard_hosts, default_group })
+    }
+
+    /// Routes a request whose path is already resolved (see [`target`]). `host` is the raw
+    /// Host header or absolute-form authority; `None` reaches only host-less services.
+    pub fn route<'t>(&'t self, host: Option<&str>, method: &str, path: &str) -> Result<RouteMatch<'t>, RouteMiss> {
+        let group = self.group_for(host).ok_or(RouteMiss::NoPath)?;
+        group.lookup(MethodSet::of_request(method), path)
+    }
+
+    pub(crate) fn group_for(&self, host: Option<&str>) -> Option<&Group> {
+        let mut buf = [0u8; MAX_HOST_BYTES];
+        let g = host
+            .and_then(|raw| normalize_host(raw, &mut buf))
+            .and_then(|h| {
+                self.exact_hosts
+                    .get(h)
+                    .or_else(|| wildcard_key(h).and_then(|k| self.wildcard_hosts.get(k)))
+            })
+            .copied()
+            .or(self.default_group)?;
+        self.groups.get(g as usize)
+    }
+
+    /// Arena bytes over all groups.
+    pub fn arena_bytes(&self) -> usize {
+        self.groups.iter().map(|g| g.trie.arena_bytes()).sum()
+    }
+}
+
+fn build_group(services: &[ServiceRoutes], members: &[usize], conflicts: &mut Vec<Conflict>) -> Group {
+    let mut routes = Vec::new();
+    let mut builder = Builder::default();
+    // (tier, pattern text, methods) → first route with it.
+    let mut seen: HashMap<(Tier, String, MethodSet), (usize, usize)> = HashMap::new();
+    for &s in members {
+        for (a, api) in services[s].apis.iter().enumerate() {
+            let key = (api.pattern.tier(), pattern_key(&api.pattern), api.methods);
+            if let Some(&(os, oa)) = seen.get(&key) {
+                conflicts.push(Conflict::Route { service: s, api: a, other_service: os, other_api: oa });
+                continue;
+            }
+            seen.insert(key, (s, a));
+            let entry = Entry { route: routes.len() as u32, methods: api.methods };
+            let slot = match api.pattern.tier() {
+                Tier::Exact => Slot::Exact,
+                Tier::PriorityPrefix => Slot::Priority,
+                Tier::Regex => Slot::Regex,
+                Tier::Prefix => Slot::Prefix,
+            };
+            builder.insert(api.pattern.literal_prefix().as_bytes(), slot, entry);
+            routes.push(Route {
+                service: s as u32,
+                api: a as u32,
+                methods: api.methods,
+                pattern: api.pattern.clone(),
+            });
+        }
+    }
+    Group { routes, trie: Trie::new(builder) }
+}
+
+/// The text that identifies a pattern within its tier.
+fn pattern_key(p: &PathPattern) -> String {
+    match p {
+        PathPattern::Regex(r) => format!("{}{}", if r.case_insensitive { "~*" } else { "~" }, r.source),
+        PathPattern::Params(pp) => {
+            // Parameter names do not change what matches.
+            pp.literals.join("{}")
+        }
+        other => other.literal_prefix().to_string(),
+    }
+}
+
+/// Among entries on one node (same literal, same tier), the one for `method`: an API with
+/// exactly that method beats an `ANY` API.
+#[inline]
+fn pick(entries: &[Entry], method: MethodSet) -> Option<Entry> {
+    let mut any = None;
+    for e in entries {
+        if e.methods == method {
+            return Some(*e);
+        }
+        if e.methods.contains(method) {
+            any = Some(*e);
+        }
+    }
+    any
+}
+
+impl Group {
+    fn lookup(&self, method: MethodSet, path: &str) -> Result<RouteMatch<'_>, RouteMiss> {
+        let bytes = path.as_bytes();
+        let (mut exact, mut priority, mut prefix) = (None, None, None);
+        let mut path_hit = false;
+        self.trie.walk(bytes, |depth, node| {
+            if depth == bytes.len() && !node.exact.is_empty() {
+                path_hit = true;
+                exact = pick(node.exact, method);
+            }
+            if !node.priority.is_empty() {
+                path_hit = true;
+                if let Some(e) = pick(node.priority, method) {
+                    priority = Some((e, depth));
+                }
+            }
+            if !node.prefix.is_empty() {
+                path_hit = true;
+                if let Some(e) = pick(node.prefix, method) {
+                    prefix = Some((e, depth));
+                }
+            }
+        });
+        if let Some(e) = exact {
+            return Ok(self.found(e, Tier::Exact, 0));
+        }
+        if let Some((e, depth)) = priority {
+            return Ok(self.found(e, Tier::PriorityPrefix, depth));
+        }
+        if let Some(m) = self.regex_tier(method, path) {
+            return Ok(m);
+        }
+        if let Some((e, depth)) = prefix {
+            return Ok(self.found(e, Tier::Prefix, depth));
+        }
+        if path_hit || self.regex_path_hit(path) {
+            return Err(RouteMiss::NoMethod);
+        }
+        Err(RouteMiss::NoPath)
+    }
+
+    /// The first regex-tier route (in configuration order) matching path and method.
+    fn regex_tier(&self, method: MethodSet, path: &str) -> Option<RouteMatch<'_>> {
+        let mut best: Option<u32> = None;
+        self.trie.walk(path.as_bytes(), |_, node| {
+            for e in node.regex {
+                if best.is_some_and(|b| e.route >= b) {
+                    break;
+                }
+                if e.methods.contains(method) && self.is_match(e.route, path) {
+                    best = Some(e.route);
+                    break;
+                }
+            }
+        });
+        let route = &self.routes[best? as usize];
+        let mut captures = Captures::empty();
+        route.pattern.matches(path, &mut captures);
+        Some(RouteMatch {
+            service: route.service as usize,
+            api: route.api as usize,
+            tier: Tier::Regex,
+            prefix_len: 0,
+            captures,
+        })
+    }
+
+    fn regex_path_hit(&self, path: &str) -> bool {
+        let mut hit = false;
+        self.trie.walk(path.as_bytes(), |_, node| {
+            hit = hit || node.regex.iter().any(|e| self.is_match(e.route, path));
+        });
+        hit
+    }
+
+    fn is_match(&self, route: u32, path: &str) -> bool {
+        match &self.routes[route as usize].pattern {
+            PathPattern::Regex(r) => r.is_match(path),
+            p => p.matches(path, &mut Captures::empty()),
+        }
+    }
+
+    fn found(&self, e: Entry, tier: Tier, prefix_len: usize) -> RouteMatch<'_> {
+        let r = &self.routes[e.route as usize];
+        RouteMatch {
+            service: r.service as usize,
+            api: r.api as usize,
+            tier,
+            prefix_len,
+            captures: Captures::empty(),
+        }
+    }
+}

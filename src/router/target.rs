@@ -1,0 +1,169 @@
+//! Request targets: origin-form / absolute-form parsing and dot-segment resolution.
+//!
+//! The data path and `ringway route` hand the raw request-target here first. The result is
+//! the path that the route table matches and that is forwarded (SPEC §2.2): dot segments
+//! resolved per RFC 3986 §5.2.4, percent-encoding left as sent, the query string split off.
+//! Resolution writes into a caller-owned buffer only when the path has a dot segment, so a
+//! connection that reuses its buffer allocates nothing here.
+
+/// Why a request target is refused (all are 400s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetError {
+    /// Neither `/path` nor `http(s)://authority/path` (authority-form, asterisk-form, …).
+    NotOriginOrAbsolute,
+    /// A byte that may not appear in a request target (controls, space, DEL, `#`).
+    BadByte,
+    /// `..` segments climb above `/`.
+    AboveRoot,
+}
+
+impl TargetError {
+    pub fn message(self) -> &'static str {
+        match self {
+            TargetError::NotOriginOrAbsolute => {
+                "request target must be origin-form (/path) or absolute-form (http://host/path)"
+            }
+            TargetError::BadByte => "request target contains a forbidden character",
+            TargetError::AboveRoot => "request path climbs above /",
+        }
+    }
+}
+
+/// A split request target. `path` still holds its dot segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The authority of an absolute-form target; it replaces the Host header (RFC 9112 §3.2.2).
+    pub authority: Option<&'a str>,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+pub fn parse_target(raw: &str) -> Result<Target<'_>, TargetError> {
+    if raw.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+        return Err(TargetError::BadByte);
+    }
+    let (authority, rest) = if raw.starts_with('/') {
+        (None, raw)
+    } else {
+        let lower_scheme = |s: &str| raw.len() >= s.len() && raw[..s.len()].eq_ignore_ascii_case(s);
+        let after = if lower_scheme("http://") {
+            &raw[7..]
+        } else if lower_scheme("https://") {
+            &raw[8..]
+        } else {
+            return Err(TargetError::NotOriginOrAbsolute);
+        };
+        let end = after.find(['/', '?']).unwrap_or(after.len());
+        if end == 0 || after[..end].contains('@') {
+            return Err(TargetError::NotOriginOrAbsolute);
+        }
+        (Some(&after[..end]), &after[end..])
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    Ok(Target { authority, path, query })
+}
+
+/// Resolves `.` and `..` segments of an absolute path. Returns `path` itself when it has
+/// none (the common case), else the resolved path written into `buf`.
+pub fn resolve_dot_segments<'a>(path: &'a str, buf: &'a mut String) -> Result<&'a str, TargetError> {
+    if !has_dot_segment(path) {
+        return Ok(path);
+    }
+    buf.clear();
+    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        match seg {
+            "." => {}
+            ".." => {
+                if buf.is_empty() {
+                    return Err(TargetError::AboveRoot);
+                }
+                let cut = buf.rfind('/').unwrap_or(0);
+                buf.truncate(cut);
+            }
+            _ => {
+                buf.push('/');
+                buf.push_str(seg);
+                continue;
+            }
+        }
+        if last {
+            buf.push('/');
+        }
+    }
+    if buf.is_empty() {
+        buf.push('/');
+    }
+    Ok(buf.as_str())
+}
+
+fn has_dot_segment(path: &str) -> bool {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while let Some(off) = memchr_dot_after_slash(&b[i..]) {
+        let dot = i + off + 1; // index of the '.'
+        let rest = &b[dot..];
+        let seg_end = rest.iter().position(|&c| c == b'/').unwrap_or(rest.len());
+        if seg_end == 1 || (seg_end == 2 && rest[1] == b'.') {
+            return true;
+        }
+        i = dot;
+    }
+    false
+}
+
+/// Offset of a `/` immediately followed by `.`.
+fn memchr_dot_after_slash(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"/.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("/a/b?x=1&y").unwrap();
+        assert_eq!((t.authority, t.path, t.query), (None, "/a/b", Some("x=1&y")));
+        let t = parse_target("http://Api.Example.com:8080/a?q").unwrap();
+        assert_eq!((t.authority, t.path, t.query), (Some("Api.Example.com:8080"), "/a", Some("q")));
+        let t = parse_target("HTTPS://h?q").unwrap();
+        assert_eq!((t.authority, t.path, t.query), (Some("h"), "/", Some("q")));
+        for bad in ["*", "example.com:443", "ftp://h/", "http:///x", "a/b", ""] {
+            assert_eq!(parse_target(bad), Err(TargetError::NotOriginOrAbsolute), "{bad}");
+        }
+        for bad in ["/a b", "/a#f", "/a\u{7f}", "/\t"] {
+            assert_eq!(parse_target(bad), Err(TargetError::BadByte), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dot_segments() {
+        let cases = [
+            ("/a/b/c", Ok("/a/b/c")),
+            ("/a/./b", Ok("/a/b")),
+            ("/a/../b", Ok("/b")),
+            ("/a/b/..", Ok("/a/")),
+            ("/a/b/.", Ok("/a/b/")),
+            ("/a//../b", Ok("/a/b")),
+            ("/.", Ok("/")),
+            ("/a/..", Ok("/")),
+            ("/./../", Err(TargetError::AboveRoot)),
+            ("/..", Err(TargetError::AboveRoot)),
+            ("/a/../../b", Err(TargetError::AboveRoot)),
+            ("/.hidden/..x/...", Ok("/.hidden/..x/...")),
+            ("/a/%2e%2e/b", Ok("/a/%2e%2e/b")),
+            ("/a/.b/./c/", Ok("/a/.b/c/")),
+            ("//..", Ok("/")),
+        ];
+        for (input, want) in cases {
+            let mut buf = String::new();
+            assert_eq!(resolve_dot_segments(input, &mut buf), want, "{input}");
+        }
+    }
+}
