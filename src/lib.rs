@@ -5,4 +5,6 @@
 //! - [`router`] owns the route table (SPEC §2) and backend path composition (SPEC §3).
 //! - [`cli`] implements the `check` and `route` commands (SPEC §7).
 
+pub mod cli;
+pub mod config;
 pub mod router;

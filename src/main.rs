@@ -1,3 +1,104 @@
-fn main() {
-    println!("Hello, world!");
+//! The `ringway` binary: argument parsing and dispatch to the subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ringway::cli::{self, Outcome};
+
+const DEFAULT_CONFIG: &str = "conf/ringway.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "ringway",
+    version,
+    about = "A self-hosted API gateway for Linux edge hosts"
+)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default command).
+    Run,
+    /// Load and validate the configuration; print a summary or every error.
+    Check,
+    /// Print, as one JSON line, which API a request would reach.
+    Route {
+        /// The request's Host (port allowed). Without it only services with no hosts match.
+        #[arg(long)]
+        host: Option<String>,
+        /// The request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request target: `/path?query` or `http://host/path?query`.
+        target: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let outcome = match args.command.unwrap_or(Command::Run) {
+        Command::Run => return run(&args.config),
+        Command::Check => cli::check(&args.config),
+        Command::Route {
+            host,
+            method,
+            target,
+        } => cli::route(&args.config, host.as_deref(), &method, &target),
+    };
+    emit(outcome)
+}
+
+fn emit(o: Outcome) -> ExitCode {
+    if !o.stdout.is_empty() {
+        println!("{}", o.stdout);
+    }
+    if !o.stderr.is_empty() {
+        eprintln!("{}", o.stderr);
+    }
+    let _ = std::io::stdout().flush();
+    ExitCode::from(o.code.clamp(0, 255) as u8)
+}
+
+/// Until the data path lands (issue 3): validate the configuration, bind every listener so
+/// that address problems show now, and hold them until the process is stopped.
+fn run(config: &std::path::Path) -> ExitCode {
+    let cfg = match ringway::config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(cli::EXIT_CONFIG as u8);
+        }
+    };
+    eprintln!("{}", cfg.summary());
+    let addrs = cfg
+        .server
+        .listen_http
+        .iter()
+        .chain(&cfg.server.listen_https)
+        .chain(&cfg.server.admin_listen);
+    let mut held = Vec::new();
+    for addr in addrs {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => held.push(l),
+            Err(e) => {
+                eprintln!("cannot listen on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    eprintln!(
+        "listeners bound; the proxy data path is not implemented yet (issue 3), connections are not served"
+    );
+    loop {
+        std::thread::park();
+    }
 }

@@ -23,7 +23,10 @@ impl BackendPath {
         if !raw.starts_with('/') {
             return Err(format!("backend path must start with `/`, got `{raw}`"));
         }
-        if let Some(c) = raw.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#') {
+        if let Some(c) = raw
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
+        {
             return Err(format!(
                 "backend path contains {c:?}; use [[services.apis.backend.constants]] for query values"
             ));
@@ -38,10 +41,14 @@ impl BackendPath {
                 pieces.push(Piece::Literal(rest[..open].into()));
             }
             let after = &rest[open + 1..];
-            let close = after.find('}').ok_or_else(|| format!("unclosed `{{` in backend path `{raw}`"))?;
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in backend path `{raw}`"))?;
             let name = &after[..close];
             if name.is_empty() || name.contains('{') {
-                return Err(format!("bad parameter `{{{name}}}` in backend path `{raw}`"));
+                return Err(format!(
+                    "bad parameter `{{{name}}}` in backend path `{raw}`"
+                ));
             }
             pieces.push(Piece::Param(name.into()));
             rest = &after[close + 1..];
@@ -49,7 +56,9 @@ impl BackendPath {
         if !rest.is_empty() {
             pieces.push(Piece::Literal(rest.into()));
         }
-        Ok(BackendPath { pieces: pieces.into() })
+        Ok(BackendPath {
+            pieces: pieces.into(),
+        })
     }
 
     /// The `{name}`s the template refers to.

@@ -28,7 +28,11 @@ impl HostPattern {
                 "`{raw}` is not a host name (labels of letters, digits and `-`, optionally after `*.`)"
             ));
         }
-        Ok(if wild { HostPattern::Wildcard(name.into()) } else { HostPattern::Exact(name.into()) })
+        Ok(if wild {
+            HostPattern::Wildcard(name.into())
+        } else {
+            HostPattern::Exact(name.into())
+        })
     }
 
     /// Whether a normalised host matches.
@@ -61,7 +65,8 @@ fn valid_dns_name(s: &str) -> bool {
         && s.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -69,7 +74,9 @@ fn valid_dns_name(s: &str) -> bool {
 
 /// The suffix a one-label wildcard would have to name for `host` to match it.
 pub fn wildcard_key(host: &str) -> Option<&str> {
-    host.split_once('.').map(|(_, rest)| rest).filter(|r| !r.is_empty())
+    host.split_once('.')
+        .map(|(_, rest)| rest)
+        .filter(|r| !r.is_empty())
 }
 
 /// Strips the port, lowercases and drops a trailing dot, into `buf`. `None` if the host is

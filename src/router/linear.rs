@@ -45,14 +45,27 @@ impl RouteTable {
                 *slot = Some((i, rank));
             }
         }
-        for (t, tier) in [Tier::Exact, Tier::PriorityPrefix, Tier::Regex, Tier::Prefix].into_iter().enumerate() {
+        for (t, tier) in [Tier::Exact, Tier::PriorityPrefix, Tier::Regex, Tier::Prefix]
+            .into_iter()
+            .enumerate()
+        {
             if let Some((i, (len, _))) = best[t] {
                 let r = &group.routes[i];
                 let mut captures = Captures::empty();
                 r.pattern.matches(path, &mut captures);
-                return Ok(RouteMatch { service: r.service as usize, api: r.api as usize, tier, prefix_len: len, captures });
+                return Ok(RouteMatch {
+                    service: r.service as usize,
+                    api: r.api as usize,
+                    tier,
+                    prefix_len: len,
+                    captures,
+                });
             }
         }
-        Err(if path_hit { RouteMiss::NoMethod } else { RouteMiss::NoPath })
+        Err(if path_hit {
+            RouteMiss::NoMethod
+        } else {
+            RouteMiss::NoPath
+        })
     }
 }

@@ -25,7 +25,10 @@ impl MethodSet {
 
     /// The method of a request; methods are case-sensitive (RFC 9110 §9.1).
     pub fn of_request(m: &str) -> MethodSet {
-        NAMES.iter().position(|n| *n == m).map_or(MethodSet(OTHER), |i| MethodSet(1 << i))
+        NAMES
+            .iter()
+            .position(|n| *n == m)
+            .map_or(MethodSet(OTHER), |i| MethodSet(1 << i))
     }
 
     pub fn contains(self, request: MethodSet) -> bool {
@@ -41,7 +44,10 @@ impl MethodSet {
         if self.is_any() {
             return "ANY";
         }
-        NAMES.get(self.0.trailing_zeros() as usize).copied().unwrap_or("OTHER")
+        NAMES
+            .get(self.0.trailing_zeros() as usize)
+            .copied()
+            .unwrap_or("OTHER")
     }
 
     /// The values accepted by [`MethodSet::from_config`], for error messages.

@@ -47,10 +47,19 @@ pub struct ApiRoute {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Conflict {
     /// `services[service].hosts[host]` is already a host of `other`.
-    Host { service: usize, host: usize, other: usize },
+    Host {
+        service: usize,
+        host: usize,
+        other: usize,
+    },
     /// `services[service].apis[api]` has the path and method of `other_service`'s `other_api`
     /// in the same host group, so it could never be reached.
-    Route { service: usize, api: usize, other_service: usize, other_api: usize },
+    Route {
+        service: usize,
+        api: usize,
+        other_service: usize,
+        other_api: usize,
+    },
 }
 
 /// Why no API was found (SPEC §2.4, §2.5); both are 404s.
@@ -116,7 +125,11 @@ impl RouteTable {
             for (h, host) in svc.hosts.iter().enumerate() {
                 if let Some(&other) = owner.get(host) {
                     if other != s {
-                        conflicts.push(Conflict::Host { service: s, host: h, other });
+                        conflicts.push(Conflict::Host {
+                            service: s,
+                            host: h,
+                            other,
+                        });
                     }
                     continue;
                 }
@@ -134,12 +147,22 @@ impl RouteTable {
         if !conflicts.is_empty() {
             return Err(conflicts);
         }
-        Ok(RouteTable { groups, exact_hosts, wildcard_hosts, default_group })
+        Ok(RouteTable {
+            groups,
+            exact_hosts,
+            wildcard_hosts,
+            default_group,
+        })
     }
 
     /// Routes a request whose path is already resolved (see [`target`]). `host` is the raw
     /// Host header or absolute-form authority; `None` reaches only host-less services.
-    pub fn route<'t>(&'t self, host: Option<&str>, method: &str, path: &str) -> Result<RouteMatch<'t>, RouteMiss> {
+    pub fn route<'t>(
+        &'t self,
+        host: Option<&str>,
+        method: &str,
+        path: &str,
+    ) -> Result<RouteMatch<'t>, RouteMiss> {
         let group = self.group_for(host).ok_or(RouteMiss::NoPath)?;
         group.lookup(MethodSet::of_request(method), path)
     }
@@ -164,7 +187,11 @@ impl RouteTable {
     }
 }
 
-fn build_group(services: &[ServiceRoutes], members: &[usize], conflicts: &mut Vec<Conflict>) -> Group {
+fn build_group(
+    services: &[ServiceRoutes],
+    members: &[usize],
+    conflicts: &mut Vec<Conflict>,
+) -> Group {
     let mut routes = Vec::new();
     let mut builder = Builder::default();
     // (tier, pattern text, methods) → first route with it.
@@ -173,11 +200,19 @@ fn build_group(services: &[ServiceRoutes], members: &[usize], conflicts: &mut Ve
         for (a, api) in services[s].apis.iter().enumerate() {
             let key = (api.pattern.tier(), pattern_key(&api.pattern), api.methods);
             if let Some(&(os, oa)) = seen.get(&key) {
-                conflicts.push(Conflict::Route { service: s, api: a, other_service: os, other_api: oa });
+                conflicts.push(Conflict::Route {
+                    service: s,
+                    api: a,
+                    other_service: os,
+                    other_api: oa,
+                });
                 continue;
             }
             seen.insert(key, (s, a));
-            let entry = Entry { route: routes.len() as u32, methods: api.methods };
+            let entry = Entry {
+                route: routes.len() as u32,
+                methods: api.methods,
+            };
             let slot = match api.pattern.tier() {
                 Tier::Exact => Slot::Exact,
                 Tier::PriorityPrefix => Slot::Priority,
@@ -193,13 +228,20 @@ fn build_group(services: &[ServiceRoutes], members: &[usize], conflicts: &mut Ve
             });
         }
     }
-    Group { routes, trie: Trie::new(builder) }
+    Group {
+        routes,
+        trie: Trie::new(builder),
+    }
 }
 
 /// The text that identifies a pattern within its tier.
 fn pattern_key(p: &PathPattern) -> String {
     match p {
-        PathPattern::Regex(r) => format!("{}{}", if r.case_insensitive { "~*" } else { "~" }, r.source),
+        PathPattern::Regex(r) => format!(
+            "{}{}",
+            if r.case_insensitive { "~*" } else { "~" },
+            r.source
+        ),
         PathPattern::Params(pp) => {
             // Parameter names do not change what matches.
             pp.literals.join("{}")

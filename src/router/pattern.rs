@@ -93,7 +93,10 @@ impl<'t> Captures<'t> {
     }
 
     /// `(name, value)` pairs, where the value is cut from `path` (the path that was matched).
-    pub fn iter<'p>(&self, path: &'p str) -> impl Iterator<Item = (&'t str, &'p str)> + use<'t, 'p> {
+    pub fn iter<'p>(
+        &self,
+        path: &'p str,
+    ) -> impl Iterator<Item = (&'t str, &'p str)> + use<'t, 'p> {
         let ranges = self.ranges;
         self.names
             .iter()
@@ -178,7 +181,9 @@ impl PathPattern {
 /// The literal of an `=`, `^~` or plain path.
 fn literal(s: &str, modifier: &str) -> Result<Box<str>, String> {
     if !s.starts_with('/') {
-        return Err(format!("path after `{modifier}` must start with `/`, got `{s}`"));
+        return Err(format!(
+            "path after `{modifier}` must start with `/`, got `{s}`"
+        ));
     }
     if s.contains(['{', '}']) {
         return Err(format!(
@@ -191,8 +196,13 @@ fn literal(s: &str, modifier: &str) -> Result<Box<str>, String> {
 
 /// Rejects characters that never reach the matcher and dot segments that resolution removes.
 fn check_path_chars(s: &str) -> Result<(), String> {
-    if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#') {
-        return Err(format!("path contains {c:?}, which never appears in a routed path"));
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
+    {
+        return Err(format!(
+            "path contains {c:?}, which never appears in a routed path"
+        ));
     }
     if s.split('/').any(|seg| seg == "." || seg == "..") {
         return Err("path contains a `.` or `..` segment; requests are matched after dot-segment resolution, so it could never match".into());
@@ -201,13 +211,17 @@ fn check_path_chars(s: &str) -> Result<(), String> {
 }
 
 fn valid_param_name(n: &str) -> bool {
-    !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl ParamPath {
     fn parse(raw: &str) -> Result<ParamPath, String> {
         if !raw.starts_with('/') {
-            return Err(format!("path must start with `/`, `=`, `^~`, `~` or `~*`, got `{raw}`"));
+            return Err(format!(
+                "path must start with `/`, `=`, `^~`, `~` or `~*`, got `{raw}`"
+            ));
         }
         let mut literals: Vec<Box<str>> = Vec::new();
         let mut names: Vec<Box<str>> = Vec::new();
@@ -222,7 +236,9 @@ impl ParamPath {
             }
             let lit = &rest[..open];
             if lit.is_empty() && !literals.is_empty() {
-                return Err(format!("two parameters touch in `{raw}`; put a literal between them"));
+                return Err(format!(
+                    "two parameters touch in `{raw}`; put a literal between them"
+                ));
             }
             literals.push(lit.into());
             let after = &rest[open + 1..];
@@ -242,7 +258,9 @@ impl ParamPath {
             rest = &after[close + 1..];
         }
         if names.len() > MAX_PATH_PARAMS {
-            return Err(format!("more than {MAX_PATH_PARAMS} parameters in one path"));
+            return Err(format!(
+                "more than {MAX_PATH_PARAMS} parameters in one path"
+            ));
         }
         Ok(ParamPath {
             literals: literals.into(),
@@ -309,7 +327,9 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.len() > hay.len() {
         return None;
     }
-    (0..=hay.len() - needle.len()).rev().find(|&i| &hay[i..i + needle.len()] == needle)
+    (0..=hay.len() - needle.len())
+        .rev()
+        .find(|&i| &hay[i..i + needle.len()] == needle)
 }
 
 impl RegexPath {
@@ -327,14 +347,19 @@ impl RegexPath {
         }
         let mut names = Vec::new();
         let mut groups = Vec::new();
-        for (idx, name) in info.pattern_names(regex_automata::PatternID::ZERO).enumerate() {
+        for (idx, name) in info
+            .pattern_names(regex_automata::PatternID::ZERO)
+            .enumerate()
+        {
             if let Some(name) = name {
                 names.push(Box::<str>::from(name));
                 groups.push(idx as u32);
             }
         }
         if names.len() > MAX_PATH_PARAMS {
-            return Err(format!("regex has more than {MAX_PATH_PARAMS} named groups"));
+            return Err(format!(
+                "regex has more than {MAX_PATH_PARAMS} named groups"
+            ));
         }
         Ok(RegexPath {
             literal_prefix: regex_literal_prefix(source, case_insensitive).into(),
@@ -357,7 +382,11 @@ impl RegexPath {
         }
         let mut slots: [Option<NonMaxUsize>; MAX_SLOTS] = [None; MAX_SLOTS];
         let len = self.regex.group_info().slot_len().min(MAX_SLOTS);
-        if self.regex.search_slots(&Input::new(path), &mut slots[..len]).is_none() {
+        if self
+            .regex
+            .search_slots(&Input::new(path), &mut slots[..len])
+            .is_none()
+        {
             return false;
         }
         for (i, g) in self.groups.iter().enumerate() {
@@ -417,13 +446,18 @@ mod tests {
     fn caps_of(pat: &str, path: &str) -> Option<Vec<(String, String)>> {
         let p = PathPattern::parse(pat).unwrap();
         let mut c = Captures::empty();
-        p.matches(path, &mut c)
-            .then(|| c.iter(path).map(|(n, v)| (n.to_string(), v.to_string())).collect())
+        p.matches(path, &mut c).then(|| {
+            c.iter(path)
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        })
     }
 
     /// The same match through the regex engine: `(?s-u)^L0(.+)L1…$`.
     fn reference(pat: &str, path: &str) -> Option<Vec<String>> {
-        let PathPattern::Params(p) = PathPattern::parse(pat).unwrap() else { panic!() };
+        let PathPattern::Params(p) = PathPattern::parse(pat).unwrap() else {
+            panic!()
+        };
         let mut re = String::from("(?s)^");
         for (i, l) in p.literals.iter().enumerate() {
             re.push_str(&regex_syntax_escape(l));
@@ -455,24 +489,58 @@ mod tests {
     fn spec_greedy_examples() {
         assert_eq!(
             caps_of("/{A}/product/{B}", "/middleware/product/apigw/detail").unwrap(),
-            vec![("A".into(), "middleware".into()), ("B".into(), "apigw/detail".into())]
+            vec![
+                ("A".into(), "middleware".into()),
+                ("B".into(), "apigw/detail".into())
+            ]
         );
         assert_eq!(
             caps_of("/{A}/{B}", "/middleware/apigw/detail").unwrap(),
-            vec![("A".into(), "middleware/apigw".into()), ("B".into(), "detail".into())]
+            vec![
+                ("A".into(), "middleware/apigw".into()),
+                ("B".into(), "detail".into())
+            ]
         );
     }
 
     #[test]
     fn param_matcher_agrees_with_regex_engine() {
         let pats = [
-            "/{a}", "/{a}/", "/x/{a}", "/{a}/{b}", "/{a}/{b}/{c}", "/{a}.json", "/{a}/x/{b}/x",
-            "/u/{id}/items/{item}", "/{a}ab{b}ab", "/{a}/{b}/x/{c}",
+            "/{a}",
+            "/{a}/",
+            "/x/{a}",
+            "/{a}/{b}",
+            "/{a}/{b}/{c}",
+            "/{a}.json",
+            "/{a}/x/{b}/x",
+            "/u/{id}/items/{item}",
+            "/{a}ab{b}ab",
+            "/{a}/{b}/x/{c}",
         ];
         let paths = [
-            "/", "//", "///", "/a", "/a/", "/a/b", "/a/b/c", "/a/b/c/d/e", "/x/y", "/x/",
-            "/a.json", "/a/b.json", "/.json", "/a/x/b/x", "/a/x/x/x/x", "/u/1/items/2",
-            "/u/1/items/2/items/3", "/abab", "/aabab", "/ababab", "/abababab", "/a/b/x/c", "/x/x/x/x",
+            "/",
+            "//",
+            "///",
+            "/a",
+            "/a/",
+            "/a/b",
+            "/a/b/c",
+            "/a/b/c/d/e",
+            "/x/y",
+            "/x/",
+            "/a.json",
+            "/a/b.json",
+            "/.json",
+            "/a/x/b/x",
+            "/a/x/x/x/x",
+            "/u/1/items/2",
+            "/u/1/items/2/items/3",
+            "/abab",
+            "/aabab",
+            "/ababab",
+            "/abababab",
+            "/a/b/x/c",
+            "/x/x/x/x",
         ];
         for pat in pats {
             for path in paths {
@@ -530,7 +598,10 @@ mod tests {
     #[test]
     fn regex_named_groups_capture() {
         let c = caps_of("~ ^/v(?P<ver>\\d+)/(?P<rest>.*)$", "/v2/a/b").unwrap();
-        assert_eq!(c, vec![("ver".into(), "2".into()), ("rest".into(), "a/b".into())]);
+        assert_eq!(
+            c,
+            vec![("ver".into(), "2".into()), ("rest".into(), "a/b".into())]
+        );
         assert!(caps_of("~* ^/API/", "/api/x").is_some());
         assert!(caps_of("~ ^/API/", "/api/x").is_none());
     }

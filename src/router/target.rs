@@ -64,12 +64,19 @@ pub fn parse_target(raw: &str) -> Result<Target<'_>, TargetError> {
         None => (rest, None),
     };
     let path = if path.is_empty() { "/" } else { path };
-    Ok(Target { authority, path, query })
+    Ok(Target {
+        authority,
+        path,
+        query,
+    })
 }
 
 /// Resolves `.` and `..` segments of an absolute path. Returns `path` itself when it has
 /// none (the common case), else the resolved path written into `buf`.
-pub fn resolve_dot_segments<'a>(path: &'a str, buf: &'a mut String) -> Result<&'a str, TargetError> {
+pub fn resolve_dot_segments<'a>(
+    path: &'a str,
+    buf: &'a mut String,
+) -> Result<&'a str, TargetError> {
     if !has_dot_segment(path) {
         return Ok(path);
     }
@@ -129,13 +136,23 @@ mod tests {
     #[test]
     fn targets() {
         let t = parse_target("/a/b?x=1&y").unwrap();
-        assert_eq!((t.authority, t.path, t.query), (None, "/a/b", Some("x=1&y")));
+        assert_eq!(
+            (t.authority, t.path, t.query),
+            (None, "/a/b", Some("x=1&y"))
+        );
         let t = parse_target("http://Api.Example.com:8080/a?q").unwrap();
-        assert_eq!((t.authority, t.path, t.query), (Some("Api.Example.com:8080"), "/a", Some("q")));
+        assert_eq!(
+            (t.authority, t.path, t.query),
+            (Some("Api.Example.com:8080"), "/a", Some("q"))
+        );
         let t = parse_target("HTTPS://h?q").unwrap();
         assert_eq!((t.authority, t.path, t.query), (Some("h"), "/", Some("q")));
         for bad in ["*", "example.com:443", "ftp://h/", "http:///x", "a/b", ""] {
-            assert_eq!(parse_target(bad), Err(TargetError::NotOriginOrAbsolute), "{bad}");
+            assert_eq!(
+                parse_target(bad),
+                Err(TargetError::NotOriginOrAbsolute),
+                "{bad}"
+            );
         }
         for bad in ["/a b", "/a#f", "/a\u{7f}", "/\t"] {
             assert_eq!(parse_target(bad), Err(TargetError::BadByte), "{bad}");

@@ -76,7 +76,9 @@ impl Trie {
         loop {
             visit(depth, node);
             let Some(&b) = path.get(depth) else { return };
-            let Some(i) = child_index(node.first, b) else { return };
+            let Some(i) = child_index(node.first, b) else {
+                return;
+            };
             let child = &node.children[i];
             if !path[depth..].starts_with(child.label) {
                 return;
@@ -156,12 +158,23 @@ fn insert<'n>(node: &'n mut BuildNode, key: &[u8]) -> &'n mut BuildNode {
     let i = match pos {
         Ok(i) => i,
         Err(i) => {
-            node.children.insert(i, BuildNode { label: key.to_vec(), ..BuildNode::default() });
+            node.children.insert(
+                i,
+                BuildNode {
+                    label: key.to_vec(),
+                    ..BuildNode::default()
+                },
+            );
             return &mut node.children[i];
         }
     };
     let child = &mut node.children[i];
-    let common = child.label.iter().zip(key).take_while(|(a, b)| a == b).count();
+    let common = child
+        .label
+        .iter()
+        .zip(key)
+        .take_while(|(a, b)| a == b)
+        .count();
     if common < child.label.len() {
         // Split the edge: child becomes the lower half of a new node at `common`.
         let tail = child.label.split_off(common);
@@ -178,20 +191,31 @@ mod tests {
     use super::*;
 
     fn e(route: u32) -> Entry {
-        Entry { route, methods: MethodSet::ANY }
+        Entry {
+            route,
+            methods: MethodSet::ANY,
+        }
     }
 
     #[test]
     fn walk_visits_every_prefix_node() {
         let mut b = Builder::default();
-        for (i, k) in ["/user", "/users", "/u", "/user/x", "/a", ""].iter().enumerate() {
+        for (i, k) in ["/user", "/users", "/u", "/user/x", "/a", ""]
+            .iter()
+            .enumerate()
+        {
             b.insert(k.as_bytes(), Slot::Prefix, e(i as u32));
         }
         let t = Trie::new(b);
         let mut seen = Vec::new();
-        t.walk(b"/user/xyz", |d, n| seen.push((d, n.prefix.iter().map(|e| e.route).collect::<Vec<_>>())));
+        t.walk(b"/user/xyz", |d, n| {
+            seen.push((d, n.prefix.iter().map(|e| e.route).collect::<Vec<_>>()))
+        });
         let with: Vec<_> = seen.into_iter().filter(|(_, r)| !r.is_empty()).collect();
-        assert_eq!(with, vec![(0, vec![5]), (2, vec![2]), (5, vec![0]), (7, vec![3])]);
+        assert_eq!(
+            with,
+            vec![(0, vec![5]), (2, vec![2]), (5, vec![0]), (7, vec![3])]
+        );
         let mut deepest = 0;
         t.walk(b"/us", |d, _| deepest = d);
         assert_eq!(deepest, 2, "a walk stops at the last full node");

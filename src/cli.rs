@@ -1,0 +1,127 @@
+//! The `check` and `route` commands (SPEC §7), as functions from arguments to
+//! `(exit code, stdout, stderr)` so that tests can call them without a process.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::config::{self, Config};
+use crate::router::RouteMiss;
+use crate::router::target::{parse_target, resolve_dot_segments};
+
+/// Exit code when the configuration cannot be loaded (`check` and `route`).
+pub const EXIT_CONFIG: i32 = 1;
+/// Exit code of `route` when no API matches (or the target is bad).
+pub const EXIT_NO_ROUTE: i32 = 1;
+
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    fn ok(stdout: String) -> Outcome {
+        Outcome {
+            code: 0,
+            stdout,
+            stderr: String::new(),
+        }
+    }
+}
+
+/// `ringway check`: the summary, or every error.
+pub fn check(path: &Path) -> Outcome {
+    match config::load(path) {
+        Ok(cfg) => Outcome::ok(cfg.summary()),
+        Err(errors) => Outcome {
+            code: EXIT_CONFIG,
+            stdout: String::new(),
+            stderr: format!("{errors}\n{}: {} error(s)", path.display(), errors.0.len()),
+        },
+    }
+}
+
+/// `ringway route`: one JSON line saying which API a request would reach.
+pub fn route(path: &Path, host: Option<&str>, method: &str, target: &str) -> Outcome {
+    match config::load(path) {
+        Ok(cfg) => {
+            let (code, line) = route_line(&cfg, host, method, target);
+            Outcome {
+                code,
+                stdout: line.to_string(),
+                stderr: String::new(),
+            }
+        }
+        Err(errors) => Outcome {
+            code: EXIT_CONFIG,
+            stdout: String::new(),
+            stderr: errors.to_string(),
+        },
+    }
+}
+
+fn failure(status: u16, message: String) -> (i32, Value) {
+    (
+        EXIT_NO_ROUTE,
+        json!({ "status": status, "message": message }),
+    )
+}
+
+/// The answer of `ringway route` for a loaded configuration.
+pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) -> (i32, Value) {
+    let t = match parse_target(target) {
+        Ok(t) => t,
+        Err(e) => return failure(400, e.message().to_string()),
+    };
+    // An absolute-form target's authority replaces the Host header (RFC 9112 §3.2.2).
+    let host = t.authority.or(host);
+    let mut buf = String::new();
+    let path = match resolve_dot_segments(t.path, &mut buf) {
+        Ok(p) => p,
+        Err(e) => return failure(400, e.message().to_string()),
+    };
+    let m = match cfg.routes.route(host, method, path) {
+        Ok(m) => m,
+        Err(RouteMiss::NoPath) => {
+            return failure(
+                404,
+                format!(
+                    "There is no api match uri[{path}] host[{}]",
+                    host.unwrap_or("")
+                ),
+            );
+        }
+        Err(RouteMiss::NoMethod) => {
+            return failure(
+                404,
+                format!(
+                    "There is no api match method[{method}] uri[{path}] host[{}]",
+                    host.unwrap_or("")
+                ),
+            );
+        }
+    };
+    let service = &cfg.services[m.service];
+    let api = &service.apis[m.api];
+    let params: Map<String, Value> = m
+        .captures
+        .iter(path)
+        .map(|(n, v)| (n.to_string(), Value::from(v)))
+        .collect();
+    let backend_path = api.backend.path.as_ref().map(|bp| {
+        let mut out = String::new();
+        bp.compose(&m, path, &mut out);
+        out
+    });
+    (
+        0,
+        json!({
+            "service": service.name,
+            "api": api.name,
+            "tier": m.tier.as_str(),
+            "params": params,
+            "backend_path": backend_path,
+        }),
+    )
+}

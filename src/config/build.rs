@@ -1,0 +1,655 @@
+//! File config → running config, in one pass that collects every error.
+//!
+//! Order matters only for references: upstreams are built before services (backends name
+//! upstreams), services before key pairs (key pairs name services), and the route table last
+//! (its conflicts name APIs). Errors are `(key path, message)` pairs; [`super::load_str`]
+//! adds file and line.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use super::build_service::build_services;
+use super::file::*;
+use super::model::*;
+use crate::router::{ApiRoute, Conflict, HostPattern, RouteTable, ServiceRoutes};
+
+pub const DEFAULT_LISTEN_HTTP: &str = "0.0.0.0:8080";
+pub const DEFAULT_LISTEN_HTTPS: &str = "0.0.0.0:8443";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32 * 1024;
+pub const DEFAULT_MAX_HEADERS: u64 = 100;
+pub const DEFAULT_MAX_URI_BYTES: u64 = 8 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 65_536;
+pub const DEFAULT_KEEPALIVE: u64 = 64;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Upper bounds that catch typos (an extra zero) rather than express real limits.
+pub const MAX_WORKERS: u64 = 1024;
+pub const MAX_HEADER_BYTES_LIMIT: u64 = 1024 * 1024;
+pub const MAX_HEADERS_LIMIT: u64 = 10_000;
+pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+pub const SECRET_ID_CHARS: std::ops::RangeInclusive<usize> = 5..=50;
+pub const SECRET_KEY_CHARS: std::ops::RangeInclusive<usize> = 10..=50;
+
+/// Collected errors, and small helpers that turn optional file values into typed ones.
+#[derive(Default)]
+pub(super) struct Ctx {
+    pub errors: Vec<(String, String)>,
+}
+
+impl Ctx {
+    pub fn err(&mut self, key: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push((key.into(), msg.into()));
+    }
+
+    /// A key SPEC gives no default for.
+    pub fn require<'v, T: ?Sized>(&mut self, key: &str, v: Option<&'v T>) -> Option<&'v T> {
+        if v.is_none() {
+            self.err(key, "is required");
+        }
+        v
+    }
+
+    /// A string naming one of `choices`; `default` when absent.
+    pub fn choice<T: Copy>(
+        &mut self,
+        key: &str,
+        v: Option<&str>,
+        default: T,
+        choices: &[(&str, T)],
+    ) -> T {
+        let Some(v) = v else { return default };
+        if let Some((_, t)) = choices.iter().find(|(name, _)| *name == v) {
+            return *t;
+        }
+        let names: Vec<_> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.err(key, format!("\"{v}\" is not one of {}", names.join(" | ")));
+        default
+    }
+
+    /// A number in `min..=max`; `default` when absent.
+    pub fn number(&mut self, key: &str, v: Option<u64>, default: u64, min: u64, max: u64) -> u64 {
+        let n = v.unwrap_or(default);
+        if n < min || n > max {
+            self.err(key, format!("{n} is out of range {min}..={max}"));
+            return default;
+        }
+        n
+    }
+
+    /// A `*_ms` key: a positive duration.
+    pub fn millis(&mut self, key: &str, v: Option<u64>, default: u64) -> Duration {
+        Duration::from_millis(self.number(key, v, default, 1, MAX_TIMEOUT_MS))
+    }
+
+    /// A non-empty string.
+    pub fn name<'v>(&mut self, key: &str, v: Option<&'v String>) -> Option<&'v str> {
+        match self.require(key, v) {
+            Some(s) if s.trim().is_empty() => {
+                self.err(key, "must not be empty");
+                None
+            }
+            other => other.map(String::as_str),
+        }
+    }
+}
+
+pub(super) fn key(parent: &str, field: &str) -> String {
+    format!("{parent}.{field}")
+}
+
+/// Builds the running config, or returns every `(key, message)` error.
+pub fn build(file: FileConfig, path: &Path) -> Result<Config, Vec<(String, String)>> {
+    let mut cx = Ctx::default();
+    let certificates = build_certificates(&mut cx, &file.certificates);
+    let server = build_server(&mut cx, &file.server, !file.certificates.is_empty());
+    let upstreams = build_upstreams(&mut cx, &file.upstreams);
+    let upstream_index: HashMap<&str, usize> = upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.name.as_str(), i))
+        .collect();
+    let services = build_services(&mut cx, &file.services, &upstream_index);
+    check_reachability(&mut cx, &server, &certificates, &services);
+    let key_pairs = build_key_pairs(&mut cx, &file.key_pairs, &services);
+    let routes = build_routes(&mut cx, &services);
+    match routes {
+        Some(routes) if cx.errors.is_empty() => Ok(Config {
+            file: path.to_path_buf(),
+            server,
+            certificates,
+            upstreams,
+            services,
+            key_pairs,
+            routes,
+        }),
+        _ => Err(cx.errors),
+    }
+}
+
+fn socket_addrs(cx: &mut Ctx, key_name: &str, v: &[String]) -> Vec<SocketAddr> {
+    v.iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                cx.err(
+                    format!("{key_name}[{i}]"),
+                    format!("\"{a}\" is not an address like \"0.0.0.0:8080\""),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server {
+    let defaults = |d: &str| vec![d.to_string()];
+    let listen_http = socket_addrs(
+        cx,
+        "server.listen_http",
+        s.listen_http
+            .as_ref()
+            .unwrap_or(&defaults(DEFAULT_LISTEN_HTTP)),
+    );
+    // HTTPS listens by default only when there is a certificate to serve.
+    let https_default = if have_certificates {
+        defaults(DEFAULT_LISTEN_HTTPS)
+    } else {
+        Vec::new()
+    };
+    let listen_https = socket_addrs(
+        cx,
+        "server.listen_https",
+        s.listen_https.as_ref().unwrap_or(&https_default),
+    );
+    if !listen_https.is_empty() && !have_certificates {
+        cx.err(
+            "server.listen_https",
+            "HTTPS listeners need at least one [[certificates]] entry",
+        );
+    }
+    let admin_listen = match s.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN) {
+        "off" | "" => None,
+        a => match a.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                cx.err(
+                    "server.admin_listen",
+                    format!("\"{a}\" is not an address like \"127.0.0.1:9090\" (or \"off\")"),
+                );
+                None
+            }
+        },
+    };
+    let mut seen: HashMap<SocketAddr, &str> = HashMap::new();
+    let all = [
+        ("listen_http", &listen_http),
+        ("listen_https", &listen_https),
+    ];
+    for (name, list) in all {
+        for (i, a) in list.iter().enumerate() {
+            if let Some(other) = seen.insert(*a, name) {
+                cx.err(
+                    format!("server.{name}[{i}]"),
+                    format!("{a} is also in server.{other}"),
+                );
+            }
+        }
+    }
+    if let Some(a) = admin_listen.filter(|a| seen.contains_key(a)) {
+        cx.err(
+            "server.admin_listen",
+            format!("{a} is also a data listener"),
+        );
+    }
+    let max_header_bytes = cx.number(
+        "server.max_header_bytes",
+        s.max_header_bytes,
+        DEFAULT_MAX_HEADER_BYTES,
+        1024,
+        MAX_HEADER_BYTES_LIMIT,
+    );
+    let max_uri_bytes = cx.number(
+        "server.max_uri_bytes",
+        s.max_uri_bytes,
+        DEFAULT_MAX_URI_BYTES,
+        16,
+        MAX_HEADER_BYTES_LIMIT,
+    );
+    if max_uri_bytes > max_header_bytes {
+        cx.err("server.max_uri_bytes", format!("{max_uri_bytes} exceeds server.max_header_bytes ({max_header_bytes}), which bounds the whole head"));
+    }
+    let limits = Limits {
+        max_header_bytes: max_header_bytes as usize,
+        max_headers: cx.number(
+            "server.max_headers",
+            s.max_headers,
+            DEFAULT_MAX_HEADERS,
+            1,
+            MAX_HEADERS_LIMIT,
+        ) as usize,
+        max_uri_bytes: max_uri_bytes as usize,
+        max_body_bytes: cx.number(
+            "server.max_body_bytes",
+            s.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+            0,
+            u64::MAX,
+        ),
+    };
+    let access_log = match s.access_log.as_deref().unwrap_or("stdout") {
+        "stdout" => AccessLog::Stdout,
+        "off" => AccessLog::Off,
+        "" => {
+            cx.err(
+                "server.access_log",
+                "must be \"stdout\", \"off\" or a file path",
+            );
+            AccessLog::Off
+        }
+        p => {
+            let path = PathBuf::from(p);
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                cx.err(
+                    "server.access_log",
+                    format!("directory {} does not exist", dir.display()),
+                );
+            }
+            AccessLog::File(path)
+        }
+    };
+    Server {
+        listen_http,
+        listen_https,
+        admin_listen,
+        workers: cx.number("server.workers", s.workers, 0, 0, MAX_WORKERS) as usize,
+        limits,
+        header_timeout: cx.millis(
+            "server.header_timeout_ms",
+            s.header_timeout_ms,
+            DEFAULT_HEADER_TIMEOUT_MS,
+        ),
+        client_idle_timeout: cx.millis(
+            "server.client_idle_timeout_ms",
+            s.client_idle_timeout_ms,
+            DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
+        ),
+        shutdown_grace: cx.millis(
+            "server.shutdown_grace_ms",
+            s.shutdown_grace_ms,
+            DEFAULT_SHUTDOWN_GRACE_MS,
+        ),
+        max_connections: cx.number(
+            "server.max_connections",
+            s.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            1,
+            u32::MAX as u64,
+        ) as usize,
+        access_log,
+    }
+}
+
+pub(super) fn host_patterns(cx: &mut Ctx, key_name: &str, hosts: &[String]) -> Vec<HostPattern> {
+    let mut out: Vec<HostPattern> = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        match HostPattern::parse(h) {
+            Ok(p) if out.contains(&p) => cx.err(
+                format!("{key_name}[{i}]"),
+                format!("\"{h}\" is listed twice"),
+            ),
+            Ok(p) => out.push(p),
+            Err(e) => cx.err(format!("{key_name}[{i}]"), e),
+        }
+    }
+    out
+}
+
+pub(super) fn read_certs(cx: &mut Ctx, key_name: &str, file: &str) -> Vec<CertificateDer<'static>> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(file).and_then(|it| it.collect());
+    match certs {
+        Ok(c) if c.is_empty() => {
+            cx.err(key_name, format!("{file} holds no PEM certificate"));
+            c
+        }
+        Ok(c) => c,
+        Err(e) => {
+            cx.err(
+                key_name,
+                format!("cannot read certificates from {file}: {e}"),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn build_certificates(cx: &mut Ctx, certs: &[FileCertificate]) -> Vec<Certificate> {
+    let mut out = Vec::new();
+    for (i, c) in certs.iter().enumerate() {
+        let k = format!("certificates[{i}]");
+        let hosts = match cx.require(&key(&k, "hosts"), c.hosts.as_ref()) {
+            Some(h) if h.is_empty() => {
+                cx.err(key(&k, "hosts"), "needs at least one host name");
+                Vec::new()
+            }
+            Some(h) => host_patterns(cx, &key(&k, "hosts"), h),
+            None => Vec::new(),
+        };
+        let chain = cx
+            .name(&key(&k, "cert"), c.cert.as_ref())
+            .map(|f| read_certs(cx, &key(&k, "cert"), f));
+        let private =
+            cx.name(&key(&k, "key"), c.key.as_ref()).and_then(
+                |f| match PrivateKeyDer::from_pem_file(f) {
+                    Ok(pk) => Some(pk),
+                    Err(e) => {
+                        cx.err(
+                            key(&k, "key"),
+                            format!("cannot read a PEM private key from {f}: {e}"),
+                        );
+                        None
+                    }
+                },
+            );
+        if let (Some(chain), Some(key_der), Some(cert_file), Some(key_file)) =
+            (chain, private, &c.cert, &c.key)
+        {
+            out.push(Certificate {
+                hosts,
+                cert_file: cert_file.into(),
+                key_file: key_file.into(),
+                chain,
+                key: key_der,
+            });
+        }
+    }
+    out
+}
+
+/// `http(s)://ip[:port][/]`.
+fn parse_upstream_url(url: &str) -> Result<(Scheme, SocketAddr, IpAddr), String> {
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (Scheme::Http, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (Scheme::Https, r)
+    } else {
+        return Err(format!("\"{url}\" must start with http:// or https://"));
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "\"{url}\" must be just scheme://vip:port (the backend path goes in backend.path)"
+        ));
+    }
+    let default_port = if scheme == Scheme::Http { 80 } else { 443 };
+    let addr = authority
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| {
+            authority
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, default_port))
+        })
+        .or_else(|| {
+            let v6 = authority.strip_prefix('[')?.strip_suffix(']')?;
+            v6.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, default_port))
+        })
+        .ok_or_else(|| {
+            format!(
+                "\"{url}\" must name the CLB by IP address (vip:port); host names are not resolved"
+            )
+        })?;
+    Ok((scheme, addr, addr.ip()))
+}
+
+fn build_upstreams(cx: &mut Ctx, ups: &[FileUpstream]) -> Vec<Upstream> {
+    let mut out: Vec<Upstream> = Vec::new();
+    for (i, u) in ups.iter().enumerate() {
+        let k = format!("upstreams[{i}]");
+        let name = cx.name(&key(&k, "name"), u.name.as_ref());
+        if let Some(n) = name.filter(|n| out.iter().any(|o| o.name == *n)) {
+            cx.err(
+                key(&k, "name"),
+                format!("upstream \"{n}\" is defined twice"),
+            );
+        }
+        let parsed = cx.require(&key(&k, "url"), u.url.as_ref()).and_then(|url| {
+            parse_upstream_url(url)
+                .map_err(|e| cx.err(key(&k, "url"), e))
+                .ok()
+        });
+        let targets = match &u.targets {
+            Some(t) if t.is_empty() => {
+                cx.err(
+                    key(&k, "targets"),
+                    "must list at least one address, or be left out",
+                );
+                Vec::new()
+            }
+            Some(t) => socket_addrs(cx, &key(&k, "targets"), t),
+            None => parsed.iter().map(|p| p.1).collect(),
+        };
+        let scheme = parsed.map_or(Scheme::Http, |p| p.0);
+        if scheme == Scheme::Http {
+            for field in ["tls_server_name", "ca"] {
+                let set = if field == "ca" {
+                    u.ca.is_some()
+                } else {
+                    u.tls_server_name.is_some()
+                };
+                if set {
+                    cx.err(key(&k, field), "only applies to https:// upstreams");
+                }
+            }
+        }
+        let tls = (scheme == Scheme::Https).then(|| {
+            let server_name = match &u.tls_server_name {
+                Some(n) => n.clone(),
+                None => parsed.map(|p| p.2.to_string()).unwrap_or_default(),
+            };
+            if ServerName::try_from(server_name.clone()).is_err() {
+                cx.err(
+                    key(&k, "tls_server_name"),
+                    format!("\"{server_name}\" is not a DNS name or IP address"),
+                );
+            }
+            let ca = u.ca.as_ref().map(|f| read_certs(cx, &key(&k, "ca"), f));
+            UpstreamTls { server_name, ca }
+        });
+        let upstream = Upstream {
+            name: name.unwrap_or_default().to_string(),
+            scheme,
+            targets,
+            keepalive: cx.number(
+                &key(&k, "keepalive"),
+                u.keepalive,
+                DEFAULT_KEEPALIVE,
+                0,
+                65_536,
+            ) as usize,
+            connect_timeout: cx.millis(
+                &key(&k, "connect_timeout_ms"),
+                u.connect_timeout_ms,
+                DEFAULT_CONNECT_TIMEOUT_MS,
+            ),
+            idle_timeout: cx.millis(
+                &key(&k, "idle_timeout_ms"),
+                u.idle_timeout_ms,
+                DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
+            ),
+            tls,
+        };
+        out.push(upstream);
+    }
+    out
+}
+
+fn build_key_pairs(cx: &mut Ctx, pairs: &[FileKeyPair], services: &[Service]) -> Vec<KeyPair> {
+    let mut out: Vec<KeyPair> = Vec::new();
+    for (i, p) in pairs.iter().enumerate() {
+        let k = format!("key_pairs[{i}]");
+        let id = cx
+            .name(&key(&k, "secret_id"), p.secret_id.as_ref())
+            .unwrap_or_default();
+        let id_len = id.chars().count();
+        if !id.is_empty() && !SECRET_ID_CHARS.contains(&id_len) {
+            cx.err(
+                key(&k, "secret_id"),
+                format!("has {id_len} characters; it must have 5 to 50"),
+            );
+        }
+        if id
+            .bytes()
+            .any(|b| !b.is_ascii_graphic() || b == b'"' || b == b',' || b == b'\\')
+        {
+            cx.err(
+                key(&k, "secret_id"),
+                "must be printable ASCII without quotes, commas or backslashes",
+            );
+        }
+        if out.iter().any(|o| o.secret_id == id) {
+            cx.err(key(&k, "secret_id"), format!("\"{id}\" is defined twice"));
+        }
+        let secret = match (&p.secret_key, &p.secret_key_env) {
+            (Some(s), None) => Some((key(&k, "secret_key"), s.clone())),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(s) => Some((key(&k, "secret_key_env"), s)),
+                Err(_) => {
+                    cx.err(
+                        key(&k, "secret_key_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                cx.err(k.clone(), "give secret_key or secret_key_env, not both");
+                None
+            }
+            (None, None) => {
+                cx.err(key(&k, "secret_key"), "is required (or secret_key_env)");
+                None
+            }
+        };
+        if let Some((sk, s)) = &secret {
+            let n = s.chars().count();
+            if !SECRET_KEY_CHARS.contains(&n) {
+                cx.err(
+                    sk.clone(),
+                    format!("the secret key has {n} characters; it must have 10 to 50"),
+                );
+            }
+        }
+        let mut granted = Vec::new();
+        match cx.require(&key(&k, "services"), p.services.as_ref()) {
+            Some(names) if names.is_empty() => {
+                cx.err(key(&k, "services"), "must name at least one service")
+            }
+            Some(names) => {
+                for (j, n) in names.iter().enumerate() {
+                    match services.iter().position(|s| s.name == *n) {
+                        Some(idx) => granted.push(idx),
+                        None => cx.err(
+                            format!("{k}.services[{j}]"),
+                            format!("no service is named \"{n}\""),
+                        ),
+                    }
+                }
+            }
+            None => {}
+        }
+        out.push(KeyPair {
+            secret_id: id.to_string(),
+            secret_key: secret.map(|s| s.1).unwrap_or_default(),
+            services: granted,
+        });
+    }
+    out
+}
+
+/// A service that only one protocol may use must have a listener for it, and an
+/// HTTPS-only service needs a certificate for each of its hosts (SNI is required).
+fn check_reachability(cx: &mut Ctx, server: &Server, certs: &[Certificate], services: &[Service]) {
+    for (i, s) in services.iter().enumerate() {
+        let k = format!("services[{i}].protocol");
+        if s.protocol == Protocol::Https && server.listen_https.is_empty() {
+            cx.err(k.clone(), "is \"https\" but there is no HTTPS listener (server.listen_https and [[certificates]])");
+        }
+        if s.protocol == Protocol::Http && server.listen_http.is_empty() {
+            cx.err(k.clone(), "is \"http\" but server.listen_http is empty");
+        }
+        if s.protocol == Protocol::Https {
+            for (h, host) in s.hosts.iter().enumerate() {
+                if !certs
+                    .iter()
+                    .any(|c| c.hosts.iter().any(|ch| covers(ch, host)))
+                {
+                    cx.err(format!("services[{i}].hosts[{h}]"), format!("no [[certificates]] entry covers \"{host}\", so HTTPS requests for it fail the handshake"));
+                }
+            }
+        }
+    }
+}
+
+/// Whether a certificate name covers every name a service host pattern stands for.
+fn covers(cert: &HostPattern, host: &HostPattern) -> bool {
+    match host {
+        HostPattern::Exact(h) => cert.matches(h),
+        HostPattern::Wildcard(_) => cert == host,
+    }
+}
+
+fn build_routes(cx: &mut Ctx, services: &[Service]) -> Option<RouteTable> {
+    let input: Vec<ServiceRoutes> = services
+        .iter()
+        .map(|s| ServiceRoutes {
+            hosts: s.hosts.clone(),
+            apis: s
+                .apis
+                .iter()
+                .map(|a| ApiRoute {
+                    pattern: a.path.clone(),
+                    methods: a.methods,
+                })
+                .collect(),
+        })
+        .collect();
+    match RouteTable::build(&input) {
+        Ok(t) => Some(t),
+        Err(conflicts) => {
+            for c in conflicts {
+                match c {
+                    Conflict::Host { service, host, other } => cx.err(
+                        format!("services[{service}].hosts[{host}]"),
+                        format!("host \"{}\" already belongs to service \"{}\"", services[service].hosts[host], services[other].name),
+                    ),
+                    Conflict::Route { service, api, other_service, other_api } => cx.err(
+                        format!("services[{service}].apis[{api}].path"),
+                        format!(
+                            "api \"{}\" has the same path and method as api \"{}\" of service \"{}\" in the same host group, so it could never be reached",
+                            services[service].apis[api].name, services[other_service].apis[other_api].name, services[other_service].name
+                        ),
+                    ),
+                }
+            }
+            None
+        }
+    }
+}

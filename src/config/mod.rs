@@ -1,0 +1,102 @@
+//! Configuration: from a TOML file to a validated running [`Config`].
+//!
+//! `load` reads the file, deserializes it into the [`file`] structs (unknown keys and type
+//! mismatches stop here, with the key path from serde_path_to_error and the line from the
+//! TOML span), then [`build`] turns them into the [`model`] structs in one pass that collects
+//! every further error. Each error names the file, the key path and the line. Loading never
+//! panics and has no side effect but reading the files the config names.
+
+pub mod build;
+mod build_service;
+pub mod error;
+pub mod file;
+pub mod model;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: name.clone(),
+            key: String::new(),
+            line: None,
+            message: format!("cannot read the configuration: {e}"),
+        }])
+    })?;
+    load_str(&text, path)
+}
+
+/// Parses and validates configuration text that came from `path` (used in messages and
+/// kept in [`Config::file`]).
+pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let doc = toml_edit::Document::parse(text);
+    let file = parse(text, &name)?;
+    build::build(file, path).map_err(|errors| {
+        ConfigErrors(
+            errors
+                .into_iter()
+                .map(|(key, message)| ConfigError {
+                    file: name.clone(),
+                    line: doc
+                        .as_ref()
+                        .ok()
+                        .and_then(|d| error::line_of(d, text, &key)),
+                    key,
+                    message,
+                })
+                .collect(),
+        )
+    })
+}
+
+fn parse(text: &str, name: &str) -> Result<file::FileConfig, ConfigErrors> {
+    let one = |key: String, line, message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: name.to_string(),
+            key,
+            line,
+            message,
+        }])
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| {
+        let line = e.span().map(|s| error::line_at(text, s.start));
+        one(
+            String::new(),
+            line,
+            format!("TOML syntax: {}", e.message().trim()),
+        )
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let line = e.inner().span().map(|s| error::line_at(text, s.start));
+        one(key, line, e.inner().message().trim().to_string())
+    })
+}
+
+impl Config {
+    /// The line `ringway check` prints.
+    pub fn summary(&self) -> String {
+        let apis: usize = self.services.iter().map(|s| s.apis.len()).sum();
+        format!(
+            "{}: ok: {} services, {} APIs, {} upstreams, {} certificates, {} key pairs; listening http {:?} https {:?} admin {}",
+            self.file.display(),
+            self.services.len(),
+            apis,
+            self.upstreams.len(),
+            self.certificates.len(),
+            self.key_pairs.len(),
+            self.server.listen_http,
+            self.server.listen_https,
+            self.server
+                .admin_listen
+                .map_or("off".to_string(), |a| a.to_string()),
+        )
+    }
+}
