@@ -87,3 +87,56 @@ impl BackendPath {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::Captures;
+
+    fn compose(template: &str, tier: Tier, prefix_len: usize, path: &str) -> String {
+        let bp = BackendPath::parse(template).unwrap();
+        let m = RouteMatch {
+            service: 0,
+            api: 0,
+            tier,
+            prefix_len,
+            captures: Captures::empty(),
+        };
+        let mut out = String::from("stale");
+        bp.compose(&m, path, &mut out);
+        out
+    }
+
+    #[test]
+    fn prefix_remainder_is_appended() {
+        assert_eq!(
+            compose("/tencent/", Tier::Prefix, 9, "/product/apigw/document"),
+            "/tencent/apigw/document"
+        );
+        assert_eq!(
+            compose("/shop/", Tier::PriorityPrefix, 6, "/goods/a"),
+            "/shop/a"
+        );
+        assert_eq!(compose("/shop", Tier::Prefix, 6, "/goods/a"), "/shop/a");
+        assert_eq!(compose("/x", Tier::Prefix, 2, "/ab"), "/xb");
+        assert_eq!(compose("/x", Tier::Exact, 0, "/ab"), "/x");
+        assert_eq!(compose("/x", Tier::Regex, 0, "/ab"), "/x");
+    }
+
+    #[test]
+    fn parse_errors_and_names() {
+        let bp = BackendPath::parse("/a/{x}/b/{y}").unwrap();
+        assert_eq!(bp.param_names().collect::<Vec<_>>(), ["x", "y"]);
+        for (bad, frag) in [
+            ("a/b", "must start with `/`"),
+            ("/a?b=1", "constants"),
+            ("/a/{x", "unclosed"),
+            ("/a/x}", "unbalanced"),
+            ("/a/{}", "bad parameter"),
+            ("/a b", "constants"),
+        ] {
+            let e = BackendPath::parse(bad).unwrap_err();
+            assert!(e.contains(frag), "{bad}: {e}");
+        }
+    }
+}
