@@ -37,7 +37,13 @@ fn check_prints_a_summary_and_exits_0() {
     let o = ringway(&["check", "--config", "conf/ringway.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
-    assert!(s.contains("2 services") && s.contains("11 APIs") && s.contains("1 upstreams") && s.contains("1 certificates"), "{s}");
+    assert!(
+        s.contains("2 services")
+            && s.contains("11 APIs")
+            && s.contains("1 upstreams")
+            && s.contains("1 certificates"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -58,7 +64,9 @@ fn check_prints_every_error_and_exits_1() {
     for want in [
         format!("{path}:2: server.workers: 5000 is out of range"),
         format!("{path}:7: services[0].apis[0].path: path after `=` must start with `/`"),
-        format!("{path}:9: services[0].apis[0].backend.upstream: no [[upstreams]] entry is named \"nope\""),
+        format!(
+            "{path}:9: services[0].apis[0].backend.upstream: no [[upstreams]] entry is named \"nope\""
+        ),
         format!("{path}: 3 error(s)"),
     ] {
         assert!(err.contains(&want), "missing {want:?} in:\n{err}");
@@ -70,28 +78,54 @@ fn check_prints_every_error_and_exits_1() {
 fn check_reports_a_missing_file() {
     let o = ringway(&["check", "--config", "/nonexistent/ringway.toml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent/ringway.toml: cannot read the configuration"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/ringway.toml: cannot read the configuration"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn route_prints_the_matched_api() {
-    let o = ringway(&["route", "--config", "conf/ringway.toml", "/user/42?verbose=1"]);
+    let o = ringway(&[
+        "route",
+        "--config",
+        "conf/ringway.toml",
+        "/user/42?verbose=1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         json_line(&o),
         serde_json::json!({"service":"demo","api":"get-user","tier":"regex","params":{"userid":"42"},"backend_path":"/internal/user/42"})
     );
-    let o = ringway(&["route", "--config", "conf/ringway.toml", "--method", "POST", "/orders/7/items"]);
+    let o = ringway(&[
+        "route",
+        "--config",
+        "conf/ringway.toml",
+        "--method",
+        "POST",
+        "/orders/7/items",
+    ]);
     assert_eq!(json_line(&o)["backend_path"], "/api/orders/7/items");
     assert_eq!(json_line(&o)["tier"], "prefix");
 }
 
 #[test]
 fn route_uses_the_host() {
-    let o = ringway(&["route", "--config", "conf/ringway.toml", "--host", "API.example.com:8443", "/v1/orders/9"]);
+    let o = ringway(&[
+        "route",
+        "--config",
+        "conf/ringway.toml",
+        "--host",
+        "API.example.com:8443",
+        "/v1/orders/9",
+    ]);
     assert!(o.status.success());
     let v = json_line(&o);
-    assert_eq!((v["service"].as_str(), v["api"].as_str()), (Some("example-api"), Some("get-order")));
+    assert_eq!(
+        (v["service"].as_str(), v["api"].as_str()),
+        (Some("example-api"), Some("get-order"))
+    );
     assert_eq!(v["params"]["order_id"], "9");
     // Without --host only host-less services can match.
     let o = ringway(&["route", "--config", "conf/ringway.toml", "/v1/orders/9"]);
@@ -102,10 +136,25 @@ fn route_uses_the_host() {
 fn route_misses_are_404_json_with_exit_1() {
     let o = ringway(&["route", "--config", "conf/ringway.toml", "/nothing/here"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(json_line(&o), serde_json::json!({"status":404,"message":"There is no api match uri[/nothing/here] host[]"}));
-    let o = ringway(&["route", "--config", "conf/ringway.toml", "--method", "PUT", "--host", "h", "/hello"]);
+    assert_eq!(
+        json_line(&o),
+        serde_json::json!({"status":404,"message":"There is no api match uri[/nothing/here] host[]"})
+    );
+    let o = ringway(&[
+        "route",
+        "--config",
+        "conf/ringway.toml",
+        "--method",
+        "PUT",
+        "--host",
+        "h",
+        "/hello",
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(json_line(&o), serde_json::json!({"status":404,"message":"There is no api match method[PUT] uri[/hello] host[h]"}));
+    assert_eq!(
+        json_line(&o),
+        serde_json::json!({"status":404,"message":"There is no api match method[PUT] uri[/hello] host[h]"})
+    );
 }
 
 #[test]
@@ -122,7 +171,11 @@ fn route_with_a_broken_config_prints_the_errors() {
     let (_d, path) = write_config("[server\n");
     let o = ringway(&["route", "--config", &path, "/"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains(&format!("{path}:1: TOML syntax")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{path}:1: TOML syntax")),
+        "{}",
+        stderr(&o)
+    );
     assert!(stdout(&o).is_empty());
 }
 

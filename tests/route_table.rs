@@ -287,59 +287,274 @@ path = "/2"
 /// or `404 path`, `404 method`, `400`.
 const CASES: &[(Option<&str>, &str, &str, &str)] = &[
     // Tier 1: exact; a specific method beats ANY on the same path.
-    (None, "GET", "/user", "hostless exact-user-get exact /b/exact-user"),
-    (None, "POST", "/user", "hostless exact-user-any exact /b/exact-any"),
-    (None, "HEAD", "/user", "hostless exact-user-any exact /b/exact-any"),
-    (None, "get", "/user", "hostless exact-user-any exact /b/exact-any"),
-    (None, "GET", "/user?x=1&y=2", "hostless exact-user-get exact /b/exact-user"),
-    (None, "GET", "/static/exact", "hostless exact-static exact /b/static-exact"),
+    (
+        None,
+        "GET",
+        "/user",
+        "hostless exact-user-get exact /b/exact-user",
+    ),
+    (
+        None,
+        "POST",
+        "/user",
+        "hostless exact-user-any exact /b/exact-any",
+    ),
+    (
+        None,
+        "HEAD",
+        "/user",
+        "hostless exact-user-any exact /b/exact-any",
+    ),
+    (
+        None,
+        "get",
+        "/user",
+        "hostless exact-user-any exact /b/exact-any",
+    ),
+    (
+        None,
+        "GET",
+        "/user?x=1&y=2",
+        "hostless exact-user-get exact /b/exact-user",
+    ),
+    (
+        None,
+        "GET",
+        "/static/exact",
+        "hostless exact-static exact /b/static-exact",
+    ),
     // Tier 2: ^~ beats regex and plain prefix; the longest ^~ wins.
-    (None, "GET", "/static/x.css", "hostless prio-static priority_prefix /assets/x.css"),
-    (None, "GET", "/static/", "hostless prio-static priority_prefix /assets/"),
-    (None, "GET", "/static/img/a.png", "hostless prio-static-img priority_prefix /img/a.png"),
-    (None, "GET", "/static/img/big/x", "hostless prio-static-img priority_prefix /img/big/x"),
-    (None, "GET", "/static/exact/more", "hostless prio-static priority_prefix /assets/exact/more"),
+    (
+        None,
+        "GET",
+        "/static/x.css",
+        "hostless prio-static priority_prefix /assets/x.css",
+    ),
+    (
+        None,
+        "GET",
+        "/static/",
+        "hostless prio-static priority_prefix /assets/",
+    ),
+    (
+        None,
+        "GET",
+        "/static/img/a.png",
+        "hostless prio-static-img priority_prefix /img/a.png",
+    ),
+    (
+        None,
+        "GET",
+        "/static/img/big/x",
+        "hostless prio-static-img priority_prefix /img/big/x",
+    ),
+    (
+        None,
+        "GET",
+        "/static/exact/more",
+        "hostless prio-static priority_prefix /assets/exact/more",
+    ),
     // ^~ is GET only: a POST falls through to the regex tier.
-    (None, "POST", "/static/x", "hostless param-a-b-post regex /q/x/static A=static B=x"),
+    (
+        None,
+        "POST",
+        "/static/x",
+        "hostless param-a-b-post regex /q/x/static A=static B=x",
+    ),
     // Tier 4: plain prefix, character-wise; the longest wins; the rest is appended.
-    (None, "GET", "/usertest", "hostless prefix-user prefix /b/usertest"),
-    (None, "GET", "/user/", "hostless prefix-user prefix /b/user/"),
-    (None, "GET", "/user/tes", "hostless prefix-user prefix /b/user/tes"),
-    (None, "GET", "/user/test", "hostless prefix-user-test prefix /b/ut"),
-    (None, "GET", "/user/test/a", "hostless prefix-user-test prefix /b/ut/a"),
-    (None, "GET", "/user/testing", "hostless prefix-user-test prefix /b/uting"),
-    (None, "GET", "/user%2Ftest", "hostless prefix-user prefix /b/user%2Ftest"),
-    (None, "GET", "/product/apigw/document", "hostless product prefix /tencent/apigw/document"),
-    (None, "GET", "/product/", "hostless product prefix /tencent/"),
-    (None, "GET", "/goods/a", "hostless product-no-slash prefix /shop/a"),
-    (None, "GET", "/goods", "hostless product-no-slash prefix /shop/"),
+    (
+        None,
+        "GET",
+        "/usertest",
+        "hostless prefix-user prefix /b/usertest",
+    ),
+    (
+        None,
+        "GET",
+        "/user/",
+        "hostless prefix-user prefix /b/user/",
+    ),
+    (
+        None,
+        "GET",
+        "/user/tes",
+        "hostless prefix-user prefix /b/user/tes",
+    ),
+    (
+        None,
+        "GET",
+        "/user/test",
+        "hostless prefix-user-test prefix /b/ut",
+    ),
+    (
+        None,
+        "GET",
+        "/user/test/a",
+        "hostless prefix-user-test prefix /b/ut/a",
+    ),
+    (
+        None,
+        "GET",
+        "/user/testing",
+        "hostless prefix-user-test prefix /b/uting",
+    ),
+    (
+        None,
+        "GET",
+        "/user%2Ftest",
+        "hostless prefix-user prefix /b/user%2Ftest",
+    ),
+    (
+        None,
+        "GET",
+        "/product/apigw/document",
+        "hostless product prefix /tencent/apigw/document",
+    ),
+    (
+        None,
+        "GET",
+        "/product/",
+        "hostless product prefix /tencent/",
+    ),
+    (
+        None,
+        "GET",
+        "/goods/a",
+        "hostless product-no-slash prefix /shop/a",
+    ),
+    (
+        None,
+        "GET",
+        "/goods",
+        "hostless product-no-slash prefix /shop/",
+    ),
     // Tier 3 beats tier 4: a {param} path under a plain prefix.
-    (None, "GET", "/user/7/profile", "hostless user-profile regex /users/7 id=7"),
-    (None, "GET", "/user/a/b/profile", "hostless user-profile regex /users/a/b id=a/b"),
-    (None, "GET", "/user/7/profile/x", "hostless prefix-user prefix /b/user/7/profile/x"),
-    (None, "GET", "/user//profile", "hostless prefix-user prefix /b/user//profile"),
+    (
+        None,
+        "GET",
+        "/user/7/profile",
+        "hostless user-profile regex /users/7 id=7",
+    ),
+    (
+        None,
+        "GET",
+        "/user/a/b/profile",
+        "hostless user-profile regex /users/a/b id=a/b",
+    ),
+    (
+        None,
+        "GET",
+        "/user/7/profile/x",
+        "hostless prefix-user prefix /b/user/7/profile/x",
+    ),
+    (
+        None,
+        "GET",
+        "/user//profile",
+        "hostless prefix-user prefix /b/user//profile",
+    ),
     // Greedy captures: both SPEC examples, and more.
-    (None, "GET", "/middleware/product/apigw/detail", "hostless param-a-product-b regex /p/middleware/apigw/detail A=middleware B=apigw/detail"),
-    (None, "POST", "/middleware/apigw/detail", "hostless param-a-b-post regex /q/detail/middleware/apigw A=middleware/apigw B=detail"),
-    (None, "GET", "/a/product/b/product/c", "hostless param-a-product-b regex /p/a/product/b/c A=a/product/b B=c"),
-    (None, "GET", "/g/1/2/3/4", "hostless greedy-three regex /g/4/3/1/2 a=1/2 b=3 c=4"),
-    (None, "GET", "/g/1/2/3", "hostless greedy-three regex /g/3/2/1 a=1 b=2 c=3"),
-    (None, "GET", "/files/a.b.json", "hostless json-file regex /store/a.b name=a.b"),
-    (None, "GET", "/files/x/y.json", "hostless json-file regex /store/x/y name=x/y"),
-    (None, "POST", "/files/.json", "hostless param-a-b-post regex /q/.json/files A=files B=.json"),
+    (
+        None,
+        "GET",
+        "/middleware/product/apigw/detail",
+        "hostless param-a-product-b regex /p/middleware/apigw/detail A=middleware B=apigw/detail",
+    ),
+    (
+        None,
+        "POST",
+        "/middleware/apigw/detail",
+        "hostless param-a-b-post regex /q/detail/middleware/apigw A=middleware/apigw B=detail",
+    ),
+    (
+        None,
+        "GET",
+        "/a/product/b/product/c",
+        "hostless param-a-product-b regex /p/a/product/b/c A=a/product/b B=c",
+    ),
+    (
+        None,
+        "GET",
+        "/g/1/2/3/4",
+        "hostless greedy-three regex /g/4/3/1/2 a=1/2 b=3 c=4",
+    ),
+    (
+        None,
+        "GET",
+        "/g/1/2/3",
+        "hostless greedy-three regex /g/3/2/1 a=1 b=2 c=3",
+    ),
+    (
+        None,
+        "GET",
+        "/files/a.b.json",
+        "hostless json-file regex /store/a.b name=a.b",
+    ),
+    (
+        None,
+        "GET",
+        "/files/x/y.json",
+        "hostless json-file regex /store/x/y name=x/y",
+    ),
+    (
+        None,
+        "POST",
+        "/files/.json",
+        "hostless param-a-b-post regex /q/.json/files A=files B=.json",
+    ),
     (None, "GET", "/files/.json", "404 method"),
     (None, "GET", "/g/1/2", "404 method"),
     // Regex tier: named groups, case (in)sensitivity, configuration order, unanchored.
-    (None, "GET", "/api/v2/users", "hostless regex-version regex /api/2 ver=2"),
-    (None, "GET", "/api/v10/", "hostless regex-version regex /api/10 ver=10"),
+    (
+        None,
+        "GET",
+        "/api/v2/users",
+        "hostless regex-version regex /api/2 ver=2",
+    ),
+    (
+        None,
+        "GET",
+        "/api/v10/",
+        "hostless regex-version regex /api/10 ver=10",
+    ),
     (None, "GET", "/api/vx/", "404 method"),
     (None, "GET", "/API/v2/users", "404 method"),
-    (None, "GET", "/docs/Guide.pdf", "hostless regex-pdf-ci regex /pdf"),
-    (None, "GET", "/DOCS/guide.PdF", "hostless regex-pdf-ci regex /pdf"),
-    (None, "GET", "/order/first/x", "hostless regex-order-first regex /o1"),
-    (None, "GET", "/order/second", "hostless regex-order-second regex /o2"),
-    (None, "GET", "/deep/dir/index.php", "hostless regex-unanchored regex /php"),
-    (None, "GET", "/static/index.php", "hostless prio-static priority_prefix /assets/index.php"),
+    (
+        None,
+        "GET",
+        "/docs/Guide.pdf",
+        "hostless regex-pdf-ci regex /pdf",
+    ),
+    (
+        None,
+        "GET",
+        "/DOCS/guide.PdF",
+        "hostless regex-pdf-ci regex /pdf",
+    ),
+    (
+        None,
+        "GET",
+        "/order/first/x",
+        "hostless regex-order-first regex /o1",
+    ),
+    (
+        None,
+        "GET",
+        "/order/second",
+        "hostless regex-order-second regex /o2",
+    ),
+    (
+        None,
+        "GET",
+        "/deep/dir/index.php",
+        "hostless regex-unanchored regex /php",
+    ),
+    (
+        None,
+        "GET",
+        "/static/index.php",
+        "hostless prio-static priority_prefix /assets/index.php",
+    ),
     (None, "PATCH", "/any/x", "hostless regex-any regex /any"),
     (None, "PROPFIND", "/any/x", "hostless regex-any regex /any"),
     // Methods: HEAD does not fall back to GET; APIs share a path with other methods.
@@ -347,7 +562,12 @@ const CASES: &[(Option<&str>, &str, &str, &str)] = &[
     (None, "GET", "/head-only", "404 method"),
     (None, "HEAD", "/order/second", "404 method"),
     (None, "PUT", "/items", "hostless items-put exact /items/put"),
-    (None, "DELETE", "/items", "hostless items-delete exact /items/delete"),
+    (
+        None,
+        "DELETE",
+        "/items",
+        "hostless items-delete exact /items/delete",
+    ),
     (None, "PATCH", "/items", "404 method"),
     (None, "GET", "/mock", "hostless mock-no-path exact -"),
     // No match at all.
@@ -355,27 +575,107 @@ const CASES: &[(Option<&str>, &str, &str, &str)] = &[
     (None, "GET", "/", "404 path"),
     (None, "GET", "/User", "404 path"),
     // Hosts: exact (case, port, trailing dot), one-label wildcard, host-less fallback.
-    (Some("api.example.com"), "GET", "/user", "exact-host host-user exact /host/user"),
-    (Some("API.Example.COM:8443"), "GET", "/user", "exact-host host-user exact /host/user"),
-    (Some("api.example.com."), "GET", "/user", "exact-host host-user exact /host/user"),
-    (Some("api.example.com"), "GET", "/zzz/y", "exact-host host-catch-all prefix /fallback/zzz/y"),
-    (Some("api.example.com"), "GET", "/second", "exact-host host-catch-all prefix /fallback/second"),
-    (Some("a.example.com"), "GET", "/x", "wild-host wild-root prefix /wildx"),
+    (
+        Some("api.example.com"),
+        "GET",
+        "/user",
+        "exact-host host-user exact /host/user",
+    ),
+    (
+        Some("API.Example.COM:8443"),
+        "GET",
+        "/user",
+        "exact-host host-user exact /host/user",
+    ),
+    (
+        Some("api.example.com."),
+        "GET",
+        "/user",
+        "exact-host host-user exact /host/user",
+    ),
+    (
+        Some("api.example.com"),
+        "GET",
+        "/zzz/y",
+        "exact-host host-catch-all prefix /fallback/zzz/y",
+    ),
+    (
+        Some("api.example.com"),
+        "GET",
+        "/second",
+        "exact-host host-catch-all prefix /fallback/second",
+    ),
+    (
+        Some("a.example.com"),
+        "GET",
+        "/x",
+        "wild-host wild-root prefix /wildx",
+    ),
     (Some("a.example.com"), "POST", "/x", "404 method"),
     (Some("a.b.example.com"), "GET", "/x", "404 path"),
-    (Some("a.b.example.com"), "GET", "/user", "hostless exact-user-get exact /b/exact-user"),
-    (Some("example.com"), "GET", "/second", "hostless2 second exact /2"),
-    (Some("[::1]:8080"), "GET", "/second", "hostless2 second exact /2"),
+    (
+        Some("a.b.example.com"),
+        "GET",
+        "/user",
+        "hostless exact-user-get exact /b/exact-user",
+    ),
+    (
+        Some("example.com"),
+        "GET",
+        "/second",
+        "hostless2 second exact /2",
+    ),
+    (
+        Some("[::1]:8080"),
+        "GET",
+        "/second",
+        "hostless2 second exact /2",
+    ),
     (None, "GET", "/second", "hostless2 second exact /2"),
     // Absolute-form: the authority is the host.
-    (None, "GET", "http://api.example.com/user", "exact-host host-user exact /host/user"),
-    (Some("other.org"), "GET", "HTTPS://API.example.com:443/user?q", "exact-host host-user exact /host/user"),
-    (None, "GET", "http://a.example.com", "wild-host wild-root prefix /wild"),
+    (
+        None,
+        "GET",
+        "http://api.example.com/user",
+        "exact-host host-user exact /host/user",
+    ),
+    (
+        Some("other.org"),
+        "GET",
+        "HTTPS://API.example.com:443/user?q",
+        "exact-host host-user exact /host/user",
+    ),
+    (
+        None,
+        "GET",
+        "http://a.example.com",
+        "wild-host wild-root prefix /wild",
+    ),
     // Dot segments are resolved before matching and in the forwarded path.
-    (None, "GET", "/user/../product/a", "hostless product prefix /tencent/a"),
-    (None, "GET", "/a/./b/../../user", "hostless exact-user-get exact /b/exact-user"),
-    (None, "GET", "/static/./img/../img/x", "hostless prio-static-img priority_prefix /img/x"),
-    (None, "GET", "/user/.", "hostless prefix-user prefix /b/user/"),
+    (
+        None,
+        "GET",
+        "/user/../product/a",
+        "hostless product prefix /tencent/a",
+    ),
+    (
+        None,
+        "GET",
+        "/a/./b/../../user",
+        "hostless exact-user-get exact /b/exact-user",
+    ),
+    (
+        None,
+        "GET",
+        "/static/./img/../img/x",
+        "hostless prio-static-img priority_prefix /img/x",
+    ),
+    (
+        None,
+        "GET",
+        "/user/.",
+        "hostless prefix-user prefix /b/user/",
+    ),
     (None, "GET", "/..", "400"),
     (None, "GET", "/a/../../user", "400"),
     // Targets that are neither origin-form nor absolute-form.
@@ -422,26 +722,45 @@ fn routing_table() {
         let got = describe(&line);
         let want_code = if want.starts_with("40") { 1 } else { 0 };
         if got != *want || code != want_code {
-            failures.push(format!("{host:?} {method} {target}\n   want {want}\n   got  {got} (exit {code}) {line}"));
+            failures.push(format!(
+                "{host:?} {method} {target}\n   want {want}\n   got  {got} (exit {code}) {line}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn trie_agrees_with_linear_reference() {
     let cfg = config();
     for (host, method, target, _) in CASES {
-        let Ok(t) = parse_target(target) else { continue };
+        let Ok(t) = parse_target(target) else {
+            continue;
+        };
         let mut buf = String::new();
-        let Ok(path) = resolve_dot_segments(t.path, &mut buf) else { continue };
+        let Ok(path) = resolve_dot_segments(t.path, &mut buf) else {
+            continue;
+        };
         let host = t.authority.or(*host);
         let a = cfg.routes.route(host, method, path);
         let b = cfg.routes.route_linear(host, method, path);
         match (a, b) {
             (Ok(a), Ok(b)) => {
-                assert_eq!((a.service, a.api, a.tier, a.prefix_len), (b.service, b.api, b.tier, b.prefix_len), "{target}");
-                assert_eq!(a.captures.iter(path).collect::<Vec<_>>(), b.captures.iter(path).collect::<Vec<_>>());
+                assert_eq!(
+                    (a.service, a.api, a.tier, a.prefix_len),
+                    (b.service, b.api, b.tier, b.prefix_len),
+                    "{target}"
+                );
+                assert_eq!(
+                    a.captures.iter(path).collect::<Vec<_>>(),
+                    b.captures.iter(path).collect::<Vec<_>>()
+                );
             }
             (Err(a), Err(b)) => assert_eq!(a, b, "{target}"),
             (a, b) => panic!("{target}: trie {a:?} vs linear {b:?}"),
@@ -454,7 +773,10 @@ fn miss_messages_follow_the_spec() {
     let cfg = config();
     // PUT /user would reach `=/user` ANY; this path has only GET APIs.
     let (_, v) = route_line(&cfg, Some("h"), "PUT", "/api/v1/x");
-    assert_eq!(v["message"], "There is no api match method[PUT] uri[/api/v1/x] host[h]");
+    assert_eq!(
+        v["message"],
+        "There is no api match method[PUT] uri[/api/v1/x] host[h]"
+    );
     let (_, v) = route_line(&cfg, Some("h"), "GET", "/nope?q=1");
     assert_eq!(v["message"], "There is no api match uri[/nope] host[h]");
 }

@@ -16,6 +16,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::build_service::build_services;
 use super::file::*;
 use super::model::*;
+use super::{MAX_KEY_FILE_BYTES, read_limited};
 use crate::router::{ApiRoute, Conflict, HostPattern, RouteTable, ServiceRoutes};
 
 pub const DEFAULT_LISTEN_HTTP: &str = "0.0.0.0:8080";
@@ -320,7 +321,11 @@ pub(super) fn host_patterns(cx: &mut Ctx, key_name: &str, hosts: &[String]) -> V
 }
 
 pub(super) fn read_certs(cx: &mut Ctx, key_name: &str, file: &str) -> Vec<CertificateDer<'static>> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(file).and_then(|it| it.collect());
+    let certs = read_limited(Path::new(file), MAX_KEY_FILE_BYTES).and_then(|pem| {
+        CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
+    });
     match certs {
         Ok(c) if c.is_empty() => {
             cx.err(key_name, format!("{file} holds no PEM certificate"));
@@ -352,19 +357,20 @@ fn build_certificates(cx: &mut Ctx, certs: &[FileCertificate]) -> Vec<Certificat
         let chain = cx
             .name(&key(&k, "cert"), c.cert.as_ref())
             .map(|f| read_certs(cx, &key(&k, "cert"), f));
-        let private =
-            cx.name(&key(&k, "key"), c.key.as_ref()).and_then(
-                |f| match PrivateKeyDer::from_pem_file(f) {
-                    Ok(pk) => Some(pk),
-                    Err(e) => {
-                        cx.err(
-                            key(&k, "key"),
-                            format!("cannot read a PEM private key from {f}: {e}"),
-                        );
-                        None
-                    }
-                },
-            );
+        let private = cx.name(&key(&k, "key"), c.key.as_ref()).and_then(|f| {
+            match read_limited(Path::new(f), MAX_KEY_FILE_BYTES)
+                .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
+            {
+                Ok(pk) => Some(pk),
+                Err(e) => {
+                    cx.err(
+                        key(&k, "key"),
+                        format!("cannot read a PEM private key from {f}: {e}"),
+                    );
+                    None
+                }
+            }
+        });
         if let (Some(chain), Some(key_der), Some(cert_file), Some(key_file)) =
             (chain, private, &c.cert, &c.key)
         {

@@ -505,13 +505,17 @@ fn build_response(cx: &mut Ctx, k: &str, r: Option<&FileResponse>) -> Response {
 fn build_oauth2(cx: &mut Ctx, k: &str, o: &FileOAuth2) -> Option<OAuth2> {
     let (jwk_key, text) = match (&o.public_key, &o.public_key_file) {
         (Some(t), None) => (key(k, "public_key"), t.clone()),
-        (None, Some(f)) => match std::fs::read_to_string(f) {
-            Ok(t) => (key(k, "public_key_file"), t),
-            Err(e) => {
-                cx.err(key(k, "public_key_file"), format!("cannot read {f}: {e}"));
-                return None;
+        (None, Some(f)) => {
+            match super::read_limited(std::path::Path::new(f), super::MAX_KEY_FILE_BYTES)
+                .and_then(|b| String::from_utf8(b).map_err(|_| "it is not UTF-8 text".to_string()))
+            {
+                Ok(t) => (key(k, "public_key_file"), t),
+                Err(e) => {
+                    cx.err(key(k, "public_key_file"), format!("cannot read {f}: {e}"));
+                    return None;
+                }
             }
-        },
+        }
         (Some(_), Some(_)) => {
             cx.err(k, "give public_key or public_key_file, not both");
             return None;

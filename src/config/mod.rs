@@ -20,15 +20,37 @@ pub use model::*;
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: name.clone(),
-            key: String::new(),
-            line: None,
-            message: format!("cannot read the configuration: {e}"),
-        }])
-    })?;
+    let text = read_limited(path, MAX_CONFIG_BYTES)
+        .and_then(|b| String::from_utf8(b).map_err(|_| "it is not UTF-8 text".to_string()))
+        .map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: name.clone(),
+                key: String::new(),
+                line: None,
+                message: format!("cannot read the configuration: {e}"),
+            }])
+        })?;
     load_str(&text, path)
+}
+
+/// Largest configuration file read.
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest certificate, key, CA or JWK file read.
+pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a whole file, refusing one larger than `limit` (so that `cert = "/dev/zero"` is an
+/// error, not a hang).
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > limit {
+        return Err(format!("it is larger than {limit} bytes"));
+    }
+    Ok(buf)
 }
 
 /// Parses and validates configuration text that came from `path` (used in messages and
