@@ -277,10 +277,25 @@ fn certificate_and_key_files_readable() {
 #[test]
 fn endless_key_files_are_refused_not_read_forever() {
     let text = "[[certificates]]\nhosts = [\"a.com\"]\ncert = \"/dev/zero\"\nkey = \"/dev/zero\"\n";
-    assert_error(text, "certificates[0].cert", "larger than 1048576 bytes", Some(3));
-    assert_error(text, "certificates[0].key", "larger than 1048576 bytes", Some(4));
+    assert_error(
+        text,
+        "certificates[0].cert",
+        "larger than 1048576 bytes",
+        Some(3),
+    );
+    assert_error(
+        text,
+        "certificates[0].key",
+        "larger than 1048576 bytes",
+        Some(4),
+    );
     let jwk = format!("{API}[services.oauth2]\npublic_key_file = \"/dev/zero\"\n");
-    assert_error(&jwk, "services[0].oauth2.public_key_file", "larger than", Some(10));
+    assert_error(
+        &jwk,
+        "services[0].oauth2.public_key_file",
+        "larger than",
+        Some(10),
+    );
 }
 
 #[test]

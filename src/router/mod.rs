@@ -359,3 +359,83 @@ impl Group {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(apis: &[(&str, &str)]) -> RouteTable {
+        let apis = apis
+            .iter()
+            .map(|(p, m)| ApiRoute {
+                pattern: PathPattern::parse(p).unwrap(),
+                methods: MethodSet::from_config(m).unwrap(),
+            })
+            .collect();
+        RouteTable::build(&[ServiceRoutes {
+            hosts: vec![],
+            apis,
+        }])
+        .unwrap()
+    }
+
+    fn same(t: &RouteTable, method: &str, path: &str) -> Result<(usize, Tier), RouteMiss> {
+        let a = t.route(None, method, path).map(|m| (m.api, m.tier));
+        let b = t.route_linear(None, method, path).map(|m| (m.api, m.tier));
+        assert_eq!(a, b, "{method} {path}");
+        a
+    }
+
+    /// Fuzzing regression: `\<` is a word boundary, not a literal `<`.
+    #[test]
+    fn word_boundary_regexes_are_not_narrowed_to_a_literal() {
+        let t = table(&[("~ ^/\\<", "ANY"), ("~* ^//", "POST"), ("~ ^/a\\>", "GET")]);
+        assert_eq!(same(&t, "POST", "/xb/y/"), Ok((0, Tier::Regex)));
+        assert_eq!(same(&t, "GET", "/a/b"), Ok((0, Tier::Regex)));
+        assert_eq!(same(&t, "GET", "//"), Err(RouteMiss::NoMethod));
+    }
+
+    #[test]
+    fn conflicts_are_all_reported() {
+        let p = |s: &str| ApiRoute {
+            pattern: PathPattern::parse(s).unwrap(),
+            methods: MethodSet::GET,
+        };
+        let host = |h: &str| HostPattern::parse(h).unwrap();
+        let services = [
+            ServiceRoutes {
+                hosts: vec![host("a.com")],
+                apis: vec![p("=/x"), p("= /x"), p("/{a}/b"), p("/{c}/b")],
+            },
+            ServiceRoutes {
+                hosts: vec![host("A.com")],
+                apis: vec![],
+            },
+        ];
+        let Err(conflicts) = RouteTable::build(&services) else {
+            panic!("built")
+        };
+        assert_eq!(
+            conflicts,
+            vec![
+                Conflict::Host {
+                    service: 1,
+                    host: 0,
+                    other: 0
+                },
+                Conflict::Route {
+                    service: 0,
+                    api: 1,
+                    other_service: 0,
+                    other_api: 0
+                },
+                Conflict::Route {
+                    service: 0,
+                    api: 3,
+                    other_service: 0,
+                    other_api: 2
+                },
+            ]
+        );
+    }
+}

@@ -401,6 +401,9 @@ impl RegexPath {
     }
 }
 
+/// Characters that stand for themselves when escaped with `\` in a regex.
+const ESCAPED_LITERALS: &str = "\\.+*?()|[]{}^$#&-~/";
+
 /// A literal every match of `re` starts with: only for `^`-anchored regexes without
 /// alternation, and only up to the first character that is not a plain literal. For
 /// case-insensitive regexes it stops before the first letter. Being too short is safe (more
@@ -416,8 +419,10 @@ fn regex_literal_prefix(re: &str, case_insensitive: bool) -> String {
     let mut chars = body.chars().peekable();
     while let Some(c) = chars.next() {
         let lit = match c {
+            // Only escaped meta characters are literals: `\<` and `\>` are word boundaries
+            // in regex-syntax (found by fuzzing), and other escapes are classes or assertions.
             '\\' => match chars.next() {
-                Some(e) if e.is_ascii_punctuation() => e,
+                Some(e) if ESCAPED_LITERALS.contains(e) => e,
                 _ => break,
             },
             '/' | '-' | '_' | '~' | '%' | '!' | '@' | '&' | '=' | ',' | ';' | ':' | '\'' | '"' => c,
@@ -588,6 +593,10 @@ mod tests {
             ("~ ^/a|^/b", Tier::Regex, ""),
             ("~* ^/Api/x", Tier::Regex, "/"),
             ("~ ^/file\\.txt", Tier::Regex, "/file.txt"),
+            ("~ ^/a\\>", Tier::Regex, "/a"),
+            ("~ ^/\\<a", Tier::Regex, "/"),
+            ("~ ^/a\\/b", Tier::Regex, "/a/b"),
+            ("~ ^/a\\Ab", Tier::Regex, "/a"),
         ] {
             let p = PathPattern::parse(raw).unwrap();
             assert_eq!(p.tier(), tier, "{raw}");

@@ -45,7 +45,12 @@ pub fn parse_target(raw: &str) -> Result<Target<'_>, TargetError> {
     let (authority, rest) = if raw.starts_with('/') {
         (None, raw)
     } else {
-        let lower_scheme = |s: &str| raw.len() >= s.len() && raw[..s.len()].eq_ignore_ascii_case(s);
+        // Compare bytes: slicing the str could split a multi-byte character.
+        let lower_scheme = |s: &str| {
+            raw.as_bytes()
+                .get(..s.len())
+                .is_some_and(|b| b.eq_ignore_ascii_case(s.as_bytes()))
+        };
         let after = if lower_scheme("http://") {
             &raw[7..]
         } else if lower_scheme("https://") {
@@ -147,7 +152,18 @@ mod tests {
         );
         let t = parse_target("HTTPS://h?q").unwrap();
         assert_eq!((t.authority, t.path, t.query), (Some("h"), "/", Some("q")));
-        for bad in ["*", "example.com:443", "ftp://h/", "http:///x", "a/b", ""] {
+        // Non-ASCII around the scheme's length (found by fuzzing: a char-boundary panic).
+        for bad in [
+            "*",
+            "example.com:443",
+            "ftp://h/",
+            "http:///x",
+            "a/b",
+            "",
+            "aaaaaaé",
+            "httpsé",
+            "A\u{3bfff}\u{ffff}",
+        ] {
             assert_eq!(
                 parse_target(bad),
                 Err(TargetError::NotOriginOrAbsolute),
