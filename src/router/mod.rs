@@ -92,7 +92,13 @@ pub(crate) struct Route {
 pub(crate) struct Group {
     routes: Vec<Route>,
     trie: Trie,
+    /// `~*` regexes, keyed by their lowercase literal prefix; `None` when there are none.
+    folded: Option<Trie>,
 }
+
+/// Most regex-bearing trie nodes a lookup remembers from its walk; a path along more of
+/// them is walked a second time instead.
+const MAX_REGEX_NODES: usize = 16;
 
 pub struct RouteTable {
     groups: Vec<Group>,
@@ -168,17 +174,23 @@ impl RouteTable {
     }
 
     pub(crate) fn group_for(&self, host: Option<&str>) -> Option<&Group> {
-        let mut buf = [0u8; MAX_HOST_BYTES];
         let g = host
-            .and_then(|raw| normalize_host(raw, &mut buf))
-            .and_then(|h| {
-                self.exact_hosts
-                    .get(h)
-                    .or_else(|| wildcard_key(h).and_then(|k| self.wildcard_hosts.get(k)))
-            })
-            .copied()
+            .and_then(|h| self.host_group(h))
             .or(self.default_group)?;
         self.groups.get(g as usize)
+    }
+
+    /// The group of a service naming this host, exactly or by wildcard.
+    fn host_group(&self, raw: &str) -> Option<u32> {
+        if self.exact_hosts.is_empty() && self.wildcard_hosts.is_empty() {
+            return None;
+        }
+        let mut buf = [0u8; MAX_HOST_BYTES];
+        let h = normalize_host(raw, &mut buf)?;
+        self.exact_hosts
+            .get(h)
+            .or_else(|| wildcard_key(h).and_then(|k| self.wildcard_hosts.get(k)))
+            .copied()
     }
 
     /// Arena bytes over all groups.
@@ -194,6 +206,8 @@ fn build_group(
 ) -> Group {
     let mut routes = Vec::new();
     let mut builder = Builder::default();
+    let mut folded = Builder::default();
+    let mut any_folded = false;
     // (tier, pattern text, methods) → first route with it.
     let mut seen: HashMap<(Tier, String, MethodSet), (usize, usize)> = HashMap::new();
     for &s in members {
@@ -219,7 +233,13 @@ fn build_group(
                 Tier::Regex => Slot::Regex,
                 Tier::Prefix => Slot::Prefix,
             };
-            builder.insert(api.pattern.literal_prefix().as_bytes(), slot, entry);
+            let key = api.pattern.literal_prefix().as_bytes();
+            if api.pattern.prefix_is_case_folded() {
+                folded.insert(key, slot, entry);
+                any_folded = true;
+            } else {
+                builder.insert(key, slot, entry);
+            }
             routes.push(Route {
                 service: s as u32,
                 api: a as u32,
@@ -231,6 +251,7 @@ fn build_group(
     Group {
         routes,
         trie: Trie::new(builder),
+        folded: any_folded.then(|| Trie::new(folded)),
     }
 }
 
@@ -267,10 +288,14 @@ fn pick(entries: &[Entry], method: MethodSet) -> Option<Entry> {
 }
 
 impl Group {
+    /// One walk of the trie finds the exact, `^~` and plain-prefix candidates and remembers
+    /// the regex-tier lists on the way; the regex tier is only searched when neither exact
+    /// nor `^~` matched.
     fn lookup(&self, method: MethodSet, path: &str) -> Result<RouteMatch<'_>, RouteMiss> {
         let bytes = path.as_bytes();
         let (mut exact, mut priority, mut prefix) = (None, None, None);
         let mut path_hit = false;
+        let mut lists = RegexLists::default();
         self.trie.walk(bytes, |depth, node| {
             if depth == bytes.len() && !node.exact.is_empty() {
                 path_hit = true;
@@ -288,6 +313,7 @@ impl Group {
                     prefix = Some((e, depth));
                 }
             }
+            lists.push(node.regex);
         });
         if let Some(e) = exact {
             return Ok(self.found(e, Tier::Exact, 0));
@@ -295,50 +321,70 @@ impl Group {
         if let Some((e, depth)) = priority {
             return Ok(self.found(e, Tier::PriorityPrefix, depth));
         }
-        if let Some(m) = self.regex_tier(method, path) {
-            return Ok(m);
+        if let Some(folded) = &self.folded {
+            folded.walk_folded(bytes, |_, node| lists.push(node.regex));
+        }
+        let mut search = RegexSearch {
+            method,
+            best: None,
+            captures: Captures::empty(),
+            skipped: false,
+        };
+        self.each_regex_list(&lists, path, |list| search.consider(self, list, path));
+        if let Some(best) = search.best {
+            let route = &self.routes[best as usize];
+            let mut captures = search.captures;
+            if matches!(route.pattern, PathPattern::Regex(_))
+                && !route.pattern.param_names().is_empty()
+            {
+                route.pattern.matches(path, &mut captures);
+            }
+            return Ok(RouteMatch {
+                service: route.service as usize,
+                api: route.api as usize,
+                tier: Tier::Regex,
+                prefix_len: 0,
+                captures,
+            });
         }
         if let Some((e, depth)) = prefix {
             return Ok(self.found(e, Tier::Prefix, depth));
         }
-        if path_hit || self.regex_path_hit(path) {
-            return Err(RouteMiss::NoMethod);
+        if !path_hit && search.skipped {
+            // Only the candidates skipped for their method are left to try.
+            self.each_regex_list(&lists, path, |list| {
+                path_hit = path_hit
+                    || list
+                        .iter()
+                        .any(|e| !e.methods.contains(method) && self.is_match(e.route, path));
+            });
         }
-        Err(RouteMiss::NoPath)
-    }
-
-    /// The first regex-tier route (in configuration order) matching path and method.
-    fn regex_tier(&self, method: MethodSet, path: &str) -> Option<RouteMatch<'_>> {
-        let mut best: Option<u32> = None;
-        self.trie.walk(path.as_bytes(), |_, node| {
-            for e in node.regex {
-                if best.is_some_and(|b| e.route >= b) {
-                    break;
-                }
-                if e.methods.contains(method) && self.is_match(e.route, path) {
-                    best = Some(e.route);
-                    break;
-                }
-            }
-        });
-        let route = &self.routes[best? as usize];
-        let mut captures = Captures::empty();
-        route.pattern.matches(path, &mut captures);
-        Some(RouteMatch {
-            service: route.service as usize,
-            api: route.api as usize,
-            tier: Tier::Regex,
-            prefix_len: 0,
-            captures,
+        Err(if path_hit {
+            RouteMiss::NoMethod
+        } else {
+            RouteMiss::NoPath
         })
     }
 
-    fn regex_path_hit(&self, path: &str) -> bool {
-        let mut hit = false;
-        self.trie.walk(path.as_bytes(), |_, node| {
-            hit = hit || node.regex.iter().any(|e| self.is_match(e.route, path));
-        });
-        hit
+    /// Calls `f` on every regex-tier list along `path`: the remembered ones, deepest first
+    /// (deeper prefixes are likelier to match, and a match cuts off every later route), or,
+    /// if there were too many to remember, by walking the tries again.
+    fn each_regex_list<'s>(
+        &'s self,
+        lists: &RegexLists<'s>,
+        path: &str,
+        mut f: impl FnMut(&'s [Entry]),
+    ) {
+        if lists.len <= MAX_REGEX_NODES {
+            for list in lists.lists[..lists.len].iter().rev() {
+                f(list);
+            }
+            return;
+        }
+        self.trie.walk(path.as_bytes(), |_, node| f(node.regex));
+        if let Some(folded) = &self.folded {
+            folded.walk_folded(path.as_bytes(), |_, node| f(node.regex));
+        }
     }
 
     fn is_match(&self, route: u32, path: &str) -> bool {
@@ -356,6 +402,60 @@ impl Group {
             tier,
             prefix_len,
             captures: Captures::empty(),
+        }
+    }
+}
+
+/// The non-empty regex-tier lists met on a walk; `len` counts past the capacity.
+#[derive(Default)]
+struct RegexLists<'s> {
+    lists: [&'s [Entry]; MAX_REGEX_NODES],
+    len: usize,
+}
+
+impl<'s> RegexLists<'s> {
+    #[inline]
+    fn push(&mut self, list: &'s [Entry]) {
+        if list.is_empty() {
+            return;
+        }
+        if let Some(slot) = self.lists.get_mut(self.len) {
+            *slot = list;
+        }
+        self.len += 1;
+    }
+}
+
+/// The regex tier's search state: the lowest-indexed route so far that matches path and
+/// method, with its captures if it is a `{param}` path.
+struct RegexSearch<'t> {
+    method: MethodSet,
+    best: Option<u32>,
+    captures: Captures<'t>,
+    /// Some candidate was passed over for its method (for 404 "method not supported").
+    skipped: bool,
+}
+
+impl<'t> RegexSearch<'t> {
+    fn consider(&mut self, group: &'t Group, list: &[Entry], path: &str) {
+        for e in list {
+            if self.best.is_some_and(|b| e.route >= b) {
+                break;
+            }
+            if !e.methods.contains(self.method) {
+                self.skipped = true;
+                continue;
+            }
+            let mut captures = Captures::empty();
+            let hit = match &group.routes[e.route as usize].pattern {
+                PathPattern::Regex(r) => r.is_match(path),
+                p => p.matches(path, &mut captures),
+            };
+            if hit {
+                self.best = Some(e.route);
+                self.captures = captures;
+                break;
+            }
         }
     }
 }
@@ -393,6 +493,47 @@ mod tests {
         assert_eq!(same(&t, "POST", "/xb/y/"), Ok((0, Tier::Regex)));
         assert_eq!(same(&t, "GET", "/a/b"), Ok((0, Tier::Regex)));
         assert_eq!(same(&t, "GET", "//"), Err(RouteMiss::NoMethod));
+    }
+
+    /// `~*` regexes hang on a case-folded trie; the prefix stops before `k`/`s`, whose case
+    /// folds include KELVIN SIGN and LONG S.
+    #[test]
+    fn case_insensitive_regexes_are_narrowed_soundly() {
+        let t = table(&[
+            ("~* ^/API/v1", "GET"),
+            ("~* ^/ok", "GET"),
+            ("~* ^/ss", "GET"),
+            ("/", "GET"),
+        ]);
+        assert_eq!(same(&t, "GET", "/api/V1/x"), Ok((0, Tier::Regex)));
+        assert_eq!(same(&t, "GET", "/Api/v2"), Ok((3, Tier::Prefix)));
+        assert_eq!(same(&t, "GET", "/o\u{212A}"), Ok((1, Tier::Regex)));
+        assert_eq!(same(&t, "GET", "/OK"), Ok((1, Tier::Regex)));
+        assert_eq!(same(&t, "GET", "/\u{17F}S"), Ok((2, Tier::Regex)));
+        assert_eq!(same(&t, "POST", "/ok"), Err(RouteMiss::NoMethod));
+    }
+
+    /// More regex-bearing nodes along a path than a lookup remembers: the fallback re-walk.
+    #[test]
+    fn many_regex_nodes_on_one_path() {
+        let pats: Vec<String> = (1..=40)
+            .map(|n| format!("~ ^/{}$", "a".repeat(n)))
+            .collect();
+        let mut apis: Vec<(&str, &str)> = pats.iter().map(|p| (p.as_str(), "GET")).collect();
+        apis.push(("~ ^/a+x", "POST"));
+        let t = table(&apis);
+        assert_eq!(
+            same(&t, "GET", &format!("/{}", "a".repeat(30))),
+            Ok((29, Tier::Regex))
+        );
+        assert_eq!(
+            same(&t, "GET", &format!("/{}x", "a".repeat(30))),
+            Err(RouteMiss::NoMethod)
+        );
+        assert_eq!(
+            same(&t, "GET", &format!("/{}", "a".repeat(41))),
+            Err(RouteMiss::NoPath)
+        );
     }
 
     #[test]

@@ -149,13 +149,19 @@ impl PathPattern {
         }
     }
 
-    /// A string that every path this pattern matches starts with.
+    /// A string that every path this pattern matches starts with; for a `~*` regex, starts
+    /// with up to ASCII case (see [`PathPattern::prefix_is_case_folded`]).
     pub fn literal_prefix(&self) -> &str {
         match self {
             PathPattern::Exact(s) | PathPattern::PriorityPrefix(s) | PathPattern::Prefix(s) => s,
             PathPattern::Params(p) => &p.literals[0],
             PathPattern::Regex(r) => &r.literal_prefix,
         }
+    }
+
+    /// Whether [`PathPattern::literal_prefix`] is lowercase, to be compared ignoring ASCII case.
+    pub fn prefix_is_case_folded(&self) -> bool {
+        matches!(self, PathPattern::Regex(r) if r.case_insensitive)
     }
 
     /// Names of the path parameters this pattern captures.
@@ -405,9 +411,14 @@ impl RegexPath {
 const ESCAPED_LITERALS: &str = "\\.+*?()|[]{}^$#&-~/";
 
 /// A literal every match of `re` starts with: only for `^`-anchored regexes without
-/// alternation, and only up to the first character that is not a plain literal. For
-/// case-insensitive regexes it stops before the first letter. Being too short is safe (more
-/// candidates are tried); being too long would lose matches, hence the caution.
+/// alternation, and only up to the first character that is not a plain literal. Being too
+/// short is safe (more candidates are tried); being too long would lose matches, hence the
+/// caution.
+///
+/// For case-insensitive regexes the prefix is ASCII-lowercased, to be compared
+/// ASCII-case-insensitively, and stops before `k` and `s`: their simple Unicode case folds
+/// include non-ASCII characters (KELVIN SIGN, LATIN SMALL LETTER LONG S) that an ASCII
+/// comparison would miss. It also stops at the first non-ASCII character.
 fn regex_literal_prefix(re: &str, case_insensitive: bool) -> String {
     let mut out = String::new();
     let Some(body) = re.strip_prefix('^') else {
@@ -418,7 +429,7 @@ fn regex_literal_prefix(re: &str, case_insensitive: bool) -> String {
     }
     let mut chars = body.chars().peekable();
     while let Some(c) = chars.next() {
-        let lit = match c {
+        let mut lit = match c {
             // Only escaped meta characters are literals: `\<` and `\>` are word boundaries
             // in regex-syntax (found by fuzzing), and other escapes are classes or assertions.
             '\\' => match chars.next() {
@@ -429,14 +440,17 @@ fn regex_literal_prefix(re: &str, case_insensitive: bool) -> String {
             c if c.is_ascii_alphanumeric() => c,
             _ => break,
         };
+        if case_insensitive {
+            if matches!(lit, 'k' | 'K' | 's' | 'S') {
+                break;
+            }
+            lit = lit.to_ascii_lowercase();
+        }
         // A quantifier makes the last literal optional or repeatable.
         if matches!(chars.peek(), Some('*' | '?' | '{' | '+')) {
             if chars.peek() == Some(&'+') {
                 out.push(lit);
             }
-            break;
-        }
-        if case_insensitive && lit.is_ascii_alphabetic() {
             break;
         }
         out.push(lit);
@@ -591,7 +605,10 @@ mod tests {
             ("~ ^/api/vx+", Tier::Regex, "/api/vx"),
             ("~ \\.php$", Tier::Regex, ""),
             ("~ ^/a|^/b", Tier::Regex, ""),
-            ("~* ^/Api/x", Tier::Regex, "/"),
+            ("~* ^/Api/x", Tier::Regex, "/api/x"),
+            ("~* ^/ASK", Tier::Regex, "/a"),
+            ("~* ^/oK", Tier::Regex, "/o"),
+            ("~* ^/é", Tier::Regex, "/"),
             ("~ ^/file\\.txt", Tier::Regex, "/file.txt"),
             ("~ ^/a\\>", Tier::Regex, "/a"),
             ("~ ^/\\<a", Tier::Regex, "/"),

@@ -70,17 +70,36 @@ impl Trie {
     /// Calls `visit(depth, node)` for every node whose key is a prefix of `path`, shallowest
     /// first; `depth` is the key's length, so `depth == path.len()` means the key is `path`.
     #[inline]
-    pub fn walk<'s>(&'s self, path: &[u8], mut visit: impl FnMut(usize, &'s Node<'s>)) {
-        let mut node: &Node<'_> = self.cell.borrow_dependent();
+    pub fn walk<'s>(&'s self, path: &[u8], visit: impl FnMut(usize, &'s Node<'s>)) {
+        self.walk_impl::<false>(path, visit)
+    }
+
+    /// [`Trie::walk`] for a trie of lowercase keys, comparing the path ignoring ASCII case.
+    #[inline]
+    pub fn walk_folded<'s>(&'s self, path: &[u8], visit: impl FnMut(usize, &'s Node<'s>)) {
+        self.walk_impl::<true>(path, visit)
+    }
+
+    #[inline]
+    fn walk_impl<'s, const FOLD: bool>(
+        &'s self,
+        path: &[u8],
+        mut visit: impl FnMut(usize, &'s Node<'s>),
+    ) {
+        let mut node: &'s Node<'s> = self.cell.borrow_dependent();
         let mut depth = 0;
         loop {
             visit(depth, node);
             let Some(&b) = path.get(depth) else { return };
+            let b = if FOLD { b.to_ascii_lowercase() } else { b };
             let Some(i) = child_index(node.first, b) else {
                 return;
             };
             let child = &node.children[i];
-            if !path[depth..].starts_with(child.label) {
+            let rest = &path[depth..];
+            let matched = rest.len() >= child.label.len()
+                && label_eq::<FOLD>(&rest[..child.label.len()], child.label);
+            if !matched {
                 return;
             }
             depth += child.label.len();
@@ -92,6 +111,19 @@ impl Trie {
     pub fn arena_bytes(&self) -> usize {
         self.cell.borrow_owner().0.allocated_bytes()
     }
+}
+
+/// Edge labels are short: a byte loop beats a call to `memcmp`. The first byte is already
+/// known to match.
+#[inline]
+fn label_eq<const FOLD: bool>(a: &[u8], label: &[u8]) -> bool {
+    a.iter().zip(label).skip(1).all(|(&x, &y)| {
+        if FOLD {
+            x.to_ascii_lowercase() == y
+        } else {
+            x == y
+        }
+    })
 }
 
 #[inline]
@@ -220,6 +252,24 @@ mod tests {
         t.walk(b"/us", |d, _| deepest = d);
         assert_eq!(deepest, 2, "a walk stops at the last full node");
         assert!(t.arena_bytes() > 0);
+    }
+
+    #[test]
+    fn folded_walk_ignores_ascii_case() {
+        let mut b = Builder::default();
+        b.insert(b"/api/v", Slot::Regex, e(1));
+        b.insert(b"/a", Slot::Regex, e(0));
+        let t = Trie::new(b);
+        let mut seen = Vec::new();
+        t.walk_folded(b"/API/V1", |_, n| {
+            seen.extend(n.regex.iter().map(|e| e.route))
+        });
+        assert_eq!(seen, vec![0, 1]);
+        seen.clear();
+        t.walk(b"/API/V1", |_, n| {
+            seen.extend(n.regex.iter().map(|e| e.route))
+        });
+        assert!(seen.is_empty());
     }
 
     #[test]
