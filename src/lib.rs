@@ -7,4 +7,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod error;
+pub mod http;
 pub mod router;

@@ -36,7 +36,8 @@ pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Upper bounds that catch typos (an extra zero) rather than express real limits.
 pub const MAX_WORKERS: u64 = 1024;
 pub const MAX_HEADER_BYTES_LIMIT: u64 = 1024 * 1024;
-pub const MAX_HEADERS_LIMIT: u64 = 10_000;
+/// `max_headers` may not exceed what the head parser can hold.
+pub const MAX_HEADERS_LIMIT: u64 = crate::http::head::MAX_HEADERS_CAP as u64;
 pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 pub const SECRET_ID_CHARS: std::ops::RangeInclusive<usize> = 5..=50;
 pub const SECRET_KEY_CHARS: std::ops::RangeInclusive<usize> = 10..=50;
