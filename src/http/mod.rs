@@ -2,4 +2,5 @@
 //! into the connection's read buffer; the connection state machine and body streaming that
 //! build on it belong to the data path.
 
+pub mod chunked;
 pub mod head;
