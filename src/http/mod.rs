@@ -1,6 +1,13 @@
-//! HTTP/1.1 on the client side of the gateway. `head` parses request heads into offsets
-//! into the connection's read buffer; the connection state machine and body streaming that
-//! build on it belong to the data path.
+//! HTTP/1.1 on both sides of the gateway, as pure functions over byte buffers (no I/O):
+//!
+//! - [`head`] parses a client's request head into offsets into the connection's read buffer,
+//!   refusing every malformed case of SPEC §6 and enforcing the head limits of SPEC §1.
+//! - [`chunked`] scans a chunked body as it streams through, to find where it ends.
+//! - [`forward`] writes the request head sent to the backend (SPEC §3 transformations).
+//!
+//! The connection state machine and the worker runtime that drive them belong to the data
+//! path (issue 3).
 
 pub mod chunked;
+pub mod forward;
 pub mod head;
