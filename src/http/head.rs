@@ -26,7 +26,8 @@ pub struct Span {
 }
 
 impl Span {
-    fn of(buf: &[u8], part: &[u8]) -> Span {
+    /// The range of `part`, which must be a subslice of `buf`.
+    pub(crate) fn of(buf: &[u8], part: &[u8]) -> Span {
         let start = part.as_ptr() as usize - buf.as_ptr() as usize;
         Span {
             start: start as u32,
