@@ -4,6 +4,7 @@
 //!   refusing every malformed case of SPEC §6 and enforcing the head limits of SPEC §1.
 //! - [`chunked`] scans a chunked body as it streams through, to find where it ends.
 //! - [`forward`] writes the request head sent to the backend (SPEC §3 transformations).
+//! - [`reply`] writes the responses the gateway makes itself (errors, mocks) and request ids.
 //! - [`response`] reads the backend's response head: body framing and connection reuse.
 //!
 //! The connection state machine and the worker runtime that drive them belong to the data
@@ -12,4 +13,5 @@
 pub mod chunked;
 pub mod forward;
 pub mod head;
+pub mod reply;
 pub mod response;
