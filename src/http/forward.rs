@@ -85,7 +85,7 @@ pub fn write_upstream_head(
             || name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-")
             || connection_tokens.clone().any(|list| {
                 list.split(|&b| b == b',')
-                    .any(|t| trim(t).eq_ignore_ascii_case(name))
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
             });
         let keep_for_websocket = ctx.websocket && name.eq_ignore_ascii_case(b"upgrade");
         if (hop && !keep_for_websocket)
@@ -131,18 +131,6 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &v[start..end]
 }
 
 /// The client's query, without the names a constant sets, then the constants.

@@ -144,7 +144,7 @@ pub fn parse_head(
             }
             head.host = Some(Span::of(buf, value));
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(trim) {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
@@ -206,18 +206,6 @@ fn check_line_ends(head: &[u8]) -> Result<(), GatewayError> {
     Ok(())
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &v[start..end]
-}
-
 /// `1*DIGIT` and nothing else (no sign, no list, no spaces inside).
 fn parse_content_length(v: &[u8]) -> Result<u64, GatewayError> {
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
@@ -241,7 +229,7 @@ struct TransferCodings {
 impl TransferCodings {
     fn add(&mut self, v: &[u8]) -> Result<(), GatewayError> {
         self.seen = true;
-        for coding in v.split(|&b| b == b',').map(trim) {
+        for coding in v.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             if coding.is_empty() {
                 return Err(bad("bad Transfer-Encoding"));
             }
