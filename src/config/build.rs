@@ -455,15 +455,12 @@ fn build_upstreams(cx: &mut Ctx, ups: &[FileUpstream]) -> Vec<Upstream> {
         };
         let scheme = parsed.map_or(Scheme::Http, |p| p.0);
         if scheme == Scheme::Http {
-            for field in ["tls_server_name", "ca"] {
-                let set = if field == "ca" {
-                    u.ca.is_some()
-                } else {
-                    u.tls_server_name.is_some()
-                };
-                if set {
-                    cx.err(key(&k, field), "only applies to https:// upstreams");
-                }
+            let set = [
+                ("tls_server_name", u.tls_server_name.is_some()),
+                ("ca", u.ca.is_some()),
+            ];
+            for (field, _) in set.into_iter().filter(|(_, set)| *set) {
+                cx.err(key(&k, field), "only applies to https:// upstreams");
             }
         }
         let tls = (scheme == Scheme::Https).then(|| {

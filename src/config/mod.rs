@@ -57,9 +57,10 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
 /// kept in [`Config::file`]).
 pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
-    let doc = toml_edit::Document::parse(text);
     let file = parse(text, &name)?;
     build::build(file, path).map_err(|errors| {
+        // Spans are only needed to place errors: parse for them only then.
+        let doc = toml_edit::Document::parse(text);
         ConfigErrors(
             errors
                 .into_iter()

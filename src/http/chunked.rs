@@ -90,10 +90,6 @@ impl ChunkedScanner {
         }
     }
 
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
     /// Scans the next bytes of the body. Once done, nothing more is consumed.
     pub fn scan(&mut self, input: &[u8]) -> Result<Scanned, GatewayError> {
         let mut i = 0;

@@ -206,15 +206,17 @@ fn check_line_ends(head: &[u8]) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// `1*DIGIT` and nothing else (no sign, no list, no spaces inside).
-fn parse_content_length(v: &[u8]) -> Result<u64, GatewayError> {
+/// A Content-Length value: `1*DIGIT` and nothing else (no sign, no list, no spaces inside),
+/// fitting a u64. Shared by request and response parsing.
+pub(crate) fn content_length_value(v: &[u8]) -> Option<u64> {
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-        return Err(bad("bad Content-Length"));
+        return None;
     }
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| bad("bad Content-Length"))
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn parse_content_length(v: &[u8]) -> Result<u64, GatewayError> {
+    content_length_value(v).ok_or_else(|| bad("bad Content-Length"))
 }
 
 /// The codings of every Transfer-Encoding header, in order.

@@ -5,7 +5,7 @@
 //! [`parse_response_head`] fills a reused [`ResponseHead`] with offsets into the read buffer
 //! and decides the body framing. A head the gateway cannot delimit safely is a 502.
 
-use super::head::{MAX_HEADERS_CAP, Span};
+use super::head::{MAX_HEADERS_CAP, Span, content_length_value};
 use crate::error::{ErrorKind, GatewayError};
 
 /// Largest backend response head accepted.
@@ -80,11 +80,7 @@ pub fn parse_response_head(
             .push((Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value)));
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| broken("bad Content-Length"))?;
+            let n = content_length_value(h.value).ok_or_else(|| broken("bad Content-Length"))?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(broken("conflicting Content-Length"));
             }

@@ -354,9 +354,10 @@ impl Group {
             // Only the candidates skipped for their method are left to try.
             self.each_regex_list(&lists, path, |list| {
                 path_hit = path_hit
-                    || list
-                        .iter()
-                        .any(|e| !e.methods.contains(method) && self.is_match(e.route, path));
+                    || list.iter().any(|e| {
+                        !e.methods.contains(method)
+                            && self.matches(e.route, path, &mut Captures::empty())
+                    });
             });
         }
         Err(if path_hit {
@@ -387,10 +388,12 @@ impl Group {
         }
     }
 
-    fn is_match(&self, route: u32, path: &str) -> bool {
+    /// Whether a regex-tier route matches: a `{param}` path fills `captures` on the way; a
+    /// `~` regex is only tested here (its captures are taken once it has won).
+    fn matches<'t>(&'t self, route: u32, path: &str, captures: &mut Captures<'t>) -> bool {
         match &self.routes[route as usize].pattern {
             PathPattern::Regex(r) => r.is_match(path),
-            p => p.matches(path, &mut Captures::empty()),
+            p => p.matches(path, captures),
         }
     }
 
@@ -447,11 +450,7 @@ impl<'t> RegexSearch<'t> {
                 continue;
             }
             let mut captures = Captures::empty();
-            let hit = match &group.routes[e.route as usize].pattern {
-                PathPattern::Regex(r) => r.is_match(path),
-                p => p.matches(path, &mut captures),
-            };
-            if hit {
+            if group.matches(e.route, path, &mut captures) {
                 self.best = Some(e.route);
                 self.captures = captures;
                 break;

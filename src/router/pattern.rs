@@ -109,10 +109,6 @@ impl<'t> Captures<'t> {
     pub fn get<'p>(&self, path: &'p str, name: &str) -> Option<&'p str> {
         self.iter(path).find(|(n, _)| *n == name).map(|(_, v)| v)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
 }
 
 impl PathPattern {
