@@ -68,8 +68,8 @@ fn emit(o: Outcome) -> ExitCode {
     ExitCode::from(o.code.clamp(0, 255) as u8)
 }
 
-/// Until the data path lands (issue 3): validate the configuration, bind every listener so
-/// that address problems show now, and hold them until the process is stopped.
+/// `ringway run`: serve until SIGTERM/SIGINT (exit 0); exit 1 when the configuration does not
+/// load or the listeners cannot start.
 fn run(config: &std::path::Path) -> ExitCode {
     let cfg = match ringway::config::load(config) {
         Ok(c) => c,
@@ -79,26 +79,11 @@ fn run(config: &std::path::Path) -> ExitCode {
         }
     };
     eprintln!("{}", cfg.summary());
-    let addrs = cfg
-        .server
-        .listen_http
-        .iter()
-        .chain(&cfg.server.listen_https)
-        .chain(&cfg.server.admin_listen);
-    let mut held = Vec::new();
-    for addr in addrs {
-        match std::net::TcpListener::bind(addr) {
-            Ok(l) => held.push(l),
-            Err(e) => {
-                eprintln!("cannot listen on {addr}: {e}");
-                return ExitCode::from(1);
-            }
+    match ringway::server::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringway: {e}");
+            ExitCode::from(1)
         }
-    }
-    eprintln!(
-        "listeners bound; the proxy data path is not implemented yet (issue 3), connections are not served"
-    );
-    loop {
-        std::thread::park();
     }
 }

@@ -6,7 +6,8 @@
 //! hop-by-hop ones (Connection and the names it lists, Keep-Alive, TE, Trailer, Upgrade
 //! unless a WebSocket is being set up, Proxy-*), minus the headers the gateway sets itself
 //! and those a constant replaces; then X-Forwarded-For (appended), X-Real-IP,
-//! X-Forwarded-Proto, X-Api-RequestId; then the constant headers. Framing headers
+//! X-Forwarded-Proto, X-Api-RequestId (and `Expect`, which the gateway answers itself); then the
+//! constant headers. An HTTP/1.0 request is sent as HTTP/1.0. Framing headers
 //! (Content-Length, Transfer-Encoding) pass through: the body is relayed as it came.
 
 use std::io::Write as _;
@@ -35,7 +36,10 @@ const HOP_BY_HOP: [&[u8]; 6] = [
     b"upgrade",
     b"proxy-connection",
 ];
-const SET_BY_GATEWAY: [&[u8]; 4] = [
+/// Headers the gateway sets itself, or (`Expect`) answers itself: it sends the client its
+/// own `100 Continue` before relaying the body.
+const SET_BY_GATEWAY: [&[u8]; 5] = [
+    b"expect",
     b"x-forwarded-for",
     b"x-real-ip",
     b"x-forwarded-proto",
@@ -60,7 +64,12 @@ pub fn write_upstream_head(
     out.push(b' ');
     out.extend_from_slice(backend_path.as_bytes());
     write_query(query, backend, out);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // An HTTP/1.0 client gets an HTTP/1.0 exchange, so the answer never comes chunked.
+    out.extend_from_slice(if head.minor_version == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
 
     let connection_tokens = head
         .headers

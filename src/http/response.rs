@@ -132,6 +132,63 @@ pub fn parse_response_head(
     Ok(Progress::Complete)
 }
 
+/// What the client connection does after this response, as told in its head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientConnection {
+    /// HTTP/1.1 keepalive: nothing to say.
+    KeepAlive,
+    /// An HTTP/1.0 client that asked for keepalive: `Connection: keep-alive`.
+    KeepAlive10,
+    /// The gateway closes after this response: `Connection: close`.
+    Close,
+}
+
+/// Hop-by-hop headers of the backend's answer that describe the backend connection, not the
+/// client's; the gateway states its own.
+const RESPONSE_HOP_BY_HOP: [&[u8]; 3] = [b"connection", b"keep-alive", b"proxy-connection"];
+
+/// Writes the head the client gets for a backend answer (appended to `out`): the status line
+/// and headers unchanged except the connection headers, plus `X-Api-RequestId` and the
+/// gateway's own `Connection` header. Interim (1xx) heads other than 101 are not rewritten.
+pub fn write_client_head(
+    buf: &[u8],
+    head: &ResponseHead,
+    request_id: &str,
+    conn: ClientConnection,
+    out: &mut Vec<u8>,
+) {
+    let raw = &buf[..head.len];
+    let line_end = raw.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    out.extend_from_slice(&raw[..line_end]);
+    for (n, v) in &head.headers {
+        let name = n.get(buf);
+        let upgrade = head.framing == ResponseFraming::Upgrade;
+        if !upgrade
+            && RESPONSE_HOP_BY_HOP
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-api-requestid") {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.get(buf));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"X-Api-RequestId: ");
+    out.extend_from_slice(request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    match conn {
+        ClientConnection::KeepAlive => {}
+        ClientConnection::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        ClientConnection::Close => out.extend_from_slice(b"Connection: close\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +262,35 @@ mod tests {
             "v".repeat(MAX_RESPONSE_HEAD_BYTES)
         );
         assert_eq!(parse(huge.as_bytes(), false).unwrap_err().status(), 502);
+    }
+
+    fn client_head(raw: &str, conn: ClientConnection) -> String {
+        let mut head = ResponseHead::default();
+        assert_eq!(
+            parse_response_head(raw.as_bytes(), false, &mut head).unwrap(),
+            Progress::Complete
+        );
+        let mut out = Vec::new();
+        write_client_head(raw.as_bytes(), &head, "rid", conn, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn client_head_keeps_end_to_end_headers_and_states_the_gateway_connection() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Api-RequestId: forged\r\nX-Custom:  a b\r\n\r\nhi";
+        assert_eq!(
+            client_head(raw, ClientConnection::KeepAlive),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Custom: a b\r\nX-Api-RequestId: rid\r\n\r\n"
+        );
+        assert!(
+            client_head(raw, ClientConnection::Close).ends_with("rid\r\nConnection: close\r\n\r\n")
+        );
+        assert!(
+            client_head(raw, ClientConnection::KeepAlive10)
+                .ends_with("rid\r\nConnection: keep-alive\r\n\r\n")
+        );
+        let up =
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert!(client_head(up, ClientConnection::KeepAlive).contains("Connection: Upgrade\r\n"));
     }
 }

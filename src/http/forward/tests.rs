@@ -107,7 +107,20 @@ fn a_missing_host_gets_the_upstream_address() {
         false,
     );
     assert!(
-        got.starts_with("GET / HTTP/1.1\r\nHost: 10.0.0.5:80\r\nX-Forwarded-For: 192.0.2.7\r\n"),
+        got.starts_with("GET / HTTP/1.0\r\nHost: 10.0.0.5:80\r\nX-Forwarded-For: 192.0.2.7\r\n"),
         "{got}"
     );
+}
+
+#[test]
+fn expect_is_answered_by_the_gateway_not_forwarded() {
+    let got = forward(
+        "POST /a HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        &backend(None, &[]),
+        "/a",
+        None,
+        false,
+    );
+    assert!(!got.to_ascii_lowercase().contains("expect"), "{got}");
+    assert!(got.contains("Content-Length: 3\r\n"), "{got}");
 }

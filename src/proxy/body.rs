@@ -1,0 +1,84 @@
+//! Body relay: copies a request or response body from one stream to another as it arrives,
+//! through one reused buffer, never holding the whole body. The body's end is found by its
+//! framing (a byte count, the chunked scanner, or the end of the stream); bytes read past
+//! the end stay in the buffer for the caller (a pipelined request, or stray upstream bytes).
+
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::time::Instant;
+
+use super::io::{Read, read_until, write_until};
+use crate::error::GatewayError;
+use crate::http::chunked::ChunkedScanner;
+
+/// Smallest read a relay does.
+const MIN_READ_BYTES: usize = 4096;
+
+/// What is left of a body after the bytes already forwarded.
+pub enum Remaining {
+    Length(u64),
+    Chunked(ChunkedScanner),
+    UntilClose,
+}
+
+/// Why a relay stopped early.
+#[derive(Debug)]
+pub enum RelayError {
+    /// The source ended early, failed, timed out, or sent bad framing (the error, if any).
+    Source(Option<GatewayError>),
+    /// The destination could not take the bytes.
+    Sink,
+}
+
+/// Copies the rest of a body from `src` to `dst` (`None` discards it). `buf` is cleared
+/// first; when the body is complete it holds the bytes read past its end. Each read waits
+/// at most `read_timeout`, each write `write_timeout`.
+pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    mut dst: Option<&mut W>,
+    buf: &mut Vec<u8>,
+    mut rest: Remaining,
+    read_timeout: Duration,
+    write_timeout: Duration,
+) -> Result<(), RelayError> {
+    buf.clear();
+    if buf.capacity() < MIN_READ_BYTES {
+        buf.reserve(MIN_READ_BYTES);
+    }
+    if matches!(rest, Remaining::Length(0)) {
+        return Ok(());
+    }
+    loop {
+        let n = match read_until(src, buf, Instant::now() + read_timeout).await {
+            Read::Data(n) => n,
+            Read::Eof if matches!(rest, Remaining::UntilClose) => return Ok(()),
+            Read::Eof | Read::Timeout | Read::Failed(_) => return Err(RelayError::Source(None)),
+        };
+        let (take, done) = match &mut rest {
+            Remaining::Length(left) => {
+                let take = (*left).min(n as u64);
+                *left -= take;
+                (take as usize, *left == 0)
+            }
+            Remaining::Chunked(scanner) => {
+                let s = scanner
+                    .scan(&buf[..n])
+                    .map_err(|e| RelayError::Source(Some(e)))?;
+                (s.consumed, s.done)
+            }
+            Remaining::UntilClose => (n, false),
+        };
+        if let Some(dst) = dst.as_deref_mut() {
+            let deadline = Instant::now() + write_timeout;
+            if write_until(dst, buf, 0, take, deadline).await.is_err() {
+                return Err(RelayError::Sink);
+            }
+        }
+        buf.drain(..take);
+        if done {
+            return Ok(());
+        }
+        buf.clear();
+    }
+}

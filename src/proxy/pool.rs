@@ -1,0 +1,138 @@
+//! Per-worker keepalive pools to the upstreams (SPEC §3 "Connection").
+//!
+//! One [`UpstreamPool`] per configured upstream, one idle list per target address. Idle
+//! connections are kept most-recent-last and taken from the end (the warmest connection is
+//! the least likely to have been closed by the upstream). Up to `keepalive` stay idle per
+//! target, each at most `idle_timeout`; [`UpstreamPool::sweep`] closes the expired ones so the
+//! upstream sees them go. Before a pooled connection is reused, a non-blocking `MSG_PEEK`
+//! tells whether the upstream closed it (or sent stray bytes) while it sat idle.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+
+use crate::config::Upstream;
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+struct TargetPool {
+    addr: SocketAddr,
+    /// `Host` for requests that came without one (HTTP/1.0).
+    host: String,
+    idle: RefCell<Vec<Idle>>,
+}
+
+pub struct UpstreamPool {
+    targets: Vec<TargetPool>,
+    next: Cell<usize>,
+    keepalive: usize,
+    idle_timeout: Duration,
+}
+
+impl UpstreamPool {
+    pub fn new(upstream: &Upstream) -> UpstreamPool {
+        UpstreamPool {
+            targets: upstream
+                .targets
+                .iter()
+                .map(|&addr| TargetPool {
+                    addr,
+                    host: addr.to_string(),
+                    idle: RefCell::new(Vec::new()),
+                })
+                .collect(),
+            next: Cell::new(0),
+            keepalive: upstream.keepalive,
+            idle_timeout: upstream.idle_timeout,
+        }
+    }
+
+    pub fn target_count(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// The next target, round-robin.
+    pub fn pick(&self) -> usize {
+        let i = self.next.get() % self.targets.len().max(1);
+        self.next.set(i + 1);
+        i
+    }
+
+    pub fn addr(&self, target: usize) -> SocketAddr {
+        self.targets[target].addr
+    }
+
+    pub fn host(&self, target: usize) -> &str {
+        &self.targets[target].host
+    }
+
+    /// A live idle connection to `target`, if there is one.
+    pub fn take(&self, target: usize) -> Option<TcpStream> {
+        let mut idle = self.targets[target].idle.borrow_mut();
+        let now = Instant::now();
+        while let Some(c) = idle.pop() {
+            if now.saturating_duration_since(c.since) < self.idle_timeout && still_open(&c.stream) {
+                return Some(c.stream);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection after a complete exchange; dropped (closed) when the pool is full.
+    pub fn put(&self, target: usize, stream: TcpStream) {
+        let mut idle = self.targets[target].idle.borrow_mut();
+        if idle.len() < self.keepalive {
+            idle.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes idle connections older than `idle_timeout`.
+    pub fn sweep(&self, now: Instant) {
+        for t in &self.targets {
+            t.idle
+                .borrow_mut()
+                .retain(|c| now.saturating_duration_since(c.since) < self.idle_timeout);
+        }
+    }
+
+    /// Closes every idle connection (shutdown).
+    pub fn clear(&self) {
+        for t in &self.targets {
+            t.idle.borrow_mut().clear();
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.targets.iter().map(|t| t.idle.borrow().len()).sum()
+    }
+}
+
+/// Whether an idle upstream connection is still usable: nothing to read yet (`EAGAIN`).
+/// End of stream means the upstream closed it; stray bytes mean it cannot carry a new
+/// exchange either.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte stack buffer and a valid fd; MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && {
+        let e = std::io::Error::last_os_error().raw_os_error();
+        e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK)
+    }
+}

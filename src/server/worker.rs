@@ -1,0 +1,286 @@
+//! One worker: a thread with its own monoio runtime (io_uring, or the legacy epoll driver
+//! where io_uring is unavailable), pinned to a core, accepting on its own `SO_REUSEPORT`
+//! sockets and serving every connection it accepts to the end. Nothing on the request path
+//! is shared between workers except two atomics (the configuration generation and the
+//! process connection count).
+//!
+//! The configuration reaches a worker through one swap point: [`Shared::publish`] bumps a
+//! generation, and [`Worker::snapshot`] rebuilds the worker's [`Snapshot`] (configuration
+//! plus its upstream pools) when it sees a new one. A request holds its snapshot to the end.
+
+use std::cell::{Cell, RefCell};
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use monoio::net::{TcpListener, TcpStream};
+use monoio::time::Instant;
+
+use super::drain::Drain;
+use crate::config::Config;
+use crate::error::{ErrorKind, GatewayError};
+use crate::http::reply::{RequestIds, write_error};
+use crate::proxy::conn;
+use crate::proxy::io::write_all_until;
+use crate::proxy::pool::UpstreamPool;
+
+/// io_uring submission queue entries per worker.
+pub const URING_ENTRIES: u32 = 4096;
+/// Relay buffers (response bodies, streamed request bodies).
+pub const RELAY_BUFFER_BYTES: usize = 64 * 1024;
+/// Relay buffers kept for reuse per worker.
+pub const MAX_POOLED_BUFFERS: usize = 256;
+/// How often a worker looks for a stop request.
+pub const STOP_POLL: Duration = Duration::from_millis(50);
+/// How often idle upstream connections past their idle timeout are closed.
+pub const POOL_SWEEP: Duration = Duration::from_secs(1);
+/// Pause after an accept error such as EMFILE, so the loop does not spin.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// How long a refused (over `max_connections`) client gets to take its 503.
+pub const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the workers share: the configuration swap point, the stop flag and the process-wide
+/// connection count.
+pub struct Shared {
+    config: Mutex<Arc<Config>>,
+    generation: AtomicU64,
+    pub stopping: AtomicBool,
+    pub connections: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(config: Arc<Config>) -> Shared {
+        Shared {
+            config: Mutex::new(config),
+            generation: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    fn current(&self) -> (u64, Arc<Config>) {
+        let cfg = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        (self.generation.load(Ordering::Acquire), cfg.clone())
+    }
+
+    /// The swap point: workers pick `config` up at their next request.
+    pub fn publish(&self, config: Arc<Config>) {
+        let mut cfg = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        *cfg = config;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A worker's view of one configuration: the configuration and this worker's pools for its
+/// upstreams (same indexes as `config.upstreams`).
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub pools: Vec<UpstreamPool>,
+}
+
+impl Snapshot {
+    fn new(config: Arc<Config>) -> Snapshot {
+        let pools = config.upstreams.iter().map(UpstreamPool::new).collect();
+        Snapshot { config, pools }
+    }
+}
+
+/// Per-worker state, shared by the worker's tasks through an `Rc`.
+pub struct Worker {
+    pub index: usize,
+    shared: Arc<Shared>,
+    snapshot: RefCell<Rc<Snapshot>>,
+    generation: Cell<u64>,
+    pub ids: RefCell<RequestIds>,
+    pub drain: Drain,
+    /// Client connections being served by this worker.
+    pub active: Cell<usize>,
+    buffers: RefCell<Vec<Vec<u8>>>,
+}
+
+impl Worker {
+    fn new(index: usize, shared: Arc<Shared>) -> Worker {
+        let (generation, config) = shared.current();
+        Worker {
+            index,
+            shared,
+            snapshot: RefCell::new(Rc::new(Snapshot::new(config))),
+            generation: Cell::new(generation),
+            ids: RefCell::new(RequestIds::new(index)),
+            drain: Drain::default(),
+            active: Cell::new(0),
+            buffers: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The current snapshot; a newly published configuration is picked up here.
+    pub fn snapshot(&self) -> Rc<Snapshot> {
+        if self.shared.generation.load(Ordering::Acquire) != self.generation.get() {
+            let (generation, config) = self.shared.current();
+            *self.snapshot.borrow_mut() = Rc::new(Snapshot::new(config));
+            self.generation.set(generation);
+        }
+        self.snapshot.borrow().clone()
+    }
+
+    /// An empty relay buffer with [`RELAY_BUFFER_BYTES`] of capacity.
+    pub fn take_buffer(&self) -> Vec<u8> {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(RELAY_BUFFER_BYTES))
+    }
+
+    pub fn put_buffer(&self, mut buf: Vec<u8>) {
+        let mut pool = self.buffers.borrow_mut();
+        if buf.capacity() >= RELAY_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+}
+
+/// Everything a worker thread starts with.
+pub struct WorkerSpec {
+    pub index: usize,
+    pub cpu: Option<usize>,
+    /// `(listener, https)`.
+    pub listeners: Vec<(std::net::TcpListener, bool)>,
+    pub shared: Arc<Shared>,
+}
+
+/// Runs a worker to the end of its drain. `ready` is called once the runtime is up (with the
+/// driver's name) or failed to start.
+pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
+    if let Some(cpu) = spec.cpu
+        && let Err(e) = monoio::utils::bind_to_cpu_set([cpu])
+    {
+        eprintln!(
+            "ringway: worker {} not pinned to CPU {cpu}: {e:?}",
+            spec.index
+        );
+    }
+    let driver = if monoio::utils::detect_uring() {
+        "io_uring"
+    } else {
+        "legacy (io_uring unavailable)"
+    };
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(URING_ENTRIES)
+        .enable_timer()
+        .build();
+    let mut runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            return ready(Err(format!(
+                "worker {}: cannot start its runtime: {e}",
+                spec.index
+            )));
+        }
+    };
+    runtime.block_on(async move {
+        let worker = Rc::new(Worker::new(spec.index, spec.shared.clone()));
+        let mut listeners = Vec::new();
+        for (l, https) in spec.listeners {
+            match TcpListener::from_std(l) {
+                Ok(l) => listeners.push((l, https)),
+                Err(e) => return ready(Err(format!("worker {}: listener: {e}", spec.index))),
+            }
+        }
+        ready(Ok(driver));
+        let accepts: Vec<_> = listeners
+            .into_iter()
+            .map(|(l, https)| monoio::spawn(accept_loop(l, https, worker.clone())))
+            .collect();
+        monoio::spawn(housekeeping(worker.clone()));
+        worker.drain.wait().await;
+        for a in accepts {
+            a.await;
+        }
+        let grace = worker.snapshot().config.server.shutdown_grace;
+        let deadline = Instant::now() + grace;
+        while worker.active.get() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for pool in &worker.snapshot().pools {
+            pool.clear();
+        }
+    });
+}
+
+/// Watches for a stop request and sweeps the upstream pools.
+async fn housekeeping(worker: Rc<Worker>) {
+    let mut last_sweep = Instant::now();
+    loop {
+        monoio::time::sleep(STOP_POLL).await;
+        if worker.shared.stopping.load(Ordering::Acquire) {
+            worker.drain.fire();
+            return;
+        }
+        let now = Instant::now();
+        if now.saturating_duration_since(last_sweep) >= POOL_SWEEP {
+            for pool in &worker.snapshot().pools {
+                pool.sweep(now);
+            }
+            last_sweep = now;
+        }
+    }
+}
+
+/// Decrements the connection counts when a connection task ends, however it ends.
+struct Counted(Rc<Worker>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+        self.0.shared.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
+    loop {
+        let accepted = monoio::select! {
+            _ = worker.drain.wait() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("ringway: worker {}: accept: {e}", worker.index);
+                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let max = worker.snapshot().config.server.max_connections;
+        if worker.shared.connections.fetch_add(1, Ordering::AcqRel) >= max {
+            worker.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            monoio::spawn(refuse(stream, worker.clone()));
+            continue;
+        }
+        worker.active.set(worker.active.get() + 1);
+        let guard = Counted(worker.clone());
+        monoio::spawn(async move {
+            let worker = guard.0.clone();
+            conn::serve(stream, peer, https, worker).await;
+            drop(guard);
+        });
+    }
+}
+
+/// Past `max_connections`: a 503 and close.
+async fn refuse(mut stream: TcpStream, worker: Rc<Worker>) {
+    let mut id = String::new();
+    worker.ids.borrow_mut().next_into(&mut id);
+    let mut out = Vec::new();
+    write_error(
+        &mut out,
+        &GatewayError::new(ErrorKind::Overloaded),
+        &id,
+        false,
+        true,
+    );
+    let _ = write_all_until(&mut stream, &mut out, Instant::now() + REFUSE_WRITE_TIMEOUT).await;
+}
