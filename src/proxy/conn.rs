@@ -27,8 +27,10 @@ use crate::router::RouteMiss;
 use crate::router::target::{parse_target, resolve_dot_segments};
 use crate::server::worker::Worker;
 
-/// Initial client read buffer; it grows up to the head limit when a head needs it.
-pub const INITIAL_READ_BYTES: usize = 4096;
+/// Initial client read buffer; it grows up to the head limit when a head needs it, and goes
+/// back to this size when the connection turns idle (10,000 idle keepalive connections must
+/// stay small).
+pub const INITIAL_READ_BYTES: usize = 2048;
 
 /// A client stream: plain TCP now, TLS later.
 pub trait Stream: AsyncReadRent + AsyncWriteRent + 'static {}
@@ -104,8 +106,22 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
         }
         first = false;
         conn.phase = Phase::Serving;
-        match conn.serve_request().await {
-            After::KeepAlive => conn.phase = Phase::Idle,
+        // Output buffers are the worker's while a request is served, not the connection's.
+        conn.scratch.upstream_head = conn.worker.take_small();
+        conn.scratch.out = conn.worker.take_small();
+        // Boxed: the request path's state is large and only lives while a request does, so an
+        // idle connection's task stays small.
+        let after = Box::pin(conn.serve_request()).await;
+        conn.worker
+            .put_small(std::mem::take(&mut conn.scratch.upstream_head));
+        conn.worker.put_small(std::mem::take(&mut conn.scratch.out));
+        match after {
+            After::KeepAlive => {
+                conn.phase = Phase::Idle;
+                if conn.buf.is_empty() && conn.buf.capacity() > INITIAL_READ_BYTES {
+                    conn.buf = Vec::with_capacity(INITIAL_READ_BYTES);
+                }
+            }
             After::Close => conn.phase = Phase::Closed,
         }
     }

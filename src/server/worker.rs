@@ -32,6 +32,10 @@ pub const URING_ENTRIES: u32 = 4096;
 pub const RELAY_BUFFER_BYTES: usize = 64 * 1024;
 /// Relay buffers kept for reuse per worker.
 pub const MAX_POOLED_BUFFERS: usize = 256;
+/// Head-sized output buffers (upstream request heads, client response heads).
+pub const SMALL_BUFFER_BYTES: usize = 4096;
+/// Larger output buffers (a buffered body came with the head) are not kept.
+pub const MAX_SMALL_BUFFER_BYTES: usize = 64 * 1024;
 /// How often a worker looks for a stop request.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
 /// How often idle upstream connections past their idle timeout are closed.
@@ -98,6 +102,7 @@ pub struct Worker {
     /// Client connections being served by this worker.
     pub active: Cell<usize>,
     buffers: RefCell<Vec<Vec<u8>>>,
+    small: RefCell<Vec<Vec<u8>>>,
 }
 
 impl Worker {
@@ -112,6 +117,7 @@ impl Worker {
             drain: Drain::default(),
             active: Cell::new(0),
             buffers: RefCell::new(Vec::new()),
+            small: RefCell::new(Vec::new()),
         }
     }
 
@@ -131,6 +137,22 @@ impl Worker {
             .borrow_mut()
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(RELAY_BUFFER_BYTES))
+    }
+
+    /// An empty head-sized output buffer.
+    pub fn take_small(&self) -> Vec<u8> {
+        self.small
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SMALL_BUFFER_BYTES))
+    }
+
+    pub fn put_small(&self, mut buf: Vec<u8>) {
+        let mut pool = self.small.borrow_mut();
+        if buf.capacity() <= MAX_SMALL_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
+            buf.clear();
+            pool.push(buf);
+        }
     }
 
     pub fn put_buffer(&self, mut buf: Vec<u8>) {
