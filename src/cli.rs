@@ -33,7 +33,14 @@ impl Outcome {
 /// `ringway check`: the summary, or every error.
 pub fn check(path: &Path) -> Outcome {
     match config::load(path) {
-        Ok(cfg) => Outcome::ok(cfg.summary()),
+        Ok(cfg) => {
+            let mut out = cfg.summary();
+            for note in cfg.not_served_yet() {
+                out.push('\n');
+                out.push_str(&note);
+            }
+            Outcome::ok(out)
+        }
         Err(errors) => Outcome {
             code: EXIT_CONFIG,
             stdout: String::new(),

@@ -105,6 +105,44 @@ fn parse(text: &str, name: &str) -> Result<file::FileConfig, ConfigErrors> {
 
 impl Config {
     /// The line `ringway check` prints.
+    /// What this configuration asks for that this version does not serve yet; `check` and
+    /// `run` print these lines.
+    pub fn not_served_yet(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.server.listen_https.is_empty() {
+            notes.push(format!(
+                "note: HTTPS listeners {:?} are not served yet (TLS arrives in a later version)",
+                self.server.listen_https
+            ));
+        }
+        if let Some(admin) = self.server.admin_listen {
+            notes.push(format!("note: admin listener {admin} is not served yet"));
+        }
+        for u in self.upstreams.iter().filter(|u| u.tls.is_some()) {
+            notes.push(format!(
+                "note: upstream {:?} is https://, not supported yet: its APIs answer 502",
+                u.name
+            ));
+        }
+        for s in &self.services {
+            for a in &s.apis {
+                if a.auth != Auth::None {
+                    notes.push(format!(
+                        "note: API {}/{} needs auth, not available yet: it answers 401",
+                        s.name, a.name
+                    ));
+                }
+                if a.frontend_type == FrontendType::Ws {
+                    notes.push(format!(
+                        "note: API {}/{} is a WebSocket API, not served yet: it answers 502",
+                        s.name, a.name
+                    ));
+                }
+            }
+        }
+        notes
+    }
+
     pub fn summary(&self) -> String {
         let apis: usize = self.services.iter().map(|s| s.apis.len()).sum();
         format!(

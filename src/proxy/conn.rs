@@ -17,7 +17,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
 use super::io::{Read, read_some, read_until, write_all_until};
-use crate::config::{BackendTarget, FrontendType};
+use crate::config::{Auth, BackendTarget, FrontendType};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{BodyFraming, Progress, RequestHead, parse_head};
@@ -251,6 +251,11 @@ impl<S: Stream> Conn<S> {
                 } else {
                     "this API is served over https only"
                 },
+            )))
+        } else if api.auth != Auth::None {
+            // Fail closed until authentication lands: never serve a protected API unchecked.
+            Some(GatewayError::new(ErrorKind::Unauthorized(
+                "authentication for this API is not available in this version".into(),
             )))
         } else if api.frontend_type == FrontendType::Ws {
             // The WebSocket tunnel arrives with the TLS/WebSocket issue.

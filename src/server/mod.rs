@@ -39,14 +39,8 @@ pub fn run(config: Config) -> Result<(), String> {
     let workers = worker_count(server.workers);
     let cores = worker_count(0);
     signals::block().map_err(|e| format!("cannot block signals: {e}"))?;
-    if !server.listen_https.is_empty() {
-        eprintln!(
-            "ringway: HTTPS listeners {:?} are not served yet (TLS arrives in a later release)",
-            server.listen_https
-        );
-    }
-    if let Some(admin) = server.admin_listen {
-        eprintln!("ringway: admin listener {admin} is not served yet");
+    for note in config.not_served_yet() {
+        eprintln!("ringway: {note}");
     }
     let (bound, per_worker) = listen::bind_all(&server.listen_http, workers)?;
     let shared = Arc::new(Shared::new(config.clone()));
