@@ -136,3 +136,75 @@ fn still_open(stream: &TcpStream) -> bool {
         e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Scheme;
+    use std::io::Write as _;
+
+    fn upstream(targets: Vec<SocketAddr>, keepalive: usize, idle_ms: u64) -> Upstream {
+        Upstream {
+            name: "u".into(),
+            scheme: Scheme::Http,
+            targets,
+            keepalive,
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_millis(idle_ms),
+            tls: None,
+        }
+    }
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn round_robin_over_targets() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let pool = UpstreamPool::new(&upstream(vec![a, b], 4, 1000));
+        let picks: Vec<usize> = (0..5).map(|_| pool.pick()).collect();
+        assert_eq!(picks, [0, 1, 0, 1, 0]);
+        assert_eq!(pool.host(1), "127.0.0.1:2");
+    }
+
+    #[test]
+    fn closed_or_chatty_or_expired_connections_are_not_reused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime().block_on(async move {
+            let pool = UpstreamPool::new(&upstream(vec![addr], 2, 200));
+            let mut peers = Vec::new();
+            for _ in 0..3 {
+                let s = TcpStream::connect_addr(addr).await.unwrap();
+                peers.push(listener.accept().unwrap().0);
+                pool.put(0, s);
+            }
+            assert_eq!(pool.idle_count(), 2, "keepalive caps the idle list");
+            // The newest idle connection is taken first: its peer is peers[1].
+            // Close that peer: the pool must notice before handing it out.
+            drop(peers.remove(1));
+            monoio::time::sleep(Duration::from_millis(50)).await;
+            // peers[0] (the first connection) is still open; make it chatty.
+            peers[0].write_all(b"x").unwrap();
+            monoio::time::sleep(Duration::from_millis(50)).await;
+            assert!(pool.take(0).is_none(), "a closed and a chatty connection");
+            assert_eq!(pool.idle_count(), 0);
+
+            let s = TcpStream::connect_addr(addr).await.unwrap();
+            let _peer = listener.accept().unwrap().0;
+            pool.put(0, s);
+            assert!(pool.take(0).is_some(), "a live connection is reused");
+            let s = TcpStream::connect_addr(addr).await.unwrap();
+            let _peer2 = listener.accept().unwrap().0;
+            pool.put(0, s);
+            monoio::time::sleep(Duration::from_millis(300)).await;
+            pool.sweep(Instant::now());
+            assert_eq!(pool.idle_count(), 0, "idle_timeout expired");
+        });
+    }
+}
