@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# ringway vs nginx, end to end over HTTP/1.1 on 127.0.0.1.
+#
+#   benches/vs_nginx.sh            # full run: wrk -t1 -c{1,64,256} -d10s, 3 times each
+#   QUICK=1 benches/vs_nginx.sh    # smoke test: -d2s, one repetition
+#
+# It builds ringway (cargo build --release), starts
+#   backend  nginx, one worker, serving a 616-byte index.html      127.0.0.1:18080
+#   nginx    nginx, one worker, reverse proxy to the backend,      127.0.0.1:18081
+#            upstream keepalive 1024, HTTP/1.1 upstream
+#   ringway  workers = 1, one upstream (keepalive 1024), one API   127.0.0.1:18082
+# pins the backend and both proxies to CPU 1 and wrk to CPU 0 (taskset), runs wrk against
+# the backend directly, nginx and ringway (GET /index.html; interleaved: for each connection
+# count and repetition, every target once), and prints one markdown table on stdout:
+#   req/s      median of the repetitions
+#   p50, p99   wrk latency percentiles in microseconds (benches/vs_nginx/report.lua), median
+#   proxy CPU  µs of CPU (utime+stime from /proc/PID/stat, master + workers for nginx) that
+#              the proxy spent per request, median; CLK_TCK from getconf (usually 100, so a
+#              tick is 10 ms: short runs make this coarse)
+#   backend CPU  the same for the backend nginx
+#   errors     wrk's error counters summed over the repetitions (status = answers >= 400)
+#   ringway/nginx  ratio of the medians, req/s and p50, on the ringway rows
+# Progress and the targets' logs go to stderr and the temp dir; all processes are stopped on
+# exit. A target whose preflight GET does not return 200 with the file is skipped (its rows
+# say so); FORCE=1 runs wrk against it anyway.
+#
+# Environment:
+#   QUICK=1          DURATION=2s REPS=1 (unless those are set)
+#   DURATION=10s     wrk -d per run
+#   REPS=3           repetitions per (target, connections)
+#   CONNS="1 64 256" connection counts (wrk -c; always -t1)
+#   TARGETS="backend nginx ringway"
+#   WARMUP=1s        one wrk -c256 run per target before measuring; 0 to skip
+#   SKIP_BUILD=1     do not run cargo build --release
+#   RINGWAY=path     the binary (default target/release/ringway)
+#   NGINX_PARITY=0   plain nginx proxy config, without the forwarding headers and request id
+#                    that ringway adds by contract (SPEC §3); default 1
+#   FORCE=1          benchmark targets that failed the preflight
+#   KEEP_TMP=1       keep the temp dir (configs, logs, raw wrk output)
+#   BACKEND_PORT=18080 NGINX_PORT=18081 RINGWAY_PORT=18082 SERVER_CPU=1 CLIENT_CPU=0
+#
+# Needs: nginx and wrk (Debian: apt-get update && apt-get install -y nginx wrk), curl,
+# taskset, pgrep, getconf, cargo. Run it on a quiet machine with at least 2 CPUs.
+set -euo pipefail
+
+case ${1:-} in
+-h | --help)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+"") ;;
+*)
+    echo "usage: $0 [--help]  (settings are environment variables, see --help)" >&2
+    exit 2
+    ;;
+esac
+
+# shellcheck source=vs_nginx/lib.sh
+source "$(dirname "$0")/vs_nginx/lib.sh"
+
+if [[ ${QUICK:-0} == 1 ]]; then
+    DURATION=${DURATION:-2s}
+    REPS=${REPS:-1}
+fi
+DURATION=${DURATION:-10s}
+REPS=${REPS:-3}
+CONNS=${CONNS:-1 64 256}
+TARGETS=${TARGETS:-backend nginx ringway}
+WARMUP=${WARMUP:-1s}
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer"
+[[ $DURATION =~ ^[1-9][0-9]*[smh]?$ ]] || die "DURATION must look like 10s"
+for t in $TARGETS; do
+    case $t in backend | nginx | ringway) ;; *) die "unknown target '$t' (backend nginx ringway)" ;; esac
+done
+
+need_tools nginx wrk curl taskset pgrep getconf timeout
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(nproc)
+((NCPU >= 2)) || log "warning: $NCPU CPU(s); client and servers will share a CPU"
+
+cd "$REPO_DIR"
+if [[ ${SKIP_BUILD:-0} != 1 && " $TARGETS " == *" ringway "* ]]; then
+    log "cargo build --release"
+    cargo build --release >&2 || die "cargo build --release failed"
+fi
+
+bench_init vs-nginx
+T=$BENCH_TMP
+mkdir -p "$T/wrk"
+
+# The backend is always needed (the proxies sit in front of it).
+write_backend_conf "$T/backend"
+start_nginx backend "$T/backend" "$BACKEND_PORT"
+BACKEND_PID=$LAST_PID
+INDEX=$T/backend/html/index.html
+preflight backend "$BACKEND_PORT" "$INDEX" || die "the backend does not serve $INDEX"
+
+declare -A PID PORT OK
+PID[backend]=$BACKEND_PID
+PORT[backend]=$BACKEND_PORT
+PORT[nginx]=$NGINX_PORT
+PORT[ringway]=$RINGWAY_PORT
+
+for t in $TARGETS; do
+    case $t in
+    nginx)
+        write_nginx_proxy_conf "$T/nginx"
+        start_nginx nginx "$T/nginx" "$NGINX_PORT"
+        PID[nginx]=$LAST_PID
+        ;;
+    ringway)
+        mkdir -p "$T/ringway"
+        write_ringway_conf "$T/ringway/ringway.toml"
+        start_ringway "$T/ringway/ringway.toml" "$T/ringway"
+        PID[ringway]=$LAST_PID
+        ;;
+    esac
+    if [[ $t == backend ]] || preflight "$t" "${PORT[$t]}" "$INDEX"; then
+        OK[$t]=1
+    elif [[ ${FORCE:-0} == 1 ]]; then
+        log "$t: FORCE=1, benchmarking it anyway"
+        OK[$t]=1
+    else
+        OK[$t]=0
+        log "$t: skipped (FORCE=1 to run wrk against it anyway)"
+    fi
+done
+
+SECS=${DURATION%[smh]}
+case $DURATION in *m) SECS=$((SECS * 60)) ;; *h) SECS=$((SECS * 3600)) ;; esac
+LUA=$BENCH_DIR/report.lua
+
+# run_wrk TARGET CONNS DURATION OUTFILE: wrk pinned to CLIENT_CPU, bounded by timeout.
+run_wrk() {
+    local secs=${3%[smh]}
+    case $3 in *m) secs=$((secs * 60)) ;; *h) secs=$((secs * 3600)) ;; esac
+    timeout --foreground $((secs + 30)) \
+        taskset -c "$CLIENT_CPU" wrk -t1 -c"$2" -d"$3" --timeout 2s -s "$LUA" \
+        "http://127.0.0.1:${PORT[$1]}/index.html" >"$4" 2>&1 || true
+}
+
+if [[ $WARMUP != 0 ]]; then
+    for t in $TARGETS; do
+        ((OK[$t])) || continue
+        log "warm-up: $t, wrk -c256 -d$WARMUP"
+        run_wrk "$t" 256 "$WARMUP" "$T/wrk/warmup-$t.txt"
+    done
+fi
+
+RESULTS=$T/results.tsv
+: >"$RESULTS"
+nruns=0
+for t in $TARGETS; do ((OK[$t])) && nruns=$((nruns + 1)); done
+total=$((nruns * REPS * $(wc -w <<<"$CONNS")))
+log "measuring: $total runs of ${SECS}s (about $((total * (SECS + 1) / 60 + 1)) min)"
+
+n=0
+for c in $CONNS; do
+    for ((r = 1; r <= REPS; r++)); do
+        for t in $TARGETS; do
+            ((OK[$t])) || continue
+            n=$((n + 1))
+            out=$T/wrk/$t-c$c-r$r.txt
+            p0=-1 p1=-1
+            [[ $t != backend ]] && p0=$(tree_ticks "${PID[$t]}")
+            b0=$(tree_ticks "$BACKEND_PID")
+            run_wrk "$t" "$c" "$DURATION" "$out"
+            [[ $t != backend ]] && p1=$(tree_ticks "${PID[$t]}")
+            b1=$(tree_ticks "$BACKEND_PID")
+            line=$(grep -m1 '^RWBENCH ' "$out" || true)
+            if [[ -z $line ]]; then
+                log "[$n/$total] $t -c$c #$r: no result from wrk: $(tail -n 3 "$out" | tr '\n' ' ')"
+                line="RWBENCH requests=0 duration_us=0 p50_us=-1 p99_us=-1 connect=0 read=0 write=0 status=0 timeout=0 wrkfail=1"
+            fi
+            # key=value pairs -> one TSV row
+            declare -A kv=()
+            for f in $line; do [[ $f == *=* ]] && kv[${f%%=*}]=${f#*=}; done
+            pt=-1
+            [[ $t != backend ]] && pt=$((p1 - p0))
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+                "$t" "$c" "$r" "${kv[requests]}" "${kv[duration_us]}" "${kv[p50_us]}" "${kv[p99_us]}" \
+                "${kv[connect]}" "${kv[read]}" "${kv[write]}" "${kv[status]}" "${kv[timeout]}" \
+                "$pt" "$((b1 - b0))" "${kv[wrkfail]:-0}" >>"$RESULTS"
+            rps=0
+            ((${kv[duration_us]} > 0)) && rps=$((${kv[requests]} * 1000000 / ${kv[duration_us]}))
+            log "[$n/$total] $t -c$c #$r: $rps req/s, p50 ${kv[p50_us]} µs, p99 ${kv[p99_us]} µs, errors c/r/w/s/t ${kv[connect]}/${kv[read]}/${kv[write]}/${kv[status]}/${kv[timeout]}"
+            unset kv
+        done
+    done
+done
+
+# The table.
+rw_rev=$(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown)
+echo "ringway $rw_rev vs $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}');" \
+    "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //') × $NCPU; backend + proxy on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU;" \
+    "wrk -t1 -d$DURATION, median of $REPS; GET /index.html ($(wc -c <"$INDEX") bytes); CLK_TCK $CLK_TCK."
+echo
+skipped=""
+for t in $TARGETS; do ((OK[$t])) || skipped+="$t "; done
+awk -F'\t' -v clk="$CLK_TCK" -v conns="$CONNS" -v targets="$TARGETS" -v skipped="$skipped" '
+function median(s,    a, n, i, j, x) {
+    n = split(s, a, " ")
+    if (n == 0) return ""
+    for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+    return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function add(arr, k, v) { arr[k] = (k in arr) ? arr[k] " " v : v }
+{
+    k = $1 SUBSEP $2
+    runs[k]++
+    if ($5 > 0) add(rps, k, $4 * 1e6 / $5); else add(rps, k, 0)
+    if ($4 > 0) {
+        add(p50, k, $6); add(p99, k, $7)
+        if ($13 >= 0) add(pcpu, k, $13 * 1e6 / clk / $4)
+        add(bcpu, k, $14 * 1e6 / clk / $4)
+    }
+    req[k] += $4; ec[k] += $8; er[k] += $9; ew[k] += $10; es[k] += $11; et[k] += $12; wf[k] += $15
+}
+function errs(k,    s, tot) {
+    tot = ec[k] + er[k] + ew[k] + es[k] + et[k]
+    s = ""
+    if (ec[k]) s = s " connect " ec[k]
+    if (er[k]) s = s " read " er[k]
+    if (ew[k]) s = s " write " ew[k]
+    if (es[k]) s = s " status " es[k]
+    if (et[k]) s = s " timeout " et[k]
+    if (wf[k]) s = s " wrk-failed " wf[k]
+    if (req[k] == 0) s = s " no responses"
+    if (s == "") return "0"
+    return tot " (" substr(s, 2) ")"
+}
+function fmt(v, f) { return (v == "") ? "—" : sprintf(f, v) }
+END {
+    print "| conns | target | req/s | p50 µs | p99 µs | proxy CPU µs/req | backend CPU µs/req | errors | ringway/nginx req/s | ringway/nginx p50 |"
+    print "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|"
+    nc = split(conns, C, " "); nt = split(targets, T, " ")
+    for (i = 1; i <= nc; i++) for (j = 1; j <= nt; j++) {
+        c = C[i]; t = T[j]; k = t SUBSEP c
+        if (index(" " skipped, " " t " ")) {
+            printf "| %s | %s | skipped: no 200 at preflight | | | | | | | |\n", c, t
+            continue
+        }
+        if (!(k in runs)) continue
+        r = median(rps[k]); a = median(p50[k]); b = median(p99[k])
+        pc = (t == "backend") ? "—" : fmt(median(pcpu[k]), "%.1f")
+        ratio_r = "—"; ratio_p = "—"
+        if (t == "ringway") {
+            kn = "nginx" SUBSEP c
+            if (kn in runs) {
+                nr = median(rps[kn]); np = median(p50[kn])
+                if (nr > 0) ratio_r = sprintf("%.2f", r / nr)
+                if (np > 0 && a != "") ratio_p = sprintf("%.2f", a / np)
+            }
+        }
+        printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", c, t, r,
+            fmt(a, "%.0f"), fmt(b, "%.0f"), pc, fmt(median(bcpu[k]), "%.1f"), errs(k), ratio_r, ratio_p
+    }
+}' "$RESULTS"
