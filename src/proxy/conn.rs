@@ -16,6 +16,7 @@ use std::rc::Rc;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
+use super::access_log::{Log, Start};
 use super::io::{Read, read_some, read_until, write_all_until};
 use crate::config::{Auth, BackendTarget, FrontendType};
 use crate::error::{ErrorKind, GatewayError};
@@ -68,6 +69,11 @@ pub struct Scratch {
     /// Responses written to the client.
     pub out: Vec<u8>,
     pub response: ResponseHead,
+    /// Access log: the line's request half, the status sent (0: none), the API's names.
+    pub log_line: Vec<u8>,
+    pub status: u16,
+    pub service: String,
+    pub api: String,
 }
 
 pub struct Conn<S> {
@@ -80,6 +86,8 @@ pub struct Conn<S> {
     pub head: RequestHead,
     pub phase: Phase,
     pub scratch: Scratch,
+    /// When the current request's head was complete.
+    pub started: std::time::Instant,
 }
 
 /// Serves a client connection until it closes.
@@ -93,6 +101,7 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
         head: RequestHead::default(),
         phase: Phase::Idle,
         scratch: Scratch::default(),
+        started: std::time::Instant::now(),
     };
     let mut first = true;
     while conn.phase != Phase::Closed {
@@ -100,18 +109,22 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
+                conn.begin_request();
                 conn.fail_before_route(&e).await;
+                conn.log_request();
                 break;
             }
         }
         first = false;
         conn.phase = Phase::Serving;
+        conn.begin_request();
         // Output buffers are the worker's while a request is served, not the connection's.
         conn.scratch.upstream_head = conn.worker.take_small();
         conn.scratch.out = conn.worker.take_small();
         // Boxed: the request path's state is large and only lives while a request does, so an
         // idle connection's task stays small.
         let after = Box::pin(conn.serve_request()).await;
+        conn.log_request();
         conn.worker
             .put_small(std::mem::take(&mut conn.scratch.upstream_head));
         conn.worker.put_small(std::mem::take(&mut conn.scratch.out));
@@ -183,10 +196,6 @@ impl<S: Stream> Conn<S> {
         let worker = self.worker.clone();
         let snapshot = worker.snapshot();
         let cfg = &*snapshot.config;
-        worker
-            .ids
-            .borrow_mut()
-            .next_into(&mut self.scratch.request_id);
         let head_request = self.head.method.get(&self.buf) == b"HEAD";
 
         // How much of the body is already here; a body that is not must be relayed or, for
@@ -244,6 +253,8 @@ impl<S: Stream> Conn<S> {
         };
         let service = &cfg.services[m.service];
         let api = &service.apis[m.api];
+        self.scratch.service.push_str(&service.name);
+        self.scratch.api.push_str(&api.name);
         let local_error = if !service.protocol.allows(self.https) {
             Some(GatewayError::new(ErrorKind::ProtocolNotAllowed(
                 if self.https {
@@ -290,6 +301,7 @@ impl<S: Stream> Conn<S> {
                 content_type,
             } => {
                 let close = body_end.is_none() || !self.head.keep_alive || worker.drain.is_fired();
+                self.scratch.status = *status;
                 self.scratch.out.clear();
                 Reply {
                     status: *status,
@@ -342,6 +354,7 @@ impl<S: Stream> Conn<S> {
         head_request: bool,
         consumed: Option<usize>,
     ) -> After {
+        self.scratch.status = e.status();
         let close = consumed.is_none()
             || e.closes_connection()
             || !self.head.keep_alive
@@ -357,12 +370,50 @@ impl<S: Stream> Conn<S> {
         self.finish_local(consumed, close).await
     }
 
-    /// A head that could not be parsed or arrive in time: answer and close.
-    async fn fail_before_route(&mut self, e: &GatewayError) {
+    /// A new request id; the request half of its access log line.
+    fn begin_request(&mut self) {
+        self.started = std::time::Instant::now();
         self.worker
             .ids
             .borrow_mut()
             .next_into(&mut self.scratch.request_id);
+        self.scratch.status = 0;
+        self.scratch.service.clear();
+        self.scratch.api.clear();
+        self.scratch.log_line.clear();
+        if self.worker.log.enabled() {
+            // Spans are only meaningful once a head parsed; a failed head logs empty fields.
+            let parsed = self.phase == Phase::Serving;
+            let field =
+                |span: crate::http::head::Span| if parsed { span.get(&self.buf) } else { &[][..] };
+            Log::start(
+                &Start {
+                    time: std::time::SystemTime::now(),
+                    request_id: &self.scratch.request_id,
+                    client: self.peer,
+                    method: field(self.head.method),
+                    host: self.head.host.map_or(&[][..], field),
+                    target: field(self.head.target),
+                },
+                &mut self.scratch.log_line,
+            );
+        }
+    }
+
+    fn log_request(&mut self) {
+        let route = (!self.scratch.service.is_empty())
+            .then_some((self.scratch.service.as_str(), self.scratch.api.as_str()));
+        self.worker.log.finish(
+            &self.scratch.log_line,
+            self.scratch.status,
+            route,
+            self.started.elapsed(),
+        );
+    }
+
+    /// A head that could not be parsed or arrive in time: answer and close.
+    async fn fail_before_route(&mut self, e: &GatewayError) {
+        self.scratch.status = e.status();
         self.scratch.out.clear();
         write_error(
             &mut self.scratch.out,

@@ -4,8 +4,10 @@
 //! - [`upstream`]: the VPC backend exchange: pool, forward, retries, answer relay.
 //! - [`pool`]: per-worker keepalive pools per upstream target.
 //! - [`body`]: streaming body relay by framing.
+//! - [`access_log`]: the JSON access log, buffered per worker.
 //! - [`io`]: owned-buffer reads and writes with deadlines.
 
+pub mod access_log;
 pub mod body;
 pub mod conn;
 pub mod io;

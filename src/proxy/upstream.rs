@@ -268,6 +268,7 @@ impl<S: Stream> Conn<S> {
             (true, 0) => ClientConnection::KeepAlive10,
             (true, _) => ClientConnection::KeepAlive,
         };
+        self.scratch.status = response.status;
         self.scratch.out.clear();
         write_client_head(
             ubuf,

@@ -22,6 +22,7 @@ use super::drain::Drain;
 use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::reply::{RequestIds, write_error};
+use crate::proxy::access_log::Log;
 use crate::proxy::conn;
 use crate::proxy::io::write_all_until;
 use crate::proxy::pool::UpstreamPool;
@@ -36,7 +37,7 @@ pub const MAX_POOLED_BUFFERS: usize = 256;
 pub const SMALL_BUFFER_BYTES: usize = 4096;
 /// Larger output buffers (a buffered body came with the head) are not kept.
 pub const MAX_SMALL_BUFFER_BYTES: usize = 64 * 1024;
-/// How often a worker looks for a stop request.
+/// How often a worker looks for a stop request and flushes its access log.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
 /// How often idle upstream connections past their idle timeout are closed.
 pub const POOL_SWEEP: Duration = Duration::from_secs(1);
@@ -103,12 +104,16 @@ pub struct Worker {
     pub active: Cell<usize>,
     buffers: RefCell<Vec<Vec<u8>>>,
     small: RefCell<Vec<Vec<u8>>>,
+    pub log: Log,
 }
 
 impl Worker {
-    fn new(index: usize, shared: Arc<Shared>) -> Worker {
+    fn new(index: usize, shared: Arc<Shared>) -> Result<Worker, String> {
         let (generation, config) = shared.current();
-        Worker {
+        let log = Log::open(&config.server.access_log)
+            .map_err(|e| format!("server.access_log: cannot open: {e}"))?;
+        Ok(Worker {
+            log,
             index,
             shared,
             snapshot: RefCell::new(Rc::new(Snapshot::new(config))),
@@ -118,7 +123,7 @@ impl Worker {
             active: Cell::new(0),
             buffers: RefCell::new(Vec::new()),
             small: RefCell::new(Vec::new()),
-        }
+        })
     }
 
     /// The current snapshot; a newly published configuration is picked up here.
@@ -203,7 +208,10 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
         }
     };
     runtime.block_on(async move {
-        let worker = Rc::new(Worker::new(spec.index, spec.shared.clone()));
+        let worker = match Worker::new(spec.index, spec.shared.clone()) {
+            Ok(w) => Rc::new(w),
+            Err(e) => return ready(Err(format!("worker {}: {e}", spec.index))),
+        };
         let mut listeners = Vec::new();
         for (l, https) in spec.listeners {
             match TcpListener::from_std(l) {
@@ -229,6 +237,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
         for pool in &worker.snapshot().pools {
             pool.clear();
         }
+        worker.log.flush();
     });
 }
 
@@ -237,6 +246,7 @@ async fn housekeeping(worker: Rc<Worker>) {
     let mut last_sweep = Instant::now();
     loop {
         monoio::time::sleep(STOP_POLL).await;
+        worker.log.flush();
         if worker.shared.stopping.load(Ordering::Acquire) {
             worker.drain.fire();
             return;
