@@ -31,20 +31,10 @@
 # Needs: nginx (Debian: apt-get install -y nginx), python3, curl, taskset, pgrep, cargo.
 set -euo pipefail
 
-case ${1:-} in
--h | --help)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-"") ;;
-*)
-    echo "usage: $0 [--help]  (settings are environment variables, see --help)" >&2
-    exit 2
-    ;;
-esac
 
 # shellcheck source=vs_nginx/lib.sh
 source "$(dirname "$0")/vs_nginx/lib.sh"
+handle_args "$0" "$@"
 
 CONNS=${CONNS:-10000}
 CONCURRENCY=${CONCURRENCY:-200}

@@ -43,20 +43,10 @@
 # taskset, pgrep, getconf, cargo. Run it on a quiet machine with at least 2 CPUs.
 set -euo pipefail
 
-case ${1:-} in
--h | --help)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-"") ;;
-*)
-    echo "usage: $0 [--help]  (settings are environment variables, see --help)" >&2
-    exit 2
-    ;;
-esac
 
 # shellcheck source=vs_nginx/lib.sh
 source "$(dirname "$0")/vs_nginx/lib.sh"
+handle_args "$0" "$@"
 
 if [[ ${QUICK:-0} == 1 ]]; then
     DURATION=${DURATION:-2s}

@@ -214,23 +214,36 @@ fn connection_past_max_connections_gets_503_and_close() {
     }
 }
 
-#[test]
-fn sigterm_lets_the_in_flight_request_finish_and_exits_0() {
-    let gate = Gate::new();
+/// A gateway (grace 10 s) with one request in flight: the backend holds `/internal/in-flight`
+/// until `gate` opens and answers anything else with "new". SIGTERM has been sent.
+fn in_flight_then_sigterm(gate: &Gate) -> (Backend, Gateway, Client) {
     let g = gate.clone();
-    let backend = Backend::start(move |_| Reply::ok("finished").after(&g));
-    let mut gw = Gateway::start(&proxy_config(
+    let backend = Backend::start(move |r| {
+        if r.target == "/internal/in-flight" {
+            Reply::ok("finished").after(&g)
+        } else {
+            Reply::ok("new")
+        }
+    });
+    let gw = Gateway::start(&proxy_config(
         backend.addr(),
         "shutdown_grace_ms = 10000",
         "",
     ));
-    let addr = gw.addr();
     let mut c = gw.connect();
     c.send(get("/api/in-flight"));
     backend.wait_requests(1);
     gw.signal(libc::SIGTERM);
     // The backend answers ~500 ms after the signal.
     std::thread::sleep(Duration::from_millis(500));
+    (backend, gw, c)
+}
+
+#[test]
+fn sigterm_lets_the_in_flight_request_finish_and_exits_0() {
+    let gate = Gate::new();
+    let (_backend, mut gw, mut c) = in_flight_then_sigterm(&gate);
+    let addr = gw.addr();
     gate.open();
     let r = c.read_response();
     assert_eq!(
@@ -257,25 +270,8 @@ fn sigterm_lets_the_in_flight_request_finish_and_exits_0() {
 #[test]
 fn sigterm_stops_serving_new_connections_during_the_drain() {
     let gate = Gate::new();
-    let g = gate.clone();
-    let backend = Backend::start(move |r| {
-        if r.target == "/internal/in-flight" {
-            Reply::ok("finished").after(&g)
-        } else {
-            Reply::ok("new")
-        }
-    });
-    let mut gw = Gateway::start(&proxy_config(
-        backend.addr(),
-        "shutdown_grace_ms = 10000",
-        "",
-    ));
+    let (backend, mut gw, mut c) = in_flight_then_sigterm(&gate);
     let addr = gw.addr();
-    let mut c = gw.connect();
-    c.send(get("/api/in-flight"));
-    backend.wait_requests(1);
-    gw.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(500));
     // A connection attempt now is refused, or never served.
     let late = Client::try_connect(addr).ok().map(|mut late| {
         let _ = late.try_send(get("/api/late"));

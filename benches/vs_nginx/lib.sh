@@ -343,3 +343,20 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0;
 
 # fd_count PID: open descriptors.
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+# The scripts take no arguments: `--help` prints the script's header comment.
+handle_args() {
+    local script=$1
+    shift
+    case ${1:-} in
+    -h | --help)
+        sed -n '2,/^set -euo/p' "$script" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+    "") ;;
+    *)
+        echo "usage: $script [--help]  (settings are environment variables, see --help)" >&2
+        exit 2
+        ;;
+    esac
+}

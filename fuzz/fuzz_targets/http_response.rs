@@ -1,11 +1,14 @@
 //! The backend response head parser on arbitrary bytes: it never panics, a complete head's
 //! offsets lie inside the head, a connection is never reusable after a close-delimited or
-//! upgraded answer, and no strict prefix of a complete head is complete.
+//! upgraded answer, and no strict prefix of a complete head is complete. The head the client
+//! gets (`write_client_head`) parses again with the same status and framing.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringway::http::response::{Progress, ResponseFraming, ResponseHead, parse_response_head};
+use ringway::http::response::{
+    ClientConnection, Progress, ResponseFraming, ResponseHead, parse_response_head, write_client_head,
+};
 
 fuzz_target!(|input: (bool, &[u8])| {
     let (head_request, data) = input;
@@ -27,4 +30,10 @@ fuzz_target!(|input: (bool, &[u8])| {
         let mut h = ResponseHead::default();
         assert_ne!(parse_response_head(&data[..cut], head_request, &mut h).ok(), Some(Progress::Complete));
     }
+    let mut out = Vec::new();
+    write_client_head(data, &head, "rid", ClientConnection::Close, &mut out);
+    let mut again = ResponseHead::default();
+    assert_eq!(parse_response_head(&out, head_request, &mut again).ok(), Some(Progress::Complete));
+    assert_eq!((again.status, again.framing), (head.status, head.framing));
+    assert_eq!(again.len, out.len());
 });
