@@ -158,8 +158,17 @@ pub fn write_client_head(
     out: &mut Vec<u8>,
 ) {
     let raw = &buf[..head.len];
-    let line_end = raw.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-    out.extend_from_slice(&raw[..line_end]);
+    // The parser skips empty lines before the status line (RFC 9112 §2.2); the client
+    // gets the status line alone.
+    let start = raw
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw.len());
+    let line_end = raw[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(raw.len(), |i| start + i + 1);
+    out.extend_from_slice(&raw[start..line_end]);
     for (n, v) in &head.headers {
         let name = n.get(buf);
         let upgrade = head.framing == ResponseFraming::Upgrade;
@@ -292,5 +301,10 @@ mod tests {
         let up =
             "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
         assert!(client_head(up, ClientConnection::KeepAlive).contains("Connection: Upgrade\r\n"));
+        // Found by fuzzing: empty lines before the status line are not copied.
+        assert_eq!(
+            client_head("\r\n\nHTTP/1.0 170\r\n\n", ClientConnection::Close),
+            "HTTP/1.0 170\r\nX-Api-RequestId: rid\r\nConnection: close\r\n\r\n"
+        );
     }
 }
