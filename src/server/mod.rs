@@ -32,12 +32,27 @@ pub fn worker_count(configured: usize) -> usize {
     }
 }
 
+/// The CPUs this process may run on (its affinity mask, e.g. from `taskset` or systemd's
+/// `CPUAffinity`): workers are pinned within them, never outside.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
 /// Serves `config` until a stop signal; `Err` when it cannot start.
 pub fn run(config: Config) -> Result<(), String> {
     let config = Arc::new(config);
     let server = &config.server;
     let workers = worker_count(server.workers);
-    let cores = worker_count(0);
+    let cpus = allowed_cpus();
     signals::block().map_err(|e| format!("cannot block signals: {e}"))?;
     for note in config.not_served_yet() {
         eprintln!("ringway: {note}");
@@ -50,7 +65,7 @@ pub fn run(config: Config) -> Result<(), String> {
     for (index, listeners) in per_worker.into_iter().enumerate() {
         let spec = WorkerSpec {
             index,
-            cpu: Some(index % cores),
+            cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
             listeners: listeners.into_iter().map(|l| (l, false)).collect(),
             shared: shared.clone(),
         };
@@ -101,4 +116,16 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     eprintln!("ringway: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_cpus_match_the_available_parallelism() {
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty());
+        assert_eq!(cpus.len(), worker_count(0));
+    }
 }
