@@ -6,6 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use ringway::http::head::MAX_HEADERS_CAP;
 use ringway::http::response::{
     ClientConnection, Progress, ResponseFraming, ResponseHead, parse_response_head, write_client_head,
 };
@@ -29,6 +30,10 @@ fuzz_target!(|input: (bool, &[u8])| {
     for cut in [head.len - 1, head.len / 2] {
         let mut h = ResponseHead::default();
         assert_ne!(parse_response_head(&data[..cut], head_request, &mut h).ok(), Some(Progress::Complete));
+    }
+    // The gateway adds up to two headers; past the parser's own cap it cannot re-check them.
+    if head.headers.len() + 2 > MAX_HEADERS_CAP {
+        return;
     }
     let mut out = Vec::new();
     write_client_head(data, &head, "rid", ClientConnection::Close, &mut out);
