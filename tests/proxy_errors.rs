@@ -336,3 +336,23 @@ fn sigterm_exits_0_when_the_grace_period_ends_with_a_request_still_in_flight() {
     c.wait_closed(Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("client after exit: {e}"));
 }
+
+#[test]
+fn a_slowly_streamed_body_does_not_use_up_the_backend_timeout() {
+    let backend = Backend::start(|r| Reply::ok(format!("{}", r.body.len())));
+    let gw = Gateway::start(&proxy_config(backend.addr(), "", "timeout_ms = 1000"));
+    let mut c = gw.connect();
+    c.send("POST /api/slow HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nab");
+    // The body takes longer than timeout_ms to arrive; the backend answers at once.
+    std::thread::sleep(Duration::from_millis(700));
+    c.send("cd");
+    std::thread::sleep(Duration::from_millis(700));
+    c.send("ef");
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.body_text()),
+        (200, "6".to_string()),
+        "{}",
+        r.text()
+    );
+}

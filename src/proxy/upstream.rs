@@ -129,6 +129,7 @@ impl<S: Stream> Conn<S> {
         let mut response = std::mem::take(&mut self.scratch.response);
         // The request bytes to drop from `buf` once answered: all of them once streamed.
         let mut consumed = body_end;
+        let mut head_deadline = deadline;
         let mut fresh = false;
         let mut attempt = 0;
         let outcome: Result<UpConn, GatewayError> = loop {
@@ -179,6 +180,8 @@ impl<S: Stream> Conn<S> {
                         self.buf.extend_from_slice(&big);
                         worker.put_buffer(big);
                         consumed = Some(0);
+                        // A streamed body may take long; the answer gets a full timeout.
+                        head_deadline = Instant::now() + backend.timeout;
                     }
                     Err(RelayError::Source(Some(e))) => break Err(e),
                     Err(RelayError::Source(None)) => {
@@ -196,7 +199,7 @@ impl<S: Stream> Conn<S> {
                 &mut ubuf,
                 head_request,
                 &mut response,
-                deadline,
+                head_deadline,
             )
             .await
             {
