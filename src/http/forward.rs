@@ -11,14 +11,14 @@
 //! (Content-Length, Transfer-Encoding) pass through: the body is relayed as it came.
 
 use std::io::Write as _;
-use std::net::IpAddr;
 
 use super::head::RequestHead;
 use crate::config::{Backend, Location};
 
 /// What the gateway knows about the request beyond its head.
 pub struct ForwardContext<'a> {
-    pub client_ip: IpAddr,
+    /// The client's IP address, as text (formatted once per connection).
+    pub client_ip: &'a str,
     /// The client came over TLS.
     pub https: bool,
     pub request_id: &'a str,
@@ -117,8 +117,9 @@ pub fn write_upstream_head(
         out.extend_from_slice(v);
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{}\r\n", ctx.client_ip);
-    let _ = write!(out, "X-Real-IP: {}\r\n", ctx.client_ip);
+    out.extend_from_slice(ctx.client_ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    header(out, b"X-Real-IP", ctx.client_ip.as_bytes());
     header(
         out,
         b"X-Forwarded-Proto",

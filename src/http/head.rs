@@ -89,9 +89,11 @@ pub fn parse_head(
     limits: &Limits,
     head: &mut RequestHead,
 ) -> Result<Progress, GatewayError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP + 1];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
+    // Left uninitialised: httparse writes only the slots it fills (no 8 KiB memset per head).
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP + 1];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return partial(buf, limits),
         Err(httparse::Error::TooManyHeaders) => {

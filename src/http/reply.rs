@@ -28,10 +28,12 @@ impl RequestIds {
 
     /// Writes the next id into `out` (cleared first).
     pub fn next_into(&mut self, out: &mut String) {
-        use std::fmt::Write as _;
         out.clear();
         out.push_str(&self.prefix);
-        let _ = write!(out, "{:016x}", self.next);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for shift in (0..16).rev() {
+            out.push(HEX[(self.next >> (shift * 4)) as usize & 0xf] as char);
+        }
         self.next += 1;
     }
 }
@@ -192,5 +194,9 @@ mod tests {
             assert!(seen.insert(id.clone()));
         }
         assert_eq!(id.len(), 16 + 1 + 2 + 1 + 16);
+        assert!(id.ends_with("-01-00000000000003e7"), "{id}");
+        b.next = 0xfedc_ba98_7654_3210;
+        b.next_into(&mut id);
+        assert!(id.ends_with("-01-fedcba9876543210"), "{id}");
     }
 }

@@ -56,9 +56,13 @@ pub fn parse_response_head(
     head_request: bool,
     out: &mut ResponseHead,
 ) -> Result<Progress, GatewayError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP + 1];
-    let mut res = httparse::Response::new(&mut slots);
-    let len = match res.parse(buf) {
+    // Left uninitialised: httparse writes only the slots it fills (no 8 KiB memset per head).
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP + 1];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD_BYTES => {
             return Err(broken("head too large"));

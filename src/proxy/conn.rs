@@ -79,6 +79,8 @@ pub struct Scratch {
 pub struct Conn<S> {
     pub io: S,
     pub peer: SocketAddr,
+    /// `peer`'s IP address as text, for the forwarding headers.
+    pub client_ip: String,
     pub https: bool,
     pub worker: Rc<Worker>,
     /// Client bytes: the current head at the start, then whatever followed it.
@@ -95,6 +97,7 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
     let mut conn = Conn {
         io,
         peer,
+        client_ip: peer.ip().to_string(),
         https,
         worker,
         buf: Vec::with_capacity(INITIAL_READ_BYTES),

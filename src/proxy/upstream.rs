@@ -72,7 +72,7 @@ impl<S: Stream> Conn<S> {
         let first_target = pool.pick();
         let query = query.and_then(|r| std::str::from_utf8(&self.buf[r]).ok());
         let ctx = ForwardContext {
-            client_ip: self.peer.ip(),
+            client_ip: &self.client_ip,
             https: self.https,
             request_id: &self.scratch.request_id,
             websocket: false,

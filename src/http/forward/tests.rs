@@ -40,7 +40,7 @@ fn forward(
     let mut head = RequestHead::default();
     parse_head(raw.as_bytes(), &limits, &mut head).unwrap();
     let ctx = ForwardContext {
-        client_ip: "192.0.2.7".parse().unwrap(),
+        client_ip: "192.0.2.7",
         https: true,
         request_id: "rid-1",
         websocket,
