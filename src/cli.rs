@@ -6,7 +6,6 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use crate::config::{self, Config};
-use crate::router::RouteMiss;
 use crate::router::target::{parse_target, resolve_dot_segments};
 
 /// Exit code when the configuration cannot be loaded (`check` and `route`).
@@ -90,23 +89,8 @@ pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) 
     };
     let m = match cfg.routes.route(host, method, path) {
         Ok(m) => m,
-        Err(RouteMiss::NoPath) => {
-            return failure(
-                404,
-                format!(
-                    "There is no api match uri[{path}] host[{}]",
-                    host.unwrap_or("")
-                ),
-            );
-        }
-        Err(RouteMiss::NoMethod) => {
-            return failure(
-                404,
-                format!(
-                    "There is no api match method[{method}] uri[{path}] host[{}]",
-                    host.unwrap_or("")
-                ),
-            );
+        Err(miss) => {
+            return failure(404, miss.error(method, path, host.unwrap_or("")).message());
         }
     };
     let service = &cfg.services[m.service];

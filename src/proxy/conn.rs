@@ -24,7 +24,6 @@ use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{BodyFraming, Progress, RequestHead, parse_head};
 use crate::http::reply::{Reply, write_error};
 use crate::http::response::ResponseHead;
-use crate::router::RouteMiss;
 use crate::router::target::{parse_target, resolve_dot_segments};
 use crate::server::worker::Worker;
 
@@ -249,7 +248,7 @@ impl<S: Stream> Conn<S> {
         let m = match routed {
             Ok(m) => m,
             Err(miss) => {
-                let e = not_found(miss, method, path, host.unwrap_or(""));
+                let e = miss.error(method, path, host.unwrap_or(""));
                 self.scratch.path = path_buf;
                 return self.answer_error(&e, head_request, body_end).await;
             }
@@ -428,14 +427,4 @@ impl<S: Stream> Conn<S> {
         let deadline = Instant::now() + self.worker.snapshot().config.server.client_idle_timeout;
         let _ = write_all_until(&mut self.io, &mut self.scratch.out, deadline).await;
     }
-}
-
-/// The 404 of SPEC §2, for either kind of miss.
-pub fn not_found(miss: RouteMiss, method: &str, path: &str, host: &str) -> GatewayError {
-    GatewayError::new(ErrorKind::NotFound(match miss {
-        RouteMiss::NoPath => format!("There is no api match uri[{path}] host[{host}]"),
-        RouteMiss::NoMethod => {
-            format!("There is no api match method[{method}] uri[{path}] host[{host}]")
-        }
-    }))
 }

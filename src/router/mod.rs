@@ -71,6 +71,19 @@ pub enum RouteMiss {
     NoMethod,
 }
 
+impl RouteMiss {
+    /// The 404 of SPEC §2 for this miss.
+    pub fn error(self, method: &str, path: &str, host: &str) -> crate::error::GatewayError {
+        use crate::error::{ErrorKind, GatewayError};
+        GatewayError::new(ErrorKind::NotFound(match self {
+            RouteMiss::NoPath => format!("There is no api match uri[{path}] host[{host}]"),
+            RouteMiss::NoMethod => {
+                format!("There is no api match method[{method}] uri[{path}] host[{host}]")
+            }
+        }))
+    }
+}
+
 /// The API a request reaches.
 #[derive(Clone, Copy, Debug)]
 pub struct RouteMatch<'t> {
