@@ -47,10 +47,7 @@ done
 need_tools nginx python3 curl taskset pgrep timeout
 
 cd "$REPO_DIR"
-if [[ ${SKIP_BUILD:-0} != 1 && " $TARGETS " == *" ringway "* ]]; then
-    log "cargo build --release"
-    cargo build --release >&2 || die "cargo build --release failed"
-fi
+build_ringway_if_needed
 
 bench_init idle-rss
 T=$BENCH_TMP

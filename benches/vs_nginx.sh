@@ -69,10 +69,7 @@ NCPU=$(nproc)
 ((NCPU >= 2)) || log "warning: $NCPU CPU(s); client and servers will share a CPU"
 
 cd "$REPO_DIR"
-if [[ ${SKIP_BUILD:-0} != 1 && " $TARGETS " == *" ringway "* ]]; then
-    log "cargo build --release"
-    cargo build --release >&2 || die "cargo build --release failed"
-fi
+build_ringway_if_needed
 
 bench_init vs-nginx
 T=$BENCH_TMP

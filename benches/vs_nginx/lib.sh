@@ -360,3 +360,11 @@ handle_args() {
         ;;
     esac
 }
+
+# Builds the release binary when ringway is among $TARGETS (SKIP_BUILD=1 skips it).
+build_ringway_if_needed() {
+    if [[ ${SKIP_BUILD:-0} != 1 && " $TARGETS " == *" ringway "* ]]; then
+        log "cargo build --release"
+        cargo build --release >&2 || die "cargo build --release failed"
+    fi
+}
