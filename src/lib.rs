@@ -10,7 +10,9 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod proxy;
 pub mod router;
+pub mod runtime;
 pub mod server;

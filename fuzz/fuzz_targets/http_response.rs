@@ -36,7 +36,7 @@ fuzz_target!(|input: (bool, &[u8])| {
         return;
     }
     let mut out = Vec::new();
-    write_client_head(data, &head, "rid", ClientConnection::Close, &mut out);
+    write_client_head(data, &head, "rid", ClientConnection::Close, b"", &mut out);
     let mut again = ResponseHead::default();
     assert_eq!(parse_response_head(&out, head_request, &mut again).ok(), Some(Progress::Complete));
     assert_eq!((again.status, again.framing), (head.status, head.framing));

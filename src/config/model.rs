@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use crate::http::limits::Limits;
 use crate::router::{BackendPath, HostPattern, MethodSet, PathPattern, RouteTable};
 
 pub struct Config {
@@ -37,14 +38,6 @@ pub struct Server {
     pub shutdown_grace: Duration,
     pub max_connections: usize,
     pub access_log: AccessLog,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
-    pub max_uri_bytes: usize,
-    pub max_body_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 //! obs-fold, whitespace before a colon, a missing or repeated Host on HTTP/1.1, and control
 //! bytes in values.
 
-use crate::config::Limits;
+use super::limits::Limits;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Most headers a request may have, whatever `max_headers` says; bounds the stack array

@@ -6,9 +6,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::GatewayError;
 
+/// Largest worker index a request id holds: `workers` is at most 1,024.
+pub const MAX_WORKER_ID: usize = 0xfff;
+
 /// Request ids: unique across workers and restarts without coordination. Each is the
-/// process start time, the worker index and a per-worker counter, in hex
-/// (`18a3f1c2e4b5d6f7-01-000000000000002a`).
+/// process start time, the worker index (three hex digits: up to 4,096 workers) and a
+/// per-worker counter, in hex (`18a3f1c2e4b5d6f7-001-000000000000002a`).
 #[derive(Debug)]
 pub struct RequestIds {
     prefix: String,
@@ -21,7 +24,7 @@ impl RequestIds {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         RequestIds {
-            prefix: format!("{started:016x}-{:02x}-", worker & 0xff),
+            prefix: format!("{started:016x}-{:03x}-", worker & MAX_WORKER_ID),
             next: 0,
         }
     }
@@ -71,6 +74,8 @@ pub struct Reply<'a> {
     pub request_id: &'a str,
     pub head_request: bool,
     pub close: bool,
+    /// Further header lines (`Name: value\r\n`...), e.g. CORS.
+    pub extra_headers: &'a [u8],
 }
 
 impl Reply<'_> {
@@ -85,6 +90,7 @@ impl Reply<'_> {
             let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         let _ = write!(out, "X-Api-RequestId: {}\r\n", self.request_id);
+        out.extend_from_slice(self.extra_headers);
         if self.close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
@@ -103,6 +109,7 @@ pub fn write_error(
     request_id: &str,
     head_request: bool,
     client_close: bool,
+    extra_headers: &[u8],
 ) {
     let body = e.body();
     Reply {
@@ -112,6 +119,7 @@ pub fn write_error(
         request_id,
         head_request,
         close: client_close || e.closes_connection(),
+        extra_headers,
     }
     .write(out);
 }
@@ -127,7 +135,7 @@ mod tests {
         let e = GatewayError::new(ErrorKind::NotFound(
             "There is no api match uri[/x] host[h]".into(),
         ));
-        write_error(&mut out, &e, "rid", false, false);
+        write_error(&mut out, &e, "rid", false, false, b"");
         let body = r#"{"message":"There is no api match uri[/x] host[h]"}"#;
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -143,6 +151,7 @@ mod tests {
             "r",
             true,
             false,
+            b"",
         );
         let text = String::from_utf8(out).unwrap();
         assert!(
@@ -163,6 +172,7 @@ mod tests {
             request_id: "r",
             head_request: false,
             close: false,
+            extra_headers: b"",
         }
         .write(&mut out);
         assert_eq!(
@@ -177,6 +187,7 @@ mod tests {
             request_id: "r",
             head_request: false,
             close: false,
+            extra_headers: b"",
         }
         .write(&mut out);
         assert_eq!(out, b"HTTP/1.1 299 \r\nContent-Type: text/plain\r\nContent-Length: 2\r\nX-Api-RequestId: r\r\n\r\nhi");
@@ -193,10 +204,10 @@ mod tests {
             b.next_into(&mut id);
             assert!(seen.insert(id.clone()));
         }
-        assert_eq!(id.len(), 16 + 1 + 2 + 1 + 16);
-        assert!(id.ends_with("-01-00000000000003e7"), "{id}");
+        assert_eq!(id.len(), 16 + 1 + 3 + 1 + 16);
+        assert!(id.ends_with("-001-00000000000003e7"), "{id}");
         b.next = 0xfedc_ba98_7654_3210;
         b.next_into(&mut id);
-        assert!(id.ends_with("-01-fedcba9876543210"), "{id}");
+        assert!(id.ends_with("-001-fedcba9876543210"), "{id}");
     }
 }

@@ -159,6 +159,7 @@ pub fn write_client_head(
     head: &ResponseHead,
     request_id: &str,
     conn: ClientConnection,
+    extra: &[u8],
     out: &mut Vec<u8>,
 ) {
     let raw = &buf[..head.len];
@@ -186,6 +187,10 @@ pub fn write_client_head(
         if name.eq_ignore_ascii_case(b"x-api-requestid") {
             continue;
         }
+        // Headers the gateway adds replace the backend's (CORS: `Access-Control-*`).
+        if !extra.is_empty() && header_in(extra, name) {
+            continue;
+        }
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(v.get(buf));
@@ -194,12 +199,22 @@ pub fn write_client_head(
     out.extend_from_slice(b"X-Api-RequestId: ");
     out.extend_from_slice(request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
     match conn {
         ClientConnection::KeepAlive => {}
         ClientConnection::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         ClientConnection::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether the header lines `lines` (`Name: value\r\n`...) set `name`.
+fn header_in(lines: &[u8], name: &[u8]) -> bool {
+    lines.split(|&b| b == b'\n').any(|line| {
+        line.iter()
+            .position(|&b| b == b':')
+            .is_some_and(|i| line[..i].eq_ignore_ascii_case(name))
+    })
 }
 
 #[cfg(test)]
@@ -284,7 +299,7 @@ mod tests {
             Progress::Complete
         );
         let mut out = Vec::new();
-        write_client_head(raw.as_bytes(), &head, "rid", conn, &mut out);
+        write_client_head(raw.as_bytes(), &head, "rid", conn, b"", &mut out);
         String::from_utf8(out).unwrap()
     }
 

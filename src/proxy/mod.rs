@@ -1,15 +1,15 @@
 //! The HTTP/1.1 data path of one worker.
 //!
 //! - [`conn`]: a client connection's life cycle and the request pipeline (one function).
-//! - [`upstream`]: the VPC backend exchange: pool, forward, retries, answer relay.
-//! - [`pool`]: per-worker keepalive pools per upstream target.
+//! - [`request`]: one request's context (its snapshot, buffers, log fields), and the values
+//!   folded through it: keep-alive ([`request::Persist`]) and body state.
+//! - [`upstream`]: the VPC backend exchange, a component that owns its upstream connection:
+//!   pool, forward, retries, answer relay.
 //! - [`body`]: streaming body relay by framing.
-//! - [`access_log`]: the JSON access log, buffered per worker.
 //! - [`io`]: owned-buffer reads and writes with deadlines.
 
-pub mod access_log;
 pub mod body;
 pub mod conn;
 pub mod io;
-pub mod pool;
+pub mod request;
 pub mod upstream;

@@ -5,31 +5,45 @@
 //! pool and either no byte of it was sent, or it is idempotent, no byte of the answer came
 //! back, and the whole request is still in hand (a streamed body cannot be replayed).
 
-use std::ops::Range;
-
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use super::body::{RelayError, Remaining, relay};
-use super::conn::{After, Conn, Stream};
+use super::conn::{Conn, Stream};
 use super::io::{Read, read_until, write_all_until, write_until};
-use super::pool::UpstreamPool;
-use crate::config::{Backend, Upstream};
+use super::request::{Body, Persist, Request};
+use crate::config::{Server, Upstream};
 use crate::error::{ErrorKind, GatewayError};
+use crate::gateway::Forward;
+use crate::gateway::cors;
+use crate::gateway::forward::{ForwardContext, Plan, write_upstream_head};
 use crate::http::chunked::ChunkedScanner;
-use crate::http::forward::{ForwardContext, write_upstream_head};
-use crate::http::head::BodyFraming;
 use crate::http::response::{
     ClientConnection, Progress, ResponseFraming, ResponseHead, parse_response_head,
     write_client_head,
 };
-use crate::server::worker::Snapshot;
+use crate::runtime::pool::UpstreamPool;
+use crate::runtime::{Snapshot, Worker};
 
 /// Attempts per request: the first, plus one retry on a fresh connection.
 pub const MAX_ATTEMPTS: u32 = 2;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// How an exchange ended.
+pub enum Outcome {
+    /// The backend's answer went to the client (or the client went away); the client
+    /// connection goes on as this says.
+    Relayed(Persist),
+    /// No answer reached the client: the caller answers with this error. `consumed`: the
+    /// request's bytes to drop from the read buffer; `None` when the body was not read.
+    Failed {
+        error: GatewayError,
+        consumed: Option<usize>,
+    },
+}
+
+/// An upstream connection in use by this exchange.
 struct UpConn {
     stream: TcpStream,
     target: usize,
@@ -47,106 +61,123 @@ fn idempotent(method: &[u8]) -> bool {
     )
 }
 
-impl<S: Stream> Conn<S> {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn proxy(
-        &mut self,
-        snapshot: &Snapshot,
-        upstream: usize,
-        backend: &Backend,
-        backend_path: &str,
-        query: Option<Range<usize>>,
-        body_end: Option<usize>,
-        head_request: bool,
-    ) -> After {
-        let worker = self.worker.clone();
-        let cfg = &*snapshot.config;
-        let up_cfg: &Upstream = &cfg.upstreams[upstream];
-        let pool: &UpstreamPool = &snapshot.pools[upstream];
-        if up_cfg.tls.is_some() {
-            let e = broke("https upstreams are not supported yet");
-            return self.answer_error(&e, head_request, body_end).await;
+/// One request's exchange with its backend: it owns the upstream connection from the pool
+/// until the answer is relayed, then gives it back (or closes it).
+pub struct Exchange<'a> {
+    server: &'a Server,
+    upstream: &'a Upstream,
+    pool: &'a UpstreamPool,
+    forward: &'a Forward<'a>,
+    req: &'a mut Request,
+}
+
+impl<'a> Exchange<'a> {
+    pub fn new(snapshot: &'a Snapshot, forward: &'a Forward<'a>, req: &'a mut Request) -> Self {
+        Exchange {
+            server: &snapshot.config.server,
+            upstream: &snapshot.config.upstreams[forward.upstream],
+            pool: &snapshot.pools[forward.upstream],
+            forward,
+            req,
         }
+    }
+
+    /// Sends the request (head, then the body as it arrives) and relays the answer.
+    pub async fn run<S: Stream>(
+        self,
+        client: &mut Conn<S>,
+        body: Body,
+        head_request: bool,
+        persist: Persist,
+    ) -> Outcome {
+        let Exchange {
+            server,
+            upstream,
+            pool,
+            forward,
+            req,
+        } = self;
+        let worker = &*client.worker.clone();
+        let consumed = body.buffered_end();
+        if upstream.tls.is_some() {
+            let error = broke("https upstreams are not supported yet");
+            return Outcome::Failed { error, consumed };
+        }
+        let backend = &forward.api.backend;
 
         // The upstream head, followed by as much of the body as is here.
         let first_target = pool.pick();
-        let query = query.and_then(|r| std::str::from_utf8(&self.buf[r]).ok());
+        let query = forward
+            .query
+            .clone()
+            .and_then(|r| std::str::from_utf8(&client.buf[r]).ok());
+        let plan = Plan {
+            backend,
+            params: &forward.api.params,
+            placed: &req.s.params,
+            permit: &forward.permit,
+            backend_path: &req.s.backend_path,
+            query,
+        };
         let ctx = ForwardContext {
-            client_ip: &self.client_ip,
-            https: self.https,
-            request_id: &self.scratch.request_id,
+            client_ip: &client.client_ip,
+            https: client.https,
+            request_id: &req.s.request_id,
             websocket: false,
             default_host: pool.host(first_target),
         };
         write_upstream_head(
-            &self.buf,
-            &self.head,
-            backend,
-            backend_path,
-            query,
+            &client.buf,
+            &client.head,
+            &plan,
             &ctx,
-            &mut self.scratch.upstream_head,
+            &mut req.s.upstream_head,
         );
-        let head_len = self.head.len;
-        let mut rest = match body_end {
-            Some(end) => {
-                self.scratch
+        let head_len = client.head.len;
+        let mut rest = match body {
+            Body::Buffered { end } => {
+                req.s
                     .upstream_head
-                    .extend_from_slice(&self.buf[head_len..end]);
+                    .extend_from_slice(&client.buf[head_len..end]);
                 None
             }
-            None => {
-                let here = &self.buf[head_len..];
-                self.scratch.upstream_head.extend_from_slice(here);
-                Some(match self.head.body {
-                    BodyFraming::Length(n) => Remaining::Length(n - here.len() as u64),
-                    _ => {
-                        let mut scanner = ChunkedScanner::new(cfg.server.limits.max_body_bytes);
-                        // Already scanned once without error; this replays its state.
-                        let _ = scanner.scan(here);
-                        Remaining::Chunked(scanner)
-                    }
-                })
+            Body::Streaming(rest) => {
+                req.s
+                    .upstream_head
+                    .extend_from_slice(&client.buf[head_len..]);
+                Some(rest)
             }
         };
         let whole = rest.is_none();
-        let server = &cfg.server;
-        if !whole && self.head.expect_continue {
+        if !whole && client.head.expect_continue {
             let mut cont = CONTINUE.to_vec();
             let deadline = Instant::now() + server.client_idle_timeout;
-            if !write_all_until(&mut self.io, &mut cont, deadline).await {
-                return After::Close;
+            if !write_all_until(&mut client.io, &mut cont, deadline).await {
+                return Outcome::Relayed(Persist::Close);
             }
         }
 
         let method: &[u8] = match backend.method {
             Some(m) => m.name().as_bytes(),
-            None => self.head.method.get(&self.buf),
+            None => client.head.method.get(&client.buf),
         };
         let may_replay = idempotent(method) && whole;
         let deadline = Instant::now() + backend.timeout;
         let mut ubuf = worker.take_buffer();
-        let mut response = std::mem::take(&mut self.scratch.response);
         // The request bytes to drop from `buf` once answered: all of them once streamed.
-        let mut consumed = body_end;
+        let mut consumed = consumed;
         let mut head_deadline = deadline;
         let mut fresh = false;
         let mut attempt = 0;
         let outcome: Result<UpConn, GatewayError> = loop {
             attempt += 1;
-            let mut up = match connect(pool, up_cfg, first_target, deadline, fresh).await {
+            let mut up = match connect(pool, upstream, first_target, deadline, fresh).await {
                 Ok(up) => up,
                 Err(e) => break Err(e),
             };
-            let len = self.scratch.upstream_head.len();
-            let sent = write_until(
-                &mut up.stream,
-                &mut self.scratch.upstream_head,
-                0,
-                len,
-                deadline,
-            )
-            .await;
+            let len = req.s.upstream_head.len();
+            let sent =
+                write_until(&mut up.stream, &mut req.s.upstream_head, 0, len, deadline).await;
             if let Err(f) = sent {
                 if !f.timed_out
                     && up.reused
@@ -165,7 +196,7 @@ impl<S: Stream> Conn<S> {
             if let Some(rest) = rest.take() {
                 let mut big = worker.take_buffer();
                 let relayed = relay(
-                    &mut self.io,
+                    &mut client.io,
                     Some(&mut up.stream),
                     &mut big,
                     rest,
@@ -176,8 +207,8 @@ impl<S: Stream> Conn<S> {
                 match relayed {
                     Ok(()) => {
                         // `big` holds what the client pipelined after the body.
-                        self.buf.clear();
-                        self.buf.extend_from_slice(&big);
+                        client.buf.clear();
+                        client.buf.extend_from_slice(&big);
                         worker.put_buffer(big);
                         consumed = Some(0);
                         // A streamed body may take long; the answer gets a full timeout.
@@ -186,8 +217,7 @@ impl<S: Stream> Conn<S> {
                     Err(RelayError::Source(Some(e))) => break Err(e),
                     Err(RelayError::Source(None)) => {
                         worker.put_buffer(ubuf);
-                        self.scratch.response = response;
-                        return After::Close;
+                        return Outcome::Relayed(Persist::Close);
                     }
                     Err(RelayError::Sink) => {
                         break Err(broke("backend connection broke while sending the body"));
@@ -198,7 +228,7 @@ impl<S: Stream> Conn<S> {
                 &mut up.stream,
                 &mut ubuf,
                 head_request,
-                &mut response,
+                &mut req.s.response,
                 head_deadline,
             )
             .await
@@ -212,74 +242,76 @@ impl<S: Stream> Conn<S> {
         };
         let up = match outcome {
             Ok(up) => up,
-            Err(e) => {
+            Err(error) => {
                 worker.put_buffer(ubuf);
-                self.scratch.response = response;
-                return self.answer_error(&e, head_request, consumed).await;
+                return Outcome::Failed { error, consumed };
             }
         };
-        let after = self
-            .relay_response(up, pool, &mut ubuf, &mut response, backend.timeout)
-            .await;
+        let relay = Relay {
+            worker,
+            server_idle: server.client_idle_timeout,
+            timeout: backend.timeout,
+            pool,
+            head_request,
+            persist,
+        };
+        let outcome = relay.run(client, req, up, &mut ubuf).await;
         worker.put_buffer(ubuf);
-        self.scratch.response = response;
-        if after == After::KeepAlive
+        if let Outcome::Relayed(Persist::KeepAlive) = outcome
             && let Some(end) = consumed
         {
-            self.buf.drain(..end);
+            client.buf.drain(..end);
         }
-        after
+        outcome
     }
+}
 
-    /// Relays interim heads, then the final head and body, to the client; pools the upstream
-    /// connection when the exchange ended cleanly.
-    async fn relay_response(
-        &mut self,
+/// The answer's way back: interim heads, the final head and body, then the upstream
+/// connection to the pool when the exchange ended cleanly.
+struct Relay<'a> {
+    worker: &'a Worker,
+    server_idle: std::time::Duration,
+    timeout: std::time::Duration,
+    pool: &'a UpstreamPool,
+    head_request: bool,
+    persist: Persist,
+}
+
+impl Relay<'_> {
+    async fn run<S: Stream>(
+        self,
+        client: &mut Conn<S>,
+        req: &mut Request,
         mut up: UpConn,
-        pool: &UpstreamPool,
         ubuf: &mut Vec<u8>,
-        response: &mut ResponseHead,
-        timeout: std::time::Duration,
-    ) -> After {
-        let server_idle = self.worker.snapshot().config.server.client_idle_timeout;
-        let head_request = self.head.method.get(&self.buf) == b"HEAD";
+    ) -> Outcome {
+        let failed = |error| Outcome::Failed {
+            error,
+            consumed: None,
+        };
+        let response: &mut ResponseHead = &mut req.s.response;
         // 1xx interim answers (not 101) go to the client as they are.
         while (100..200).contains(&response.status) && response.status != 101 {
-            self.scratch.out.clear();
-            self.scratch.out.extend_from_slice(&ubuf[..response.len]);
+            req.s.out.clear();
+            req.s.out.extend_from_slice(&ubuf[..response.len]);
             ubuf.drain(..response.len);
-            let deadline = Instant::now() + server_idle;
-            if !write_all_until(&mut self.io, &mut self.scratch.out, deadline).await {
-                return After::Close;
+            let deadline = Instant::now() + self.server_idle;
+            if !write_all_until(&mut client.io, &mut req.s.out, deadline).await {
+                return Outcome::Relayed(Persist::Close);
             }
-            let deadline = Instant::now() + timeout;
+            let deadline = Instant::now() + self.timeout;
             if let Err(e) =
-                read_response_head(&mut up.stream, ubuf, head_request, response, deadline).await
+                read_response_head(&mut up.stream, ubuf, self.head_request, response, deadline)
+                    .await
             {
-                return self.answer_error(&e, head_request, None).await;
+                return failed(e);
             }
         }
         if response.framing == ResponseFraming::Upgrade {
-            let e = broke("the backend switched protocols on a request that did not ask to");
-            return self.answer_error(&e, head_request, None).await;
+            return failed(broke(
+                "the backend switched protocols on a request that did not ask to",
+            ));
         }
-        let keep = self.head.keep_alive
-            && response.framing != ResponseFraming::UntilClose
-            && !self.worker.drain.is_fired();
-        let conn = match (keep, self.head.minor_version) {
-            (false, _) => ClientConnection::Close,
-            (true, 0) => ClientConnection::KeepAlive10,
-            (true, _) => ClientConnection::KeepAlive,
-        };
-        self.scratch.status = response.status;
-        self.scratch.out.clear();
-        write_client_head(
-            ubuf,
-            response,
-            &self.scratch.request_id,
-            conn,
-            &mut self.scratch.out,
-        );
 
         // The body bytes that came with the head.
         let here = &ubuf[response.len..];
@@ -296,39 +328,60 @@ impl<S: Stream> Conn<S> {
                 let mut scanner = ChunkedScanner::new(u64::MAX);
                 match scanner.scan(here) {
                     Ok(s) => (s.consumed, (!s.done).then_some(Remaining::Chunked(scanner))),
-                    Err(_) => {
-                        let e = broke("invalid chunked body from the backend");
-                        return self.answer_error(&e, head_request, None).await;
-                    }
+                    Err(_) => return failed(broke("invalid chunked body from the backend")),
                 }
             }
             ResponseFraming::UntilClose => (here.len(), Some(Remaining::UntilClose)),
         };
+        let persist = self
+            .persist
+            .close_if(response.framing == ResponseFraming::UntilClose)
+            .close_if(self.worker.drain.is_fired());
+        let conn = match (persist, client.head.minor_version) {
+            (Persist::Close, _) => ClientConnection::Close,
+            (Persist::KeepAlive, 0) => ClientConnection::KeepAlive10,
+            (Persist::KeepAlive, _) => ClientConnection::KeepAlive,
+        };
+        req.status = response.status;
+        req.s.out.clear();
+        let extra: &[u8] = if req.matched.is_some_and(|m| m.cors) {
+            cors::RESPONSE_HEADERS
+        } else {
+            b""
+        };
+        write_client_head(
+            ubuf,
+            response,
+            &req.s.request_id,
+            conn,
+            extra,
+            &mut req.s.out,
+        );
         let mut clean = here.len() == take;
-        self.scratch.out.extend_from_slice(&here[..take]);
-        let deadline = Instant::now() + server_idle;
-        if !write_all_until(&mut self.io, &mut self.scratch.out, deadline).await {
-            return After::Close;
+        req.s.out.extend_from_slice(&here[..take]);
+        let deadline = Instant::now() + self.server_idle;
+        if !write_all_until(&mut client.io, &mut req.s.out, deadline).await {
+            return Outcome::Relayed(Persist::Close);
         }
         if let Some(rest) = rest {
             let relayed = relay(
                 &mut up.stream,
-                Some(&mut self.io),
+                Some(&mut client.io),
                 ubuf,
                 rest,
-                timeout,
-                server_idle,
+                self.timeout,
+                self.server_idle,
             )
             .await;
             match relayed {
                 Ok(()) => clean &= ubuf.is_empty(),
-                Err(_) => return After::Close,
+                Err(_) => return Outcome::Relayed(Persist::Close),
             }
         }
         if clean && response.reusable && !self.worker.drain.is_fired() {
-            pool.put(up.target, up.stream);
+            self.pool.put(up.target, up.stream);
         }
-        if keep { After::KeepAlive } else { After::Close }
+        Outcome::Relayed(persist)
     }
 }
 

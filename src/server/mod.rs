@@ -6,7 +6,6 @@
 //! connections, let in-flight requests finish within `shutdown_grace_ms`, and the process
 //! exits 0.
 
-pub mod drain;
 pub mod listen;
 pub mod signals;
 pub mod worker;
@@ -17,8 +16,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::runtime::Shared;
 use signals::Signal;
-use worker::{Shared, WorkerSpec};
+use worker::WorkerSpec;
 
 /// After the grace period, how long the process still waits for workers to return.
 pub const EXIT_SLACK: Duration = Duration::from_secs(2);

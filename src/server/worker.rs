@@ -4,39 +4,25 @@
 //! is shared between workers except two atomics (the configuration generation and the
 //! process connection count).
 //!
-//! The configuration reaches a worker through one swap point: [`Shared::publish`] bumps a
-//! generation, and [`Worker::snapshot`] rebuilds the worker's [`Snapshot`] (configuration
-//! plus its upstream pools) when it sees a new one. A request holds its snapshot to the end.
-
-use std::cell::{Cell, RefCell};
+//! The worker's state (snapshot, pools, buffers, log) is [`crate::runtime::Worker`]; this
+//! file starts the thread and its runtime, runs the accept loops and the housekeeping task.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use monoio::net::{TcpListener, TcpStream};
 use monoio::time::Instant;
 
-use super::drain::Drain;
-use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::reply::{RequestIds, write_error};
-use crate::proxy::access_log::Log;
+use crate::http::reply::write_error;
 use crate::proxy::conn;
 use crate::proxy::io::write_all_until;
-use crate::proxy::pool::UpstreamPool;
+use crate::runtime::{Shared, Worker};
 
 /// io_uring submission queue entries per worker.
 pub const URING_ENTRIES: u32 = 4096;
-/// Relay buffers (response bodies, streamed request bodies).
-pub const RELAY_BUFFER_BYTES: usize = 64 * 1024;
-/// Relay buffers kept for reuse per worker.
-pub const MAX_POOLED_BUFFERS: usize = 256;
-/// Head-sized output buffers (upstream request heads, client response heads).
-pub const SMALL_BUFFER_BYTES: usize = 4096;
-/// Larger output buffers (a buffered body came with the head) are not kept.
-pub const MAX_SMALL_BUFFER_BYTES: usize = 64 * 1024;
 /// How often a worker looks for a stop request and flushes its access log.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
 /// How often idle upstream connections past their idle timeout are closed.
@@ -45,129 +31,6 @@ pub const POOL_SWEEP: Duration = Duration::from_secs(1);
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// How long a refused (over `max_connections`) client gets to take its 503.
 pub const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// What the workers share: the configuration swap point, the stop flag and the process-wide
-/// connection count.
-pub struct Shared {
-    config: Mutex<Arc<Config>>,
-    generation: AtomicU64,
-    pub stopping: AtomicBool,
-    pub connections: AtomicUsize,
-}
-
-impl Shared {
-    pub fn new(config: Arc<Config>) -> Shared {
-        Shared {
-            config: Mutex::new(config),
-            generation: AtomicU64::new(1),
-            stopping: AtomicBool::new(false),
-            connections: AtomicUsize::new(0),
-        }
-    }
-
-    fn current(&self) -> (u64, Arc<Config>) {
-        let cfg = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-        (self.generation.load(Ordering::Acquire), cfg.clone())
-    }
-
-    /// The swap point: workers pick `config` up at their next request.
-    pub fn publish(&self, config: Arc<Config>) {
-        let mut cfg = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-        *cfg = config;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// A worker's view of one configuration: the configuration and this worker's pools for its
-/// upstreams (same indexes as `config.upstreams`).
-pub struct Snapshot {
-    pub config: Arc<Config>,
-    pub pools: Vec<UpstreamPool>,
-}
-
-impl Snapshot {
-    fn new(config: Arc<Config>) -> Snapshot {
-        let pools = config.upstreams.iter().map(UpstreamPool::new).collect();
-        Snapshot { config, pools }
-    }
-}
-
-/// Per-worker state, shared by the worker's tasks through an `Rc`.
-pub struct Worker {
-    pub index: usize,
-    shared: Arc<Shared>,
-    snapshot: RefCell<Rc<Snapshot>>,
-    generation: Cell<u64>,
-    pub ids: RefCell<RequestIds>,
-    pub drain: Drain,
-    /// Client connections being served by this worker.
-    pub active: Cell<usize>,
-    buffers: RefCell<Vec<Vec<u8>>>,
-    small: RefCell<Vec<Vec<u8>>>,
-    pub log: Log,
-}
-
-impl Worker {
-    fn new(index: usize, shared: Arc<Shared>) -> Result<Worker, String> {
-        let (generation, config) = shared.current();
-        let log = Log::open(&config.server.access_log)
-            .map_err(|e| format!("server.access_log: cannot open: {e}"))?;
-        Ok(Worker {
-            log,
-            index,
-            shared,
-            snapshot: RefCell::new(Rc::new(Snapshot::new(config))),
-            generation: Cell::new(generation),
-            ids: RefCell::new(RequestIds::new(index)),
-            drain: Drain::default(),
-            active: Cell::new(0),
-            buffers: RefCell::new(Vec::new()),
-            small: RefCell::new(Vec::new()),
-        })
-    }
-
-    /// The current snapshot; a newly published configuration is picked up here.
-    pub fn snapshot(&self) -> Rc<Snapshot> {
-        if self.shared.generation.load(Ordering::Acquire) != self.generation.get() {
-            let (generation, config) = self.shared.current();
-            *self.snapshot.borrow_mut() = Rc::new(Snapshot::new(config));
-            self.generation.set(generation);
-        }
-        self.snapshot.borrow().clone()
-    }
-
-    /// An empty relay buffer with [`RELAY_BUFFER_BYTES`] of capacity.
-    pub fn take_buffer(&self) -> Vec<u8> {
-        self.buffers
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(RELAY_BUFFER_BYTES))
-    }
-
-    /// An empty head-sized output buffer.
-    pub fn take_small(&self) -> Vec<u8> {
-        self.small
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(SMALL_BUFFER_BYTES))
-    }
-
-    pub fn put_small(&self, mut buf: Vec<u8>) {
-        let mut pool = self.small.borrow_mut();
-        if buf.capacity() <= MAX_SMALL_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
-            buf.clear();
-            pool.push(buf);
-        }
-    }
-
-    pub fn put_buffer(&self, mut buf: Vec<u8>) {
-        let mut pool = self.buffers.borrow_mut();
-        if buf.capacity() >= RELAY_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
-            buf.clear();
-            pool.push(buf);
-        }
-    }
-}
 
 /// Everything a worker thread starts with.
 pub struct WorkerSpec {
@@ -325,6 +188,7 @@ async fn refuse(mut stream: TcpStream, worker: Rc<Worker>) {
         &id,
         false,
         true,
+        b"",
     );
     let _ = write_all_until(&mut stream, &mut out, Instant::now() + REFUSE_WRITE_TIMEOUT).await;
 }

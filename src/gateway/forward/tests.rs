@@ -46,8 +46,18 @@ fn forward(
         websocket,
         default_host: "10.0.0.5:80",
     };
+    let permit = Permit::for_tests(Identity::Anonymous, false, None);
+    let placed = ParamValues::default();
+    let plan = Plan {
+        backend,
+        params: &[],
+        placed: &placed,
+        permit: &permit,
+        backend_path: path,
+        query,
+    };
     let mut out = Vec::new();
-    write_upstream_head(raw.as_bytes(), &head, backend, path, query, &ctx, &mut out);
+    write_upstream_head(raw.as_bytes(), &head, &plan, &ctx, &mut out);
     String::from_utf8(out).unwrap()
 }
 

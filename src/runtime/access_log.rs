@@ -4,7 +4,8 @@
 //! so lines from different workers never interleave).
 //!
 //! A line: `{"time","request_id","client","method","host","target","status","service","api",
-//! "duration_ms"}`. `service` and `api` are null when no API was matched.
+//! "caller","duration_ms"}`. `service` and `api` are null when no API was matched; `caller`
+//! is the authenticated key pair's `secret_id` or the OAuth 2.0 token's `sub`, else null.
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -71,7 +72,14 @@ impl Log {
     }
 
     /// Completes `line` with the outcome and queues it.
-    pub fn finish(&self, line: &[u8], status: u16, route: Option<(&str, &str)>, elapsed: Duration) {
+    pub fn finish(
+        &self,
+        line: &[u8],
+        status: u16,
+        route: Option<(&str, &str)>,
+        caller: Option<&str>,
+        elapsed: Duration,
+    ) {
         if line.is_empty() {
             return;
         }
@@ -85,6 +93,11 @@ impl Log {
                 json_str(api.as_bytes(), &mut buf);
             }
             None => buf.extend_from_slice(b"null,\"api\":null"),
+        }
+        buf.extend_from_slice(b",\"caller\":");
+        match caller {
+            Some(c) => json_str(c.as_bytes(), &mut buf),
+            None => buf.extend_from_slice(b"null"),
         }
         let _ = writeln!(buf, ",\"duration_ms\":{:.3}}}", elapsed.as_secs_f64() * 1e3);
         if buf.len() >= FLUSH_BYTES {
@@ -191,8 +204,14 @@ mod tests {
             },
             &mut line,
         );
-        log.finish(&line, 200, Some(("s", "a")), Duration::from_micros(1500));
-        log.finish(&line, 404, None, Duration::ZERO);
+        log.finish(
+            &line,
+            200,
+            Some(("s", "a")),
+            Some("AKIDx"),
+            Duration::from_micros(1500),
+        );
+        log.finish(&line, 404, None, None, Duration::ZERO);
         log.flush();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
@@ -204,7 +223,9 @@ mod tests {
         assert_eq!(lines[0]["status"], 200);
         assert_eq!(lines[0]["api"], "a");
         assert_eq!(lines[0]["duration_ms"], 1.5);
+        assert_eq!(lines[0]["caller"], "AKIDx");
         assert_eq!(lines[1]["service"], serde_json::Value::Null);
+        assert_eq!(lines[1]["caller"], serde_json::Value::Null);
         assert_eq!(lines[0]["time"], "1970-01-01T00:00:00.000Z");
     }
 }

@@ -6,14 +6,16 @@
 //! hop-by-hop ones (Connection and the names it lists, Keep-Alive, TE, Trailer, Upgrade
 //! unless a WebSocket is being set up, Proxy-*), minus the headers the gateway sets itself
 //! and those a constant replaces; then X-Forwarded-For (appended), X-Real-IP,
-//! X-Forwarded-Proto, X-Api-RequestId (and `Expect`, which the gateway answers itself); then the
-//! constant headers. An HTTP/1.0 request is sent as HTTP/1.0. Framing headers
+//! X-Forwarded-Proto, X-Api-RequestId (and `Expect`, which the gateway answers itself), the
+//! caller's identity from the auth stage (X-Api-SecretId or X-Api-Subject; client copies of
+//! all these are dropped); then the params the params stage placed; then the constant headers. An HTTP/1.0 request is sent as HTTP/1.0. Framing headers
 //! (Content-Length, Transfer-Encoding) pass through: the body is relayed as it came.
 
-use std::io::Write as _;
-
-use super::head::RequestHead;
-use crate::config::{Backend, Location};
+use super::auth::{Identity, Permit};
+use super::params::{ParamValues, backend_target, is_moved};
+use super::query;
+use crate::config::{Backend, Location, Param};
+use crate::http::head::RequestHead;
 
 /// What the gateway knows about the request beyond its head.
 pub struct ForwardContext<'a> {
@@ -28,6 +30,20 @@ pub struct ForwardContext<'a> {
     pub default_host: &'a str,
 }
 
+/// What the gateway decided for this request (see [`super::decide`]).
+pub struct Plan<'a> {
+    pub backend: &'a Backend,
+    /// The API's declared params (those that move are removed from where they came).
+    pub params: &'a [Param],
+    /// Param values to place (moved or defaulted), by param index.
+    pub placed: &'a ParamValues,
+    /// The auth stage's permit: the caller's identity and the credentials to leave out.
+    pub permit: &'a Permit<'a>,
+    pub backend_path: &'a str,
+    /// The client's query string, without `?`.
+    pub query: Option<&'a str>,
+}
+
 const HOP_BY_HOP: [&[u8]; 6] = [
     b"connection",
     b"keep-alive",
@@ -36,34 +52,35 @@ const HOP_BY_HOP: [&[u8]; 6] = [
     b"upgrade",
     b"proxy-connection",
 ];
-/// Headers the gateway sets itself, or (`Expect`) answers itself: it sends the client its
-/// own `100 Continue` before relaying the body.
-const SET_BY_GATEWAY: [&[u8]; 5] = [
+/// Headers the gateway sets itself — a client can never forge them — or (`Expect`) answers
+/// itself: it sends the client its own `100 Continue` before relaying the body.
+const SET_BY_GATEWAY: [&[u8]; 7] = [
     b"expect",
     b"x-forwarded-for",
     b"x-real-ip",
     b"x-forwarded-proto",
     b"x-api-requestid",
+    b"x-api-secretid",
+    b"x-api-subject",
 ];
 
 /// Writes the upstream request head into `out` (cleared first).
 pub fn write_upstream_head(
     buf: &[u8],
     head: &RequestHead,
-    backend: &Backend,
-    backend_path: &str,
-    query: Option<&str>,
+    plan: &Plan<'_>,
     ctx: &ForwardContext<'_>,
     out: &mut Vec<u8>,
 ) {
+    let backend = plan.backend;
     out.clear();
     match backend.method {
         Some(m) => out.extend_from_slice(m.name().as_bytes()),
         None => out.extend_from_slice(head.method.get(buf)),
     }
     out.push(b' ');
-    out.extend_from_slice(backend_path.as_bytes());
-    write_query(query, backend, out);
+    out.extend_from_slice(plan.backend_path.as_bytes());
+    write_query(plan, out);
     // An HTTP/1.0 client gets an HTTP/1.0 exchange, so the answer never comes chunked.
     out.extend_from_slice(if head.minor_version == 0 {
         b" HTTP/1.0\r\n"
@@ -83,6 +100,21 @@ pub fn write_upstream_head(
             .iter()
             .any(|c| c.location == Location::Header && c.name.as_bytes().eq_ignore_ascii_case(name))
     };
+    let placed_headers = || {
+        plan.placed.iter().filter_map(|(i, v)| {
+            let (name, loc) = backend_target(&plan.params[i]);
+            (loc == Location::Header && !constant_sets(name.as_bytes())).then_some((name, v))
+        })
+    };
+    // A param that moves leaves its header; a placed value replaces the client's.
+    let param_drops = |name: &[u8]| {
+        plan.params.iter().any(|p| {
+            p.location == Location::Header
+                && is_moved(p)
+                && p.name.as_bytes().eq_ignore_ascii_case(name)
+        }) || placed_headers().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+    };
+    let strip_authorization = plan.permit.strips_authorization();
     let mut host_sent = false;
     for (n, v) in &head.headers {
         let (name, value) = (n.get(buf), v.get(buf));
@@ -100,13 +132,18 @@ pub fn write_upstream_head(
         if (hop && !keep_for_websocket)
             || SET_BY_GATEWAY.iter().any(|h| name.eq_ignore_ascii_case(h))
             || constant_sets(name)
+            || (strip_authorization && name.eq_ignore_ascii_case(b"authorization"))
+            || param_drops(name)
         {
             continue;
         }
         host_sent |= name.eq_ignore_ascii_case(b"host");
         header(out, name, value);
     }
-    if !host_sent && !constant_sets(b"host") {
+    if !host_sent
+        && !constant_sets(b"host")
+        && !placed_headers().any(|(n, _)| n.eq_ignore_ascii_case("host"))
+    {
         header(out, b"Host", ctx.default_host.as_bytes());
     }
     if ctx.websocket {
@@ -126,6 +163,14 @@ pub fn write_upstream_head(
         if ctx.https { b"https" } else { b"http" },
     );
     header(out, b"X-Api-RequestId", ctx.request_id.as_bytes());
+    match plan.permit.identity() {
+        Identity::Anonymous | Identity::Subject(None) => {}
+        Identity::SecretId(id) => header(out, b"X-Api-SecretId", id.as_bytes()),
+        Identity::Subject(Some(sub)) => header(out, b"X-Api-Subject", sub.as_bytes()),
+    }
+    for (name, value) in placed_headers() {
+        header(out, name.as_bytes(), value.as_bytes());
+    }
     for c in backend
         .constants
         .iter()
@@ -143,46 +188,54 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The client's query, without the names a constant sets, then the constants.
-fn write_query(query: Option<&str>, backend: &Backend, out: &mut Vec<u8>) {
+/// The client's query byte for byte, without the names the gateway sets or moves (constants,
+/// moved or placed params, a token the auth stage consumed), then the placed params, then the
+/// constants.
+fn write_query(plan: &Plan<'_>, out: &mut Vec<u8>) {
     let constants = || {
-        backend
+        plan.backend
             .constants
             .iter()
             .filter(|c| c.location == Location::Query)
     };
+    let placed = || {
+        plan.placed.iter().filter_map(|(i, v)| {
+            let (name, loc) = backend_target(&plan.params[i]);
+            (loc == Location::Query && !constants().any(|c| c.name == name)).then_some((name, v))
+        })
+    };
+    let strip_token = plan.permit.strips_query();
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
         out.push(if first { b'?' } else { b'&' });
         first = false;
     };
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-        if constants().any(|c| c.name == name) {
-            continue;
-        }
-        if pair.is_empty() {
+    for pair in plan.query.into_iter().flat_map(query::pairs) {
+        let dropped = constants().any(|c| query::name_is(pair.name, &c.name))
+            || strip_token.is_some_and(|t| query::name_is(pair.name, t))
+            || plan.params.iter().any(|p| {
+                p.location == Location::Query && is_moved(p) && query::name_is(pair.name, &p.name)
+            })
+            || placed().any(|(n, _)| query::name_is(pair.name, n));
+        if dropped {
             continue;
         }
         sep(out);
-        out.extend_from_slice(pair.as_bytes());
+        if let Some(q) = plan.query {
+            out.extend_from_slice(&q.as_bytes()[pair.range]);
+        }
+    }
+    for (name, value) in placed() {
+        sep(out);
+        query::encode_into(name.as_bytes(), out);
+        out.push(b'=');
+        query::encode_into(value.as_bytes(), out);
     }
     for c in constants() {
         sep(out);
-        percent_encode(c.name.as_bytes(), out);
+        query::encode_into(c.name.as_bytes(), out);
         out.push(b'=');
-        percent_encode(c.value.as_bytes(), out);
-    }
-}
-
-/// Encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(v: &[u8], out: &mut Vec<u8>) {
-    for &b in v {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
+        query::encode_into(c.value.as_bytes(), out);
     }
 }
 

@@ -1,0 +1,158 @@
+//! One request's context: the one configuration snapshot it runs on, its scratch buffers
+//! (lent by the worker, given back when the request ends — on every path, by `Drop`), its
+//! id, and what the one exit logs: status, matched API, caller.
+//!
+//! Also the two values folded through a request instead of being re-derived: [`Persist`]
+//! (does the client connection go on) and [`Body`] (how much of the request body is here,
+//! and the framing state of the rest).
+
+use std::rc::Rc;
+
+use crate::error::GatewayError;
+use crate::gateway::Matched;
+use crate::http::chunked::ChunkedScanner;
+use crate::http::head::{BodyFraming, RequestHead};
+use crate::runtime::access_log::Start;
+use crate::runtime::{RequestScratch, Snapshot, Worker};
+
+use super::body::Remaining;
+
+/// Whether the client connection carries another request after this one. Starts from the
+/// request head and the drain state, and only ever turns to `Close`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist {
+    KeepAlive,
+    Close,
+}
+
+impl Persist {
+    pub fn from_head(head: &RequestHead, draining: bool) -> Persist {
+        if head.keep_alive && !draining {
+            Persist::KeepAlive
+        } else {
+            Persist::Close
+        }
+    }
+
+    #[must_use]
+    pub fn close_if(self, close: bool) -> Persist {
+        if close { Persist::Close } else { self }
+    }
+
+    pub fn closes(self) -> bool {
+        self == Persist::Close
+    }
+}
+
+/// The request body as far as it has arrived. Decided once per request from the head and
+/// the bytes behind it; a streamed body carries its framing state on, so nothing is
+/// scanned twice.
+pub enum Body {
+    /// The whole body is in the read buffer, which holds this request up to `end`.
+    Buffered { end: usize },
+    /// The body continues past the read buffer; `Remaining` is the framing state after the
+    /// bytes already here.
+    Streaming(Remaining),
+}
+
+impl Body {
+    /// Reads the framing of the request at the start of `buf`.
+    pub fn of(buf: &[u8], head: &RequestHead, max_body: u64) -> Result<Body, GatewayError> {
+        let here = &buf[head.len..];
+        Ok(match head.body {
+            BodyFraming::None => Body::Buffered { end: head.len },
+            BodyFraming::Length(n) if n <= here.len() as u64 => Body::Buffered {
+                end: head.len + n as usize,
+            },
+            BodyFraming::Length(n) => Body::Streaming(Remaining::Length(n - here.len() as u64)),
+            BodyFraming::Chunked => {
+                let mut scanner = ChunkedScanner::new(max_body);
+                let s = scanner.scan(here)?;
+                if s.done {
+                    Body::Buffered {
+                        end: head.len + s.consumed,
+                    }
+                } else {
+                    Body::Streaming(Remaining::Chunked(scanner))
+                }
+            }
+        })
+    }
+
+    /// The request's bytes in the read buffer when the whole body is there.
+    pub fn buffered_end(&self) -> Option<usize> {
+        match self {
+            Body::Buffered { end } => Some(*end),
+            Body::Streaming(_) => None,
+        }
+    }
+}
+
+/// One request, from its complete head to the one exit that logs it.
+pub struct Request {
+    pub worker: Rc<Worker>,
+    /// The configuration this request runs on, from start to end.
+    pub snapshot: Rc<Snapshot>,
+    pub s: RequestScratch,
+    pub started: std::time::Instant,
+    /// The status sent to the client (0: none).
+    pub status: u16,
+    pub matched: Option<Matched>,
+    /// The caller's secret_id or token subject, for the access log.
+    pub caller: Option<String>,
+}
+
+impl Request {
+    /// A new request: a fresh id and, if the access log is on, the line's request half.
+    pub fn begin(worker: &Rc<Worker>, start: Option<Start<'_>>) -> Request {
+        let mut s = worker.take_scratch();
+        worker.ids.borrow_mut().next_into(&mut s.request_id);
+        if let Some(start) = start
+            && worker.log.enabled()
+        {
+            crate::runtime::access_log::Log::start(
+                &Start {
+                    request_id: &s.request_id,
+                    ..start
+                },
+                &mut s.log_line,
+            );
+        }
+        Request {
+            snapshot: worker.snapshot(),
+            worker: worker.clone(),
+            s,
+            started: std::time::Instant::now(),
+            status: 0,
+            matched: None,
+            caller: None,
+        }
+    }
+
+    /// The one exit: every request is logged here, whatever its path.
+    pub fn finish(self) {
+        let cfg = &self.snapshot.config;
+        let route = self.matched.map(|m| {
+            let service = &cfg.services[m.service];
+            (service.name.as_str(), service.apis[m.api].name.as_str())
+        });
+        self.worker.log.finish(
+            &self.s.log_line,
+            self.status,
+            route,
+            self.caller.as_deref(),
+            self.started.elapsed(),
+        );
+    }
+
+    /// Whether the answer gets the CORS headers.
+    pub fn cors(&self) -> bool {
+        self.matched.is_some_and(|m| m.cors)
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.worker.put_scratch(std::mem::take(&mut self.s));
+    }
+}

@@ -1,0 +1,223 @@
+//! The per-core runtime state of one worker, below both the data path ([`crate::proxy`])
+//! and the process ([`crate::server`]), so that dependencies run one way:
+//! `server` → `proxy` → `runtime` → `gateway` / `config` / `http`.
+//!
+//! - [`Shared`]: what all workers share — the configuration swap point, the stop flag, the
+//!   process-wide connection count.
+//! - [`Snapshot`]: a worker's view of one configuration (the configuration, its upstream
+//!   pools). A request takes one snapshot when it starts and holds it to its end, so a reload
+//!   can never mix two configurations inside one request.
+//! - [`Worker`]: per-thread state — the current snapshot, request ids, the drain signal, the
+//!   access log, and pools of reusable buffers lent to requests.
+//! - [`pool`], [`access_log`], [`drain`]: the pieces a worker owns.
+
+pub mod access_log;
+pub mod drain;
+pub mod pool;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::config::Config;
+use crate::gateway::auth::AuthState;
+use crate::gateway::params::ParamValues;
+use crate::http::reply::RequestIds;
+use access_log::Log;
+use drain::Drain;
+use pool::UpstreamPool;
+
+/// Relay buffers (response bodies, streamed request bodies).
+pub const RELAY_BUFFER_BYTES: usize = 64 * 1024;
+/// Buffers of each kind kept for reuse per worker.
+pub const MAX_POOLED_BUFFERS: usize = 256;
+/// Head-sized output buffers (upstream request heads, client response heads).
+pub const SMALL_BUFFER_BYTES: usize = 4096;
+/// Larger output buffers (a buffered body came with the head) are not kept.
+pub const MAX_SMALL_BUFFER_BYTES: usize = 64 * 1024;
+
+/// What the workers share: the configuration swap point, the stop flag and the process-wide
+/// connection count.
+pub struct Shared {
+    config: Mutex<Arc<Config>>,
+    generation: AtomicU64,
+    pub stopping: AtomicBool,
+    pub connections: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(config: Arc<Config>) -> Shared {
+        Shared {
+            config: Mutex::new(config),
+            generation: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    fn current(&self) -> (u64, Arc<Config>) {
+        let cfg = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        (self.generation.load(Ordering::Acquire), cfg.clone())
+    }
+
+    /// The swap point: workers pick `config` up at their next request.
+    pub fn publish(&self, config: Arc<Config>) {
+        let mut cfg = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        *cfg = config;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A worker's view of one configuration: the configuration and this worker's pools for its
+/// upstreams (same indexes as `config.upstreams`).
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub pools: Vec<UpstreamPool>,
+    /// The auth stage's per-worker state (verified-token caches).
+    pub auth: AuthState,
+}
+
+impl Snapshot {
+    fn new(config: Arc<Config>) -> Snapshot {
+        let pools = config.upstreams.iter().map(UpstreamPool::new).collect();
+        let auth = AuthState::new(&config);
+        Snapshot {
+            config,
+            pools,
+            auth,
+        }
+    }
+}
+
+/// Per-worker state, shared by the worker's tasks through an `Rc`.
+pub struct Worker {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    snapshot: RefCell<Rc<Snapshot>>,
+    generation: Cell<u64>,
+    pub ids: RefCell<RequestIds>,
+    pub drain: Drain,
+    /// Client connections being served by this worker.
+    pub active: Cell<usize>,
+    buffers: RefCell<Vec<Vec<u8>>>,
+    small: RefCell<Vec<Vec<u8>>>,
+    scratch: RefCell<Vec<RequestScratch>>,
+    pub log: Log,
+}
+
+impl Worker {
+    pub fn new(index: usize, shared: Arc<Shared>) -> Result<Worker, String> {
+        let (generation, config) = shared.current();
+        let log = Log::open(&config.server.access_log)
+            .map_err(|e| format!("server.access_log: cannot open: {e}"))?;
+        Ok(Worker {
+            log,
+            index,
+            shared,
+            snapshot: RefCell::new(Rc::new(Snapshot::new(config))),
+            generation: Cell::new(generation),
+            ids: RefCell::new(RequestIds::new(index)),
+            drain: Drain::default(),
+            active: Cell::new(0),
+            buffers: RefCell::new(Vec::new()),
+            small: RefCell::new(Vec::new()),
+            scratch: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The current snapshot; a newly published configuration is picked up here. A request
+    /// calls this once, when it starts.
+    pub fn snapshot(&self) -> Rc<Snapshot> {
+        if self.shared.generation.load(Ordering::Acquire) != self.generation.get() {
+            let (generation, config) = self.shared.current();
+            *self.snapshot.borrow_mut() = Rc::new(Snapshot::new(config));
+            self.generation.set(generation);
+        }
+        self.snapshot.borrow().clone()
+    }
+
+    /// An empty relay buffer with [`RELAY_BUFFER_BYTES`] of capacity.
+    pub fn take_buffer(&self) -> Vec<u8> {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(RELAY_BUFFER_BYTES))
+    }
+
+    pub fn put_buffer(&self, mut buf: Vec<u8>) {
+        let mut pool = self.buffers.borrow_mut();
+        if buf.capacity() >= RELAY_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+
+    /// An empty head-sized output buffer.
+    pub fn take_small(&self) -> Vec<u8> {
+        self.small
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SMALL_BUFFER_BYTES))
+    }
+
+    pub fn put_small(&self, mut buf: Vec<u8>) {
+        let mut pool = self.small.borrow_mut();
+        if buf.capacity() <= MAX_SMALL_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+}
+
+/// Everything one request writes besides the connection's read buffer, lent by the worker
+/// for the request's life and recycled (capacity kept) afterwards, so that an idle
+/// keepalive connection holds none of it.
+#[derive(Default)]
+pub struct RequestScratch {
+    pub request_id: String,
+    /// The request path after dot-segment resolution (when it had dot segments).
+    pub path: String,
+    pub backend_path: String,
+    /// The upstream request head (and the body when it is already buffered).
+    pub upstream_head: Vec<u8>,
+    /// What the gateway writes to the client itself: local answers, response heads.
+    pub out: Vec<u8>,
+    /// The access log line's request half.
+    pub log_line: Vec<u8>,
+    pub response: crate::http::response::ResponseHead,
+    /// Param values placed for the backend.
+    pub params: ParamValues,
+}
+
+impl RequestScratch {
+    /// Ready for the next request: contents cleared, oversized buffers dropped.
+    fn recycle(&mut self) {
+        for v in [&mut self.upstream_head, &mut self.out] {
+            if v.capacity() > MAX_SMALL_BUFFER_BYTES {
+                *v = Vec::with_capacity(SMALL_BUFFER_BYTES);
+            }
+            v.clear();
+        }
+        self.log_line.clear();
+        self.request_id.clear();
+        self.path.clear();
+        self.backend_path.clear();
+        self.params.clear();
+    }
+}
+
+impl Worker {
+    /// A request's scratch space.
+    pub fn take_scratch(&self) -> RequestScratch {
+        self.scratch.borrow_mut().pop().unwrap_or_default()
+    }
+
+    pub fn put_scratch(&self, mut s: RequestScratch) {
+        let mut pool = self.scratch.borrow_mut();
+        if pool.len() < MAX_POOLED_BUFFERS {
+            s.recycle();
+            pool.push(s);
+        }
+    }
+}
