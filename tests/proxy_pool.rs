@@ -89,6 +89,51 @@ fn stale_pooled_connection_is_replaced_without_a_client_error() {
     assert_eq!(backend.connections(), 5);
 }
 
+/// The staleness check itself, which the retry rule hides from the test above: a GET sent
+/// on a connection the upstream has ended is retried on a fresh one, so the client sees a
+/// 200 either way. Here the backend only half-closes (FIN, but it keeps reading), so a
+/// request written on the stale connection would still land there and be recorded.
+#[test]
+fn pooled_connection_the_upstream_half_closed_is_never_written_to() {
+    let backend = Backend::start(|r| Reply::ok(format!("{} {}", r.target, r.conn)).half_close());
+    let gw = Gateway::start(&proxy_config(backend.addr(), "", ""));
+    let mut c = gw.connect();
+    let r = c.roundtrip(get("/api/1"));
+    assert_eq!(
+        (r.status, r.body_text()),
+        (200, "/internal/1 0".into()),
+        "{}",
+        r.text()
+    );
+    assert!(
+        backend.wait_until(READ_TIMEOUT, |s| s.conns[0].half_closed_at.is_some()),
+        "the backend did not half-close its first connection"
+    );
+    // Let the FIN reach the gateway: the pooled connection is now stale.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = c.roundtrip(get("/api/2"));
+    assert_eq!(
+        (r.status, r.body_text()),
+        (200, "/internal/2 1".into()),
+        "{}",
+        r.text()
+    );
+    // The gateway drops the stale connection in any case; once the backend has seen it
+    // closed, every byte sent on it has been recorded.
+    assert!(
+        backend.wait_until(READ_TIMEOUT, |s| s.conns[0].closed),
+        "the gateway did not close the half-closed connection"
+    );
+    let first = &backend.snapshot()[0];
+    let late = &first.raw[first.half_closed_at.unwrap()..];
+    assert!(
+        late.is_empty(),
+        "the gateway wrote on a pooled connection after the upstream's FIN: {:?}",
+        String::from_utf8_lossy(late)
+    );
+    assert_eq!(backend.connections(), 2);
+}
+
 #[test]
 fn stale_pooled_connection_is_replaced_for_a_post_with_a_body() {
     let backend = Backend::start(|r| {

@@ -501,6 +501,9 @@ pub struct Reply {
     pub parts: Vec<Part>,
     /// Close the connection after writing (without saying so in the response).
     pub close: bool,
+    /// After writing, shut down the sending side only (the gateway sees FIN) and keep
+    /// reading: whatever arrives afterwards is recorded in `raw` and never answered.
+    pub half_close: bool,
     /// Never answer: keep the connection open and silent (still recording what arrives).
     pub never: bool,
 }
@@ -582,6 +585,12 @@ impl Reply {
         self.close = true;
         self
     }
+
+    /// Half-closes the connection after answering (see the `half_close` field).
+    pub fn half_close(mut self) -> Reply {
+        self.half_close = true;
+        self
+    }
 }
 
 type Responder = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -594,6 +603,10 @@ pub struct ConnRecord {
     pub requests: Vec<Request>,
     /// The peer closed (or the backend closed it).
     pub closed: bool,
+    /// Set by [`Reply::half_close`]: how many bytes of `raw` had arrived when the backend
+    /// shut down its sending side. Bytes of `raw` past it were sent by the gateway after
+    /// that FIN.
+    pub half_closed_at: Option<usize>,
     /// The backend could not parse what it received.
     pub error: Option<String>,
 }
@@ -835,6 +848,16 @@ fn serve_connection(s: &Shared, mut stream: TcpStream, index: usize) {
                         let _ = stream.shutdown(Shutdown::Both);
                         s.update(|st| st.conns[index].closed = true);
                         return;
+                    }
+                    if reply.half_close {
+                        let _ = stream.shutdown(Shutdown::Write);
+                        s.update(|st| {
+                            let c = &mut st.conns[index];
+                            c.half_closed_at = Some(c.raw.len());
+                        });
+                        // Keep reading and recording, answer nothing more.
+                        silent = true;
+                        break;
                     }
                 }
             }
