@@ -122,10 +122,44 @@ pub fn run(config: Config) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// This thread's affinity mask as the kernel lists it (`Cpus_allowed_list: 0-3,8`).
+    fn cpus_allowed_list() -> Vec<usize> {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .expect("no Cpus_allowed_list in /proc/thread-self/status")
+            .trim();
+        let mut cpus = Vec::new();
+        for part in list.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+                None => cpus.push(part.parse().unwrap()),
+            }
+        }
+        cpus
+    }
+
     #[test]
-    fn allowed_cpus_match_the_available_parallelism() {
+    fn allowed_cpus_are_the_affinity_mask() {
         let cpus = allowed_cpus();
         assert!(!cpus.is_empty());
-        assert_eq!(cpus.len(), worker_count(0));
+        assert_eq!(cpus, cpus_allowed_list());
+    }
+
+    /// `workers = 0` follows `available_parallelism`, which also honours a cgroup CPU quota
+    /// that the affinity mask knows nothing of: it may be fewer than the allowed CPUs, never
+    /// more (so the workers' pinning `cpus[i % cpus.len()]` never doubles up by default).
+    #[test]
+    fn worker_count_is_the_configured_number_or_the_available_parallelism() {
+        assert_eq!(worker_count(1), 1);
+        assert_eq!(worker_count(7), 7);
+        let auto = worker_count(0);
+        assert_eq!(auto, std::thread::available_parallelism().unwrap().get());
+        assert!(
+            (1..=allowed_cpus().len()).contains(&auto),
+            "{auto} workers for {:?} allowed CPUs",
+            allowed_cpus()
+        );
     }
 }
