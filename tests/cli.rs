@@ -37,11 +37,36 @@ fn check_prints_a_summary_and_exits_0() {
     let o = ringway(&["check", "--config", "conf/ringway.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
-    assert!(
-        s.contains("2 services")
-            && s.contains("11 APIs")
-            && s.contains("1 upstreams")
-            && s.contains("1 certificates"),
+    // `conf/ringway.toml: ok: 2 services, 11 APIs, ...; listening ...`: whole counts, so
+    // "1 upstreams" cannot be satisfied by "11 upstreams".
+    let counts = s
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("conf/ringway.toml: ok: "))
+        .and_then(|l| l.split_once(';'))
+        .unwrap_or_else(|| panic!("no summary line in {s:?}"))
+        .0;
+    let counts: Vec<(&str, u32)> = counts
+        .split(", ")
+        .map(|c| {
+            let (n, what) = c
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("count {c:?} in {s:?}"));
+            (
+                what,
+                n.parse().unwrap_or_else(|_| panic!("count {c:?} in {s:?}")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("services", 2),
+            ("APIs", 11),
+            ("upstreams", 1),
+            ("certificates", 1),
+            ("key pairs", 1)
+        ],
         "{s}"
     );
 }
