@@ -96,46 +96,47 @@ fn connection_rules() {
 #[test]
 fn malformed_framing_is_400() {
     let cases: &[(&[u8], &str)] = &[
-        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "both Content-Length and Transfer-Encoding"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n", "bad Content-Length"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n", "bad Content-Length"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", "bad Content-Length"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", "bad Content-Length"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", "duplicate Content-Length"),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", "must end with chunked"),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "must end with chunked"),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "must end with chunked"),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", "Transfer-Encoding must end with chunked"),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "Transfer-Encoding must end with chunked"),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding must end with chunked"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n", "bad Transfer-Encoding"),
-        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.0"),
-        (b"GET / HTTP/1.1\nHost: a\r\n\r\n", "bare LF"),
-        (b"GET / HTTP/1.1\r\nHost: a\n\r\n", "bare LF"),
-        (b"GET / HTTP/1.1\r\nHost: a\r\n\n", "bare LF"),
-        (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", "bad"),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", "bad"),
-        (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", "header name"),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nX-A\t: b\r\n\r\n", "header name"),
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding in an HTTP/1.0 request"),
+        (b"GET / HTTP/1.1\rHost: a\r\n\r\n", "bad line ending in the request head"),
+        (b"GET / HTTP/1.1\nHost: a\r\n\r\n", "bare LF in the request head"),
+        (b"GET / HTTP/1.1\r\nHost: a\n\r\n", "bare LF in the request head"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\n", "bare LF in the request head"),
+        // A bare CR in a value: httparse refuses it before check_line_ends looks.
+        (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", "bad header value (control byte or obs-fold?)"),
+        // httparse sees the folded line as a header whose name starts with a space.
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", "bad header name (whitespace before the colon?)"),
+        (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", "bad header name (whitespace before the colon?)"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-A\t: b\r\n\r\n", "bad header name (whitespace before the colon?)"),
         (b"GET / HTTP/1.1\r\n\r\n", "missing Host"),
         (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", "duplicate Host"),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", "header value"),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", "header value"),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", "header value"),
-        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "version"),
-        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "version"),
-        (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", "bad"),
-        (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", "bad"),
-        (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", "version"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", "bad header value (control byte or obs-fold?)"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", "bad header value (control byte or obs-fold?)"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", "bad header value (control byte or obs-fold?)"),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "unsupported HTTP version"),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "unsupported HTTP version"),
+        (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", "bad method"),
+        // httparse reports an empty target as a bad token, which becomes "bad method".
+        (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", "bad method"),
+        (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", "unsupported HTTP version"),
     ];
-    for (raw, fragment) in cases {
+    for (raw, message) in cases {
         let shown = String::from_utf8_lossy(raw);
         match parse(raw) {
             Err(e) => {
                 assert_eq!(e.status(), 400, "{shown:?}: {e}");
                 assert!(e.closes_connection());
-                assert!(
-                    e.message().contains(fragment),
-                    "{shown:?}: {e} lacks {fragment:?}"
-                );
+                assert_eq!(e.message(), *message, "{shown:?}");
             }
             Ok((p, _)) => panic!("{shown:?} accepted as {p:?}"),
         }
