@@ -378,7 +378,8 @@ fn body_of_a_404_request_is_never_read_as_a_request() {
     c.send(&all);
     let r = c.read_response();
     r.assert_gateway_error(404, "404 with a body");
-    if r.closes() {
+    let closed = r.closes();
+    if closed {
         // Closing instead of skipping the body is also safe.
         c.expect_closed();
     } else {
@@ -388,13 +389,28 @@ fn body_of_a_404_request_is_never_read_as_a_request() {
         assert_eq!(got[0].target, "/internal/real");
     }
     std::thread::sleep(Duration::from_millis(200));
+    // Positive control, after that window: a legitimate request on a fresh connection is
+    // recorded, so the absence of the smuggled one below is not a recording that stopped.
+    let r = gw.connect().roundtrip(get("/api/control"));
+    assert_eq!(r.status, 200, "control request: {}", r.text());
+    let recorded = backend.wait_until(READ_TIMEOUT, |s| {
+        s.requests().iter().any(|r| r.target == "/internal/control")
+    });
+    let targets: Vec<String> = backend.requests().into_iter().map(|r| r.target).collect();
     assert!(
-        backend
-            .requests()
-            .iter()
-            .all(|r| r.target != "/internal/smuggled"),
-        "the 404's body was read as a request"
+        recorded,
+        "the control request was not recorded: {targets:?}"
     );
+    assert!(
+        targets.iter().all(|t| t != "/internal/smuggled"),
+        "the 404's body was read as a request: {targets:?}"
+    );
+    let want: &[&str] = if closed {
+        &["/internal/control"]
+    } else {
+        &["/internal/real", "/internal/control"]
+    };
+    assert_eq!(targets, want, "backend requests");
 }
 
 #[test]
