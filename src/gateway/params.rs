@@ -256,7 +256,7 @@ fn not_a_header(p: &Param) -> GatewayError {
 }
 
 /// A param's value in the request, decoded: `Ok(None)` when it is absent, `Err` when it is
-/// present but cannot be decoded (then it is no valid anything).
+/// present but cannot be decoded (bad `%XX`, not UTF-8): 400.
 fn lookup<'s>(
     p: &Param,
     input: &'s ParamInput<'_>,
