@@ -3,10 +3,19 @@
 //! - [`config`] loads the TOML file (SPEC §1) into typed, validated runtime structs,
 //!   including the compiled route table.
 //! - [`router`] owns the route table (SPEC §2) and backend path composition (SPEC §3).
+//! - [`http`] the pure HTTP/1.1 pieces (heads, chunked framing, replies, limits).
+//! - [`auth`] the auth cryptography (HMAC key pairs, JWT), pure functions over bytes.
+//! - [`gateway`] what the gateway decides per request: route, 426, WebSocket check, CORS,
+//!   auth, params, and the upstream head (SPEC §2-§4).
+//! - [`runtime`] a worker's per-core state: configuration snapshot, pools, buffers, log.
+//! - [`proxy`] is a worker's data path: connections, the request pipeline, upstream exchange.
 //! - [`server`] runs the process: listeners, worker threads, signals.
-//! - [`proxy`] is a worker's data path: connections, upstream exchange, pools.
 //! - [`cli`] implements the `check` and `route` commands (SPEC §7).
+//!
+//! Dependencies run one way: `server` → `proxy` → `runtime` → `gateway` → `config`,
+//! `router`, `auth`, `http`, `error`.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

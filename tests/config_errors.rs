@@ -533,8 +533,22 @@ fn oauth2_key_is_a_public_jwk() {
         "private key",
         Some(10),
     );
-    load_str(
+    // The right shape is not enough: the point must be on the curve.
+    assert_error(
         &with_key(r#"{"kty":"EC","crv":"P-256","x":"abc","y":"def"}"#),
+        "services[0].oauth2.public_key",
+        "\"y\"",
+        Some(10),
+    );
+    assert_error(
+        &with_key(r#"{"kty":"RSA","e":"AQAB","n":"AQAB"}"#),
+        "services[0].oauth2.public_key",
+        "bits",
+        Some(10),
+    );
+    // RFC 7515 A.3's public key loads.
+    load_str(
+        &with_key(r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#),
         Path::new(FILE),
     )
     .unwrap();

@@ -134,3 +134,129 @@ fn the_counter_sees_allocations() {
     drop(v);
     assert_eq!(COUNT.with(Cell::get), 1);
 }
+
+/// An API with no params, no auth and no CORS pays nothing for those stages: the whole
+/// decision (target, route, 426, auth, params) and the upstream head allocate nothing once
+/// the request's reused buffers are warm. An API with params, CORS and mapped values does
+/// not allocate either once warm.
+#[test]
+fn the_gateway_decision_and_upstream_head_allocate_nothing() {
+    use ringway::gateway::auth::AuthState;
+    use ringway::gateway::forward::{ForwardContext, Plan, write_upstream_head};
+    use ringway::gateway::params::ParamValues;
+    use ringway::gateway::{Action, Inbound, Scratch, decide};
+    use ringway::http::head::{RequestHead, parse_head};
+
+    const GATEWAY: &str = r#"
+[[upstreams]]
+name = "u"
+url = "http://127.0.0.1:9000"
+[[services]]
+name = "s"
+[[services.apis]]
+name = "plain"
+path = "/plain/{id}"
+[[services.apis.params]]
+name = "id"
+location = "path"
+[services.apis.backend]
+upstream = "u"
+path = "/b/{id}"
+[[services.apis]]
+name = "featured"
+path = "=/featured"
+cors = true
+[[services.apis.params]]
+name = "limit"
+location = "query"
+data_type = "int"
+backend_name = "max"
+backend_location = "header"
+[[services.apis.params]]
+name = "X-Tenant"
+location = "header"
+data_type = "long"
+required = true
+[[services.apis.params]]
+name = "page"
+location = "query"
+data_type = "int"
+default = "1"
+[services.apis.backend]
+upstream = "u"
+path = "/b/featured"
+[[services.apis.backend.constants]]
+name = "source"
+location = "query"
+value = "gw"
+"#;
+    let cfg = load_str(GATEWAY, Path::new("no_alloc.toml")).unwrap();
+    let auth = AuthState::new(&cfg);
+    let requests: [&[u8]; 2] = [
+        b"GET /plain/42?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+        b"GET /featured?limit=20&q=a%20b HTTP/1.1\r\nHost: a\r\nX-Tenant: 7\r\n\r\n",
+    ];
+    let limits = cfg.server.limits;
+    let mut head = RequestHead::default();
+    let (mut path, mut backend_path, mut params) =
+        (String::new(), String::new(), ParamValues::default());
+    let mut out = Vec::with_capacity(4096);
+    let mut run = |count: bool| {
+        let mut forwarded = 0;
+        for raw in requests {
+            parse_head(raw, &limits, &mut head).unwrap();
+            COUNTING.with(|c| c.set(count));
+            let inbound = Inbound {
+                buf: raw,
+                head: &head,
+                https: false,
+                now: std::time::UNIX_EPOCH,
+            };
+            let scratch = Scratch {
+                path: &mut path,
+                backend_path: &mut backend_path,
+                params: &mut params,
+            };
+            let d = decide(&cfg, &auth, &inbound, scratch);
+            if let Action::Forward(f) = d.action {
+                let query = f
+                    .query
+                    .clone()
+                    .map(|r| std::str::from_utf8(&raw[r]).unwrap());
+                let plan = Plan {
+                    backend: &f.api.backend,
+                    params: &f.api.params,
+                    placed: &params,
+                    permit: &f.permit,
+                    backend_path: &backend_path,
+                    query,
+                };
+                let ctx = ForwardContext {
+                    client_ip: "192.0.2.1",
+                    https: false,
+                    request_id: "rid",
+                    websocket: false,
+                    default_host: "127.0.0.1:9000",
+                };
+                write_upstream_head(raw, &head, &plan, &ctx, &mut out);
+                forwarded += 1;
+            }
+            COUNTING.with(|c| c.set(false));
+        }
+        forwarded
+    };
+    assert_eq!(run(false), 2, "warm-up: both requests are forwarded");
+    COUNT.with(|c| c.set(0));
+    assert_eq!(run(true), 2);
+    assert_eq!(
+        COUNT.with(Cell::get),
+        0,
+        "allocations in decide + upstream head"
+    );
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        text.starts_with("GET /b/featured?q=a%20b&page=1&source=gw HTTP/1.1\r\n")
+            && text.contains("\r\nmax: 20\r\n"),
+        "{text}"
+    );
+}

@@ -283,6 +283,15 @@ fn build_params(
                 );
             }
         }
+        if backend_location.unwrap_or(location) == Location::Header
+            && let Some(d) = default.as_deref()
+            && !header_safe(d)
+        {
+            cx.err(
+                key(&pk, "default"),
+                "is sent as a header: it must not hold control characters or start or end with a space",
+            );
+        }
         if location == Location::Path && p.backend_name.is_some() && backend_location.is_none() {
             cx.err(
                 key(&pk, "backend_location"),
@@ -525,8 +534,10 @@ fn build_oauth2(cx: &mut Ctx, k: &str, o: &FileOAuth2) -> Option<OAuth2> {
             return None;
         }
     };
-    let public_key = match check_jwk(&text) {
-        Ok(j) => j,
+    let (public_key, jwt_key) = match check_jwk(&text)
+        .and_then(|j| crate::auth::jwt::JwtKey::from_jwk(&j).map(|k| (j, k)))
+    {
+        Ok(both) => both,
         Err(e) => {
             cx.err(jwk_key, e);
             return None;
@@ -551,6 +562,7 @@ fn build_oauth2(cx: &mut Ctx, k: &str, o: &FileOAuth2) -> Option<OAuth2> {
     }
     Some(OAuth2 {
         public_key,
+        key: jwt_key,
         token_location,
         token_name,
     })
@@ -604,6 +616,15 @@ fn check_jwk(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, S
         return Err("JWK holds a private key (\"d\"); give the public key only".into());
     }
     Ok(map)
+}
+
+/// A header value sent as it is: no control byte but HTAB, no leading or trailing SP/HTAB.
+fn header_safe(v: &str) -> bool {
+    let ws = |c: &u8| *c == b' ' || *c == b'\t';
+    let b = v.as_bytes();
+    !b.first().is_some_and(ws)
+        && !b.last().is_some_and(ws)
+        && b.iter().all(|&c| (c >= 0x20 && c != 0x7f) || c == b'\t')
 }
 
 /// An HTTP token (RFC 9110 §5.6.2), as header names must be.

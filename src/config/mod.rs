@@ -126,12 +126,6 @@ impl Config {
         }
         for s in &self.services {
             for a in &s.apis {
-                if a.auth != Auth::None {
-                    notes.push(format!(
-                        "note: API {}/{} needs auth, not available yet: it answers 401",
-                        s.name, a.name
-                    ));
-                }
                 if a.frontend_type == FrontendType::Ws {
                     notes.push(format!(
                         "note: API {}/{} is a WebSocket API, not served yet: it answers 502",

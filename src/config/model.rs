@@ -152,17 +152,62 @@ pub enum DataType {
 }
 
 impl DataType {
-    /// Whether a value (as sent, or as configured for a default) is of this type.
+    /// Whether a value (decoded, as sent, or as configured for a default) is of this type:
+    /// - `int` / `long`: `-?[0-9]+` within i32 / i64 (leading zeros allowed; no `+`).
+    /// - `float` / `double`: `-?DIGITS[.DIGITS][e[+-]DIGITS]` (`E` too) whose value is finite
+    ///   as f32 / f64. No `inf`, `NaN`, hex, leading `+`, `.5`, `5.`.
+    /// - `boolean`: exactly `true` or `false`.
+    /// - `string`: anything.
     pub fn accepts(self, v: &str) -> bool {
+        let b = v.as_bytes();
         match self {
             DataType::String => true,
-            DataType::Int => v.parse::<i32>().is_ok(),
-            DataType::Long => v.parse::<i64>().is_ok(),
-            DataType::Float => v.parse::<f32>().is_ok_and(f32::is_finite),
-            DataType::Double => v.parse::<f64>().is_ok_and(f64::is_finite),
+            DataType::Int => integer_syntax(b) && v.parse::<i32>().is_ok(),
+            DataType::Long => integer_syntax(b) && v.parse::<i64>().is_ok(),
+            DataType::Float => decimal_syntax(b) && v.parse::<f32>().is_ok_and(f32::is_finite),
+            DataType::Double => decimal_syntax(b) && v.parse::<f64>().is_ok_and(f64::is_finite),
             DataType::Boolean => v == "true" || v == "false",
         }
     }
+}
+
+/// `-?[0-9]+`: no `+`, no spaces, no `_`.
+fn integer_syntax(v: &[u8]) -> bool {
+    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+}
+
+/// `-?DIGITS[.DIGITS][(e|E)[+|-]DIGITS]`: a plain decimal number, as JSON writes one (leading
+/// zeros allowed). No `inf`, `NaN`, hex, leading `+`, `.5` or `5.`.
+fn decimal_syntax(v: &[u8]) -> bool {
+    fn digits(v: &[u8]) -> usize {
+        v.iter().take_while(|b| b.is_ascii_digit()).count()
+    }
+    let mut i = usize::from(v.first() == Some(&b'-'));
+    let n = digits(&v[i..]);
+    if n == 0 {
+        return false;
+    }
+    i += n;
+    if v.get(i) == Some(&b'.') {
+        let n = digits(&v[i + 1..]);
+        if n == 0 {
+            return false;
+        }
+        i += 1 + n;
+    }
+    if matches!(v.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(v.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(&v[i..]);
+        if n == 0 {
+            return false;
+        }
+        i += n;
+    }
+    i == v.len()
 }
 
 pub struct Param {
@@ -242,6 +287,8 @@ pub enum TokenLocation {
 pub struct OAuth2 {
     /// The JWK, checked for its key type and members.
     pub public_key: serde_json::Map<String, serde_json::Value>,
+    /// The JWK compiled for verification.
+    pub key: crate::auth::jwt::JwtKey,
     pub token_location: TokenLocation,
     pub token_name: String,
 }
