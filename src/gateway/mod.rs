@@ -252,3 +252,6 @@ pub fn decide<'c>(
     };
     Decision { matched, action }
 }
+
+#[cfg(test)]
+mod tests;
