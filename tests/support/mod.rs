@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod openssl;
+
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -88,6 +90,19 @@ impl Gateway {
     }
 
     pub fn try_start(config_toml: &str) -> Result<Gateway, String> {
+        Gateway::try_start_with_env(config_toml, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables for the gateway process only
+    /// (e.g. a `secret_key_env` key), leaving the test process's environment alone.
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Gateway {
+        match Gateway::try_start_with_env(config_toml, env) {
+            Ok(g) => g,
+            Err(e) => panic!("{e}\n--- configuration ---\n{config_toml}"),
+        }
+    }
+
+    pub fn try_start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("ringway.toml");
         std::fs::write(&config_path, config_toml).unwrap();
@@ -95,6 +110,7 @@ impl Gateway {
             .arg("run")
             .arg("--config")
             .arg(&config_path)
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
