@@ -240,7 +240,13 @@ fn expect_401(gw: &Gateway, req: &Req, message: &str) {
 
 fn expect_200(gw: &Gateway, req: &Req) -> Response {
     let r = send(gw, req);
-    assert_eq!(r.status, 200, "{}\n--- response ---\n{}", ctx(req), r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "{}\n--- response ---\n{}",
+        ctx(req),
+        r.text()
+    );
     r
 }
 
@@ -297,7 +303,11 @@ fn every_algorithm_authenticates_and_the_backend_gets_the_secret_id() {
         ids.push(r.request_id());
     }
     // Unauthenticated: no caller in the log.
-    expect_401(&gw, &Req::get("/k/none"), "HMAC authorization header is missing");
+    expect_401(
+        &gw,
+        &Req::get("/k/none"),
+        "HMAC authorization header is missing",
+    );
 
     let lines = read_log(&log, 5);
     assert_eq!(lines.len(), 5, "{lines:?}");
@@ -375,15 +385,21 @@ fn failures_are_401_with_the_exact_message_and_never_forwarded() {
             "HMAC signed header x-missing is missing from the request",
         ),
         (
-            Req::get("/k/x")
-                .header("X-Date", &rfc850_date())
-                .signed(ID, "hmac-sha256", KEY, "x-date"),
+            Req::get("/k/x").header("X-Date", &rfc850_date()).signed(
+                ID,
+                "hmac-sha256",
+                KEY,
+                "x-date",
+            ),
             "HMAC date is not an IMF-fixdate",
         ),
         (
-            Req::get("/k/x")
-                .header("X-Date", &asctime_date())
-                .signed(ID, "hmac-sha256", KEY, "x-date"),
+            Req::get("/k/x").header("X-Date", &asctime_date()).signed(
+                ID,
+                "hmac-sha256",
+                KEY,
+                "x-date",
+            ),
             "HMAC date is not an IMF-fixdate",
         ),
         (
@@ -408,9 +424,10 @@ fn failures_are_401_with_the_exact_message_and_never_forwarded() {
     *auth_value = auth_value.replace("hmac-sha256", "hmac-sha512");
     expect_401(&gw, &relabelled, "HMAC signature does not match");
     // Another target under a signed request line.
-    let mut moved = Req::get("/k/a?x=1")
-        .dated()
-        .signed(ID, "hmac-sha256", KEY, "request-line x-date");
+    let mut moved =
+        Req::get("/k/a?x=1")
+            .dated()
+            .signed(ID, "hmac-sha256", KEY, "request-line x-date");
     moved.target = "/k/a?x=2".into();
     expect_401(&gw, &moved, "HMAC signature does not match");
     // Another method under a signed request line.
@@ -531,17 +548,21 @@ fn date_header_request_line_and_header_order_variants_pass() {
 #[test]
 fn a_pair_bound_to_its_own_service_passes_there() {
     let (backend, gw) = start();
-    let req = Req::new("GET", "/o/1", "other.test")
-        .dated()
-        .signed(OTHER_ID, "hmac-sha256", OTHER_KEY, "x-date");
+    let req = Req::new("GET", "/o/1", "other.test").dated().signed(
+        OTHER_ID,
+        "hmac-sha256",
+        OTHER_KEY,
+        "x-date",
+    );
     expect_200(&gw, &req);
     let got = &backend.wait_requests(1)[0];
     assert_eq!(got.target, "/b/o/1");
     assert_eq!(got.header_all("x-api-secretid"), [OTHER_ID]);
     // ... and the svc pair is not allowed there.
-    let req = Req::new("GET", "/o/1", "other.test")
-        .dated()
-        .signed(ID, "hmac-sha256", KEY, "x-date");
+    let req =
+        Req::new("GET", "/o/1", "other.test")
+            .dated()
+            .signed(ID, "hmac-sha256", KEY, "x-date");
     expect_401(&gw, &req, "HMAC id is not allowed to call this service");
     assert_eq!(backend.requests().len(), 1);
 }
@@ -549,10 +570,7 @@ fn a_pair_bound_to_its_own_service_passes_there() {
 #[test]
 fn secret_key_env_key_works() {
     let backend = Backend::start(|r| Reply::ok(&r.target));
-    let gw = Gateway::start_with_env(
-        &config(backend.addr(), None, true),
-        &[(ENV_VAR, ENV_KEY)],
-    );
+    let gw = Gateway::start_with_env(&config(backend.addr(), None, true), &[(ENV_VAR, ENV_KEY)]);
     let wrong = Req::get("/k/env")
         .dated()
         .signed(ENV_ID, "hmac-sha256", ENV_VAR, "x-date");
@@ -580,7 +598,11 @@ fn secret_key_env_unset_is_a_config_error() {
 fn auth_runs_before_params_and_open_apis_need_none() {
     let (backend, gw) = start();
     // Neither credentials nor the required header: auth answers first.
-    expect_401(&gw, &Req::get("/kp"), "HMAC authorization header is missing");
+    expect_401(
+        &gw,
+        &Req::get("/kp"),
+        "HMAC authorization header is missing",
+    );
     // Authenticated, but the param is missing.
     let req = Req::get("/kp")
         .dated()
@@ -591,10 +613,11 @@ fn auth_runs_before_params_and_open_apis_need_none() {
         "header X-Need is required"
     );
     assert_untouched(&backend);
-    let req = Req::get("/kp")
-        .dated()
-        .header("X-Need", "1")
-        .signed(ID, "hmac-sha256", KEY, "x-date");
+    let req =
+        Req::get("/kp")
+            .dated()
+            .header("X-Need", "1")
+            .signed(ID, "hmac-sha256", KEY, "x-date");
     expect_200(&gw, &req);
     assert_eq!(backend.wait_requests(1)[0].target, "/b/kp");
     // An API without auth forwards the client's Authorization as it came and sets no

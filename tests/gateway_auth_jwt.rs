@@ -81,7 +81,9 @@ fn config(backend: SocketAddr) -> String {
         service(
             "cookie",
             "cookie.test",
-            &format!("public_key = '{rsa}'\ntoken_location = \"cookie\"\ntoken_name = \"id_token\""),
+            &format!(
+                "public_key = '{rsa}'\ntoken_location = \"cookie\"\ntoken_name = \"id_token\""
+            ),
         ),
         service(
             "query",
@@ -216,7 +218,12 @@ fn rs256_and_es256_tokens_in_the_header_pass_with_the_subject() {
 
     for (i, alg) in ["RS384", "RS512"].iter().enumerate() {
         let t = token(alg, RSA, alg);
-        let got = forwarded(&gw, &backend, &request("rsa.test", "/me", &[bearer(&t)]), 3 + i);
+        let got = forwarded(
+            &gw,
+            &backend,
+            &request("rsa.test", "/me", &[bearer(&t)]),
+            3 + i,
+        );
         assert_eq!(got.header_all("x-api-subject"), [*alg], "{}", got.text());
     }
 
@@ -300,7 +307,11 @@ fn a_missing_token_is_401_oauth_miss() {
     let t = token("RS256", RSA, "alice");
     let cases: Vec<Vec<u8>> = vec![
         request("rsa.test", "/me", &[]),
-        request("rsa.test", "/me", &["Authorization: Basic dXNlcjpwYXNz".into()]),
+        request(
+            "rsa.test",
+            "/me",
+            &["Authorization: Basic dXNlcjpwYXNz".into()],
+        ),
         request("rsa.test", "/me", &["Authorization: Bearer".into()]),
         request("rsa.test", "/me", &["Authorization: Bearer    ".into()]),
         // The token in the wrong place for the service.
@@ -350,13 +361,14 @@ fn bad_tokens_are_401_verify_error() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let hs_input = format!(
-        "{}.{payload}",
-        b64url(br#"{"alg":"HS256","typ":"JWT"}"#)
-    );
+    let hs_input = format!("{}.{payload}", b64url(br#"{"alg":"HS256","typ":"JWT"}"#));
     let hs_n = format!(
         "{hs_input}.{}",
-        b64url(&openssl::hmac_hexkey("-sha256", &n_hex, hs_input.as_bytes()))
+        b64url(&openssl::hmac_hexkey(
+            "-sha256",
+            &n_hex,
+            hs_input.as_bytes()
+        ))
     );
     let jwk_hex: String = jwk("rsa2048.jwk.json")
         .bytes()
@@ -364,7 +376,11 @@ fn bad_tokens_are_401_verify_error() {
         .collect();
     let hs_jwk = format!(
         "{hs_input}.{}",
-        b64url(&openssl::hmac_hexkey("-sha256", &jwk_hex, hs_input.as_bytes()))
+        b64url(&openssl::hmac_hexkey(
+            "-sha256",
+            &jwk_hex,
+            hs_input.as_bytes()
+        ))
     );
     // The payload swapped after signing.
     let other_payload = b64url(claims(Some("root"), Some(3600), None).as_bytes());
@@ -414,15 +430,27 @@ fn bad_tokens_are_401_verify_error() {
     for (what, t) in &cases {
         let req = request("rsa.test", "/me", &[bearer(t)]);
         let r = send(&gw, &req);
-        assert_eq!(r.assert_gateway_error(401, what), MSG_INVALID, "{what}: {t}");
+        assert_eq!(
+            r.assert_gateway_error(401, what),
+            MSG_INVALID,
+            "{what}: {t}"
+        );
     }
     // An RSA token at the EC service.
-    expect_401(&gw, &request("ec.test", "/me", &[bearer(&good)]), MSG_INVALID);
+    expect_401(
+        &gw,
+        &request("ec.test", "/me", &[bearer(&good)]),
+        MSG_INVALID,
+    );
     // Cookie and query tokens go through the same verification.
     let expired = signed("RS256", RSA, &claims(Some("alice"), Some(-120), None));
     expect_401(
         &gw,
-        &request("cookie.test", "/me", &[format!("Cookie: id_token={expired}")]),
+        &request(
+            "cookie.test",
+            "/me",
+            &[format!("Cookie: id_token={expired}")],
+        ),
         MSG_INVALID,
     );
     expect_401(
@@ -431,7 +459,12 @@ fn bad_tokens_are_401_verify_error() {
         MSG_INVALID,
     );
     assert_untouched(&backend);
-    forwarded(&gw, &backend, &request("rsa.test", "/me", &[bearer(&good)]), 1);
+    forwarded(
+        &gw,
+        &backend,
+        &request("rsa.test", "/me", &[bearer(&good)]),
+        1,
+    );
 }
 
 #[test]
@@ -486,11 +519,7 @@ fn a_cached_token_is_refused_once_it_expires() {
     let (backend, gw) = start();
     // exp 50 s ago: inside the 60 s leeway for about 10 s more.
     let exp = now() - 50;
-    let t = signed(
-        "RS256",
-        RSA,
-        &json!({"sub": "eve", "exp": exp}).to_string(),
-    );
+    let t = signed("RS256", RSA, &json!({"sub": "eve", "exp": exp}).to_string());
     let req = request("rsa.test", "/me", &[bearer(&t)]);
     let r = send(&gw, &req);
     assert_eq!(r.status, 200, "{}", r.text());

@@ -241,7 +241,11 @@ fn forwarded(gw: &Gateway, backend: &Backend, req: &[u8], n: usize) -> Request {
     );
     let got = backend.wait_requests(n);
     assert_eq!(got.len(), n, "{got:?}");
-    assert_eq!(r.body_text(), got[n - 1].target, "the answer echoes the target");
+    assert_eq!(
+        r.body_text(),
+        got[n - 1].target,
+        "the answer echoes the target"
+    );
     got[n - 1].clone()
 }
 
@@ -277,10 +281,7 @@ fn present_valid_params_are_forwarded_as_sent() {
 fn missing_required_params_are_403_and_never_forwarded() {
     let (backend, gw) = start();
     let cases: &[(Vec<u8>, &str)] = &[
-        (
-            request("/t/1?limit=1", &[]),
-            "header X-Tenant is required",
-        ),
+        (request("/t/1?limit=1", &[]), "header X-Tenant is required"),
         (
             request("/t/1", &["X-Tenant: 1"]),
             "querystring limit is required",
@@ -300,12 +301,7 @@ fn missing_required_params_are_403_and_never_forwarded() {
     // Positive controls: the same APIs with their params do reach the backend.
     let got = forwarded(&gw, &backend, &request("/opt/5", &[]), 1);
     assert_eq!(got.target, "/b/opt");
-    let got = forwarded(
-        &gw,
-        &backend,
-        &request("/t/1?limit=1", &["X-Tenant: 1"]),
-        2,
-    );
+    let got = forwarded(&gw, &backend, &request("/t/1?limit=1", &["X-Tenant: 1"]), 2);
     assert_eq!(got.target, "/b/t/1?limit=1");
 }
 
@@ -380,11 +376,11 @@ fn wrong_types_are_400_naming_param_and_type() {
             "header X-Str is not a valid string",
         ),
         // Params are checked in configuration order; the first failure is the answer.
+        (request("/t/1?limit=x", &[]), "header X-Tenant is required"),
         (
-            request("/t/1?limit=x", &[]),
-            "header X-Tenant is required",
+            request("/t/abc", &[]),
+            "path variable id is not a valid int",
         ),
-        (request("/t/abc", &[]), "path variable id is not a valid int"),
     ];
     for (req, message) in cases {
         let status = if message.ends_with("is required") {
@@ -433,9 +429,17 @@ fn each_type_edge_through_the_wire() {
         ("b=1", false, "querystring b is not a valid boolean"),
         ("s=", true, ""),
         ("H:X-Int: 2147483647", true, ""),
-        ("H:X-Int: 2147483648", false, "header X-Int is not a valid int"),
+        (
+            "H:X-Int: 2147483648",
+            false,
+            "header X-Int is not a valid int",
+        ),
         ("H:X-Bool: true", true, ""),
-        ("H:X-Bool: True", false, "header X-Bool is not a valid boolean"),
+        (
+            "H:X-Bool: True",
+            false,
+            "header X-Bool is not a valid boolean",
+        ),
         ("H:X-Str: a b", true, ""),
     ];
     let mut n = 0;
@@ -519,7 +523,10 @@ fn path_params_map_to_query_and_header() {
 fn a_value_that_cannot_be_a_header_is_400_and_never_forwarded() {
     let (backend, gw) = start();
     let cases = [
-        ("/m?uid=a%0D%0AX-Evil:%201", "querystring uid cannot be sent as a header"),
+        (
+            "/m?uid=a%0D%0AX-Evil:%201",
+            "querystring uid cannot be sent as a header",
+        ),
         ("/m?uid=%0A", "querystring uid cannot be sent as a header"),
         ("/m?uid=%00", "querystring uid cannot be sent as a header"),
         // Leading or trailing whitespace would be stripped by the receiver: refused.
@@ -566,12 +573,7 @@ fn query_string_is_forwarded_byte_for_byte_except_moved_names() {
     assert_eq!(got.target, "/b/m?a=%41+b&c&e==x=&%7e=%7E&p=/?q&t=%2b");
     assert_eq!(got.header_all("x-uid"), ["9"], "{}", got.text());
     // A plain API forwards everything as sent (except the empty pair).
-    let got = forwarded(
-        &gw,
-        &backend,
-        &request("/plain/x?a=%41+b&&c&uid=9", &[]),
-        2,
-    );
+    let got = forwarded(&gw, &backend, &request("/plain/x?a=%41+b&&c&uid=9", &[]), 2);
     assert_eq!(got.target, "/b/plain/x?a=%41+b&c&uid=9");
 }
 
