@@ -30,6 +30,17 @@ const RESERVED_HEADERS: [&str; 10] = [
     "expect",
 ];
 
+/// Headers the gateway sets itself after the client's (SPEC §3 "Headers added"). A param
+/// value — the client's — is never placed into these nor into [`RESERVED_HEADERS`]: it would
+/// forge the caller's identity or change the framing the gateway relays the body with.
+const GATEWAY_SET_HEADERS: [&str; 5] = [
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded-proto",
+    "x-api-secretid",
+    "x-api-subject",
+];
+
 const LOCATIONS: [(&str, Location); 3] = [
     ("header", Location::Header),
     ("query", Location::Query),
@@ -282,6 +293,29 @@ fn build_params(
                     format!("\"{bn}\" is not a valid header name"),
                 );
             }
+        }
+        // A value is placed at the backend when it moves or when a default fills in.
+        let target = p
+            .backend_name
+            .as_deref()
+            .unwrap_or(&name)
+            .to_ascii_lowercase();
+        if backend_location.unwrap_or(location) == Location::Header
+            && (p.backend_name.is_some() || p.backend_location.is_some() || default.is_some())
+            && (RESERVED_HEADERS.contains(&target.as_str())
+                || GATEWAY_SET_HEADERS.contains(&target.as_str()))
+        {
+            let field = if p.backend_name.is_some() {
+                "backend_name"
+            } else {
+                "name"
+            };
+            cx.err(
+                key(&pk, field),
+                format!(
+                    "header \"{target}\" is managed by the gateway; a param cannot be sent in it"
+                ),
+            );
         }
         if backend_location.unwrap_or(location) == Location::Header
             && let Some(d) = default.as_deref()

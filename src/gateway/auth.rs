@@ -244,12 +244,12 @@ fn oauth2<'c>(
         Some(sub) => sub,
         None => {
             let verified = jwt::verify(token, &o.key, now).map_err(|_| invalid())?;
-            // The subject is sent as a header: it must be a valid header value.
-            if verified
-                .sub
-                .as_deref()
-                .is_some_and(|s| s.bytes().any(|b| b < 0x20 || b == 0x7f))
-            {
+            // The subject is sent as a header: it must be a valid header value, with no
+            // leading or trailing space either (the backend would strip it: " admin " must
+            // not reach it as "admin").
+            if verified.sub.as_deref().is_some_and(|s| {
+                s.bytes().any(|b| b < 0x20 || b == 0x7f) || s.starts_with(' ') || s.ends_with(' ')
+            }) {
                 return Err(invalid());
             }
             let sub = verified.sub.clone();
