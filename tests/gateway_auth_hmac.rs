@@ -636,3 +636,24 @@ fn auth_runs_before_params_and_open_apis_need_none() {
         got.text()
     );
 }
+
+#[test]
+fn a_refused_requests_body_is_never_read_as_a_request() {
+    let (backend, gw) = start();
+    let smuggled = format!("GET /open HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let mut c = gw.connect();
+    c.send(format!(
+        "POST /k HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {}\r\n\r\n{smuggled}GET /open?next HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+        smuggled.len()
+    ));
+    let r = c.read_response();
+    assert_eq!(
+        r.assert_gateway_error(401, "pipelined"),
+        "HMAC authorization header is missing"
+    );
+    let r = c.read_response();
+    assert_eq!((r.status, r.body_text()), (200, "/b/open?next".into()));
+    let got = backend.wait_requests(1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].target, "/b/open?next");
+}

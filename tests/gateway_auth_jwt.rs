@@ -227,6 +227,11 @@ fn rs256_and_es256_tokens_in_the_header_pass_with_the_subject() {
         assert_eq!(got.header_all("x-api-subject"), [*alg], "{}", got.text());
     }
 
+    // Inner spaces and non-ASCII are fine in a subject.
+    let t = token("RS256", RSA, "Ada Lovelace é");
+    let got = forwarded(&gw, &backend, &request("rsa.test", "/me", &[bearer(&t)]), 5);
+    assert_eq!(got.header_all("x-api-subject"), ["Ada Lovelace é"]);
+
     // No `sub`: no X-Api-Subject, and the client's copy is still dropped.
     let t = signed("RS256", RSA, &claims(None, Some(3600), None));
     let got = forwarded(
@@ -237,7 +242,7 @@ fn rs256_and_es256_tokens_in_the_header_pass_with_the_subject() {
             "/me",
             &[bearer(&t), "X-Api-Subject: mallory".into()],
         ),
-        5,
+        6,
     );
     assert!(got.header("x-api-subject").is_none(), "{}", got.text());
 }
@@ -421,6 +426,15 @@ fn bad_tokens_are_401_verify_error() {
         (
             "a control byte in sub",
             header_sig(r#"{"alg":"RS256"}"#, r#"{"sub":"a\u0001b"}"#),
+        ),
+        // A subject the backend would read trimmed ("admin"): refused, not trimmed.
+        (
+            "sub with a leading and a trailing space",
+            header_sig(r#"{"alg":"RS256"}"#, r#"{"sub":" admin "}"#),
+        ),
+        (
+            "sub with a trailing space",
+            header_sig(r#"{"alg":"RS256"}"#, r#"{"sub":"admin "}"#),
         ),
         ("garbage", "not-a-token".into()),
         ("two parts", format!("{}.{}", good_parts[0], good_parts[1])),

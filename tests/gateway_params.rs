@@ -633,3 +633,137 @@ fn client_copies_of_gateway_headers_never_reach_the_backend() {
     assert!(!got.text().contains("mallory"), "{}", got.text());
     assert_eq!(r.header_all("x-api-requestid"), [id.as_str()]);
 }
+
+#[test]
+fn a_refused_requests_body_is_never_read_as_a_request() {
+    let (backend, gw) = start();
+    let smuggled = "GET /plain/smuggled HTTP/1.1\r\nHost: example.test\r\n\r\n";
+    // The whole body is there: it is skipped and the next request is served.
+    let mut c = gw.connect();
+    c.send(format!(
+        "GET /t/1?limit=1 HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {}\r\n\r\n{smuggled}GET /plain/next HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+        smuggled.len()
+    ));
+    let r = c.read_response();
+    assert_eq!(
+        r.assert_gateway_error(403, "pipelined"),
+        "header X-Tenant is required"
+    );
+    let r = c.read_response();
+    assert_eq!((r.status, r.body_text()), (200, "/b/plain/next".into()));
+    // Only the head is there: the answer closes the connection, the body is never parsed.
+    let mut c = gw.connect();
+    c.send(format!(
+        "GET /t/1?limit=x HTTP/1.1\r\nHost: {HOST}\r\nX-Tenant: 1\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    ));
+    let r = c.read_response();
+    r.assert_gateway_error(400, "head only");
+    let _ = c.try_send(smuggled);
+    assert!(c.wait_closed(READ_TIMEOUT).is_ok(), "{}", r.text());
+    let got = backend.wait_requests(1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].target, "/b/plain/next");
+}
+
+/// Bug found by these tests: a param could be placed into a header the gateway manages. A
+/// client then chose the value of `Content-Length` at the backend (request smuggling: the
+/// body relayed by the client's framing became a second request there) or added an
+/// `X-Api-SecretId` next to the gateway's. The loader refuses such a param now, as it
+/// already refused such a constant.
+#[test]
+fn a_param_cannot_be_placed_into_a_header_the_gateway_manages() {
+    let backend = Backend::ok();
+    let cases = [
+        (
+            param(
+                "len",
+                "query",
+                "string",
+                "backend_name = \"Content-Length\"\nbackend_location = \"header\"",
+            ),
+            "header \"content-length\" is managed by the gateway",
+        ),
+        (
+            param(
+                "sid",
+                "query",
+                "string",
+                "backend_name = \"X-Api-SecretId\"\nbackend_location = \"header\"",
+            ),
+            "header \"x-api-secretid\" is managed by the gateway",
+        ),
+        (
+            param(
+                "X-Sub",
+                "header",
+                "string",
+                "backend_name = \"x-api-subject\"",
+            ),
+            "header \"x-api-subject\" is managed by the gateway",
+        ),
+        (
+            param(
+                "X-Forwarded-For",
+                "header",
+                "string",
+                "default = \"1.2.3.4\"",
+            ),
+            "header \"x-forwarded-for\" is managed by the gateway",
+        ),
+        (
+            param(
+                "te",
+                "path",
+                "string",
+                "backend_name = \"Transfer-Encoding\"\nbackend_location = \"header\"",
+            ),
+            "header \"transfer-encoding\" is managed by the gateway",
+        ),
+    ];
+    for (p, want) in cases {
+        let path = if p.contains("\"path\"") {
+            "/x/{te}"
+        } else {
+            "/x"
+        };
+        let cfg = format!(
+            "{}{}[[services]]\nname = \"s\"\n{}",
+            server_section(1, ""),
+            upstream_section("up", backend.addr(), ""),
+            api("a", path, &[p.clone()], "/b", "")
+        );
+        match Gateway::try_start(&cfg) {
+            Ok(_) => panic!("the gateway started with\n{p}"),
+            Err(e) => assert!(e.contains(want), "{p}\n{e}"),
+        }
+    }
+    // Reading such a header only to check it is fine: nothing is placed.
+    let cfg = format!(
+        "{}{}[[services]]\nname = \"s\"\n{}",
+        server_section(1, ""),
+        upstream_section("up", backend.addr(), ""),
+        api(
+            "a",
+            "/x",
+            &[param("Content-Length", "header", "int", "required = true")],
+            "/b",
+            ""
+        )
+        .replace("method = \"GET\"", "method = \"POST\"")
+    );
+    let gw = Gateway::start(&cfg);
+    let r = gw.connect().roundtrip(with_body("POST", "/x", b"hello"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = &backend.wait_requests(1)[0];
+    assert_eq!(got.header_all("content-length"), ["5"]);
+    assert_eq!(got.body, b"hello");
+    let r = gw
+        .connect()
+        .roundtrip("POST /x HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(
+        r.assert_gateway_error(403, "no Content-Length"),
+        "header Content-Length is required"
+    );
+    assert_eq!(backend.requests().len(), 1);
+}
