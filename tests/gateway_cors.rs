@@ -358,3 +358,40 @@ fn a_preflight_for_a_path_without_a_cors_api_routes_normally() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(backend.requests().len(), 2);
 }
+
+#[test]
+fn a_preflight_honours_connection_close_and_head_errors_carry_no_body() {
+    let (backend, gw) = start();
+    let mut c = gw.connect();
+    c.send(
+        "OPTIONS /c HTTP/1.1\r\nHost: example.test\r\nOrigin: https://a\r\nAccess-Control-Request-Method: GET\r\nConnection: close\r\n\r\n",
+    );
+    let r = c.read_response();
+    assert_preflight(&r, "GET, POST", None, "Connection: close");
+    assert!(r.closes(), "{}", r.text());
+    c.expect_closed();
+    // HTTP/1.0 (no Host): answered, then closed.
+    let mut c = gw.connect();
+    c.send(
+        "OPTIONS /c HTTP/1.0\r\nOrigin: https://a\r\nAccess-Control-Request-Method: POST\r\n\r\n",
+    );
+    let r = c.read_response();
+    assert_preflight(&r, "GET, POST", None, "HTTP/1.0");
+    c.expect_closed();
+    // A gateway error to HEAD at a CORS API: the CORS headers, no body.
+    let mut c = gw.connect();
+    c.send("HEAD /ca HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    let r = c.read_head_response();
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_cors(&r, "HEAD 401");
+    // The connection stays usable: nothing but the head was sent.
+    let r = c.roundtrip(request("GET", "/c", &[]));
+    assert_eq!(
+        (r.status, r.body_text()),
+        (200, "/b/c".into()),
+        "{}",
+        r.text()
+    );
+    assert_cors(&r, "after HEAD");
+    assert_eq!(backend.wait_requests(1).len(), 1);
+}

@@ -731,7 +731,7 @@ fn a_param_cannot_be_placed_into_a_header_the_gateway_manages() {
             "{}{}[[services]]\nname = \"s\"\n{}",
             server_section(1, ""),
             upstream_section("up", backend.addr(), ""),
-            api("a", path, &[p.clone()], "/b", "")
+            api("a", path, std::slice::from_ref(&p), "/b", "")
         );
         match Gateway::try_start(&cfg) {
             Ok(_) => panic!("the gateway started with\n{p}"),
