@@ -622,6 +622,16 @@ fn constants_cannot_set_framing_headers() {
         "managed by the gateway",
         Some(10),
     );
+    // The caller's identity is the auth stage's to set.
+    for name in ["X-Api-SecretId", "x-api-subject"] {
+        let text = API.replace("type = \"mock\"", &format!("type = \"mock\"\n[[services.apis.backend.constants]]\nname = \"{name}\"\nlocation = \"header\"\nvalue = \"admin\""));
+        assert_error(
+            &text,
+            "services[0].apis[0].backend.constants[0].name",
+            "managed by the gateway",
+            Some(10),
+        );
+    }
 }
 
 #[test]

@@ -41,6 +41,9 @@ const GATEWAY_SET_HEADERS: [&str; 5] = [
     "x-api-subject",
 ];
 
+/// The caller's identity, set by the auth stage only: not a constant either.
+const IDENTITY_HEADERS: [&str; 2] = ["x-api-secretid", "x-api-subject"];
+
 const LOCATIONS: [(&str, Location); 3] = [
     ("header", Location::Header),
     ("query", Location::Query),
@@ -458,7 +461,9 @@ fn build_backend(
                     key(&ck, "name"),
                     format!("\"{name}\" is not a valid header name"),
                 );
-            } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+                || IDENTITY_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+            {
                 cx.err(
                     key(&ck, "name"),
                     format!("header \"{name}\" is managed by the gateway and cannot be a constant"),
