@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use ringway::auth::hmac::{
-    Algorithm, MAX_SIGNED_HEADERS, SignedRequest, parse_authorization, verify,
+    Algorithm, MAX_SIGNED_HEADERS, SecretKey, SignedRequest, parse_authorization, verify,
 };
 
 const KEY: &[u8] = b"secretexample123";
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(Algorithm::from_name(creds.algorithm.name()), Some(creds.algorithm));
     let now = UNIX_EPOCH + Duration::from_secs(SIGNED_AT);
     for now in [now, SystemTime::UNIX_EPOCH, now + Duration::from_secs(u32::MAX.into())] {
-        if let Err(e) = verify(&creds, KEY, &Request, now) {
+        if let Err(e) = verify(&creds, &SecretKey::new(KEY), &Request, now) {
             assert!(!e.message().is_empty());
         }
     }

@@ -579,9 +579,11 @@ fn build_key_pairs(cx: &mut Ctx, pairs: &[FileKeyPair], services: &[Service]) ->
             }
             None => {}
         }
+        let secret_key = secret.map(|s| s.1).unwrap_or_default();
         out.push(KeyPair {
             secret_id: id.to_string(),
-            secret_key: secret.map(|s| s.1).unwrap_or_default(),
+            hmac: crate::auth::hmac::SecretKey::new(secret_key.as_bytes()),
+            secret_key,
             services: granted,
         });
     }

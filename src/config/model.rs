@@ -273,6 +273,8 @@ pub struct ErrorCode {
 pub struct KeyPair {
     pub secret_id: String,
     pub secret_key: String,
+    /// `secret_key` prepared for HMAC.
+    pub hmac: crate::auth::hmac::SecretKey,
     /// Indexes into [`Config::services`].
     pub services: Vec<usize>,
 }

@@ -197,7 +197,7 @@ fn key_pair<'c>(
         buf: req.buf,
         head: req.head,
     };
-    hmac::verify(&creds, pair.secret_key.as_bytes(), &view, req.now).map_err(fail)?;
+    hmac::verify(&creds, &pair.hmac, &view, req.now).map_err(fail)?;
     Ok(Permit {
         identity: Identity::SecretId(&pair.secret_id),
         strip_authorization: true,

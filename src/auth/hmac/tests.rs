@@ -259,7 +259,7 @@ fn whole_requests() {
         let mut req = request();
         (case.edit)(&mut req);
         let got = parse_authorization(case.authorization.as_bytes())
-            .and_then(|creds| verify(&creds, case.key, &req, case.now));
+            .and_then(|creds| verify(&creds, &SecretKey::new(case.key), &req, case.now));
         assert_eq!(got, case.want, "{}: {}", case.what, case.authorization);
     }
 }
@@ -349,13 +349,13 @@ fn verify_alone_enforces_the_list_limit() {
         headers: &many,
         signature: SHA256_XS,
     };
-    let got = verify(&creds, KEY, &request(), signed_at());
+    let got = verify(&creds, &SecretKey::new(KEY), &request(), signed_at());
     assert_eq!(got, Err(HmacError::TooManySignedHeaders));
     let creds = Credentials {
         headers: "x-date sourc\u{e9}",
         ..creds
     };
-    let got = verify(&creds, KEY, &request(), signed_at());
+    let got = verify(&creds, &SecretKey::new(KEY), &request(), signed_at());
     let want = HmacError::SignedHeaderMissing("sourc\u{e9}".into());
     assert_eq!(got, Err(want));
 }
