@@ -148,24 +148,7 @@ pub fn write_preflight(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{Progress, parse_head};
-    use crate::http::limits::Limits;
-
-    const LIMITS: Limits = Limits {
-        max_header_bytes: 32768,
-        max_headers: 100,
-        max_uri_bytes: 8192,
-        max_body_bytes: 1 << 20,
-    };
-
-    fn head(raw: &[u8]) -> RequestHead {
-        let mut h = RequestHead::default();
-        assert_eq!(
-            parse_head(raw, &LIMITS, &mut h).unwrap(),
-            Progress::Complete
-        );
-        h
-    }
+    use crate::http::head::parse_complete as head;
 
     const CONFIG: &str = r#"
 [[services]]

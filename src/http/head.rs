@@ -255,5 +255,25 @@ fn parse_error_message(e: httparse::Error) -> &'static str {
     }
 }
 
+/// Parses a complete head under roomy limits: for the unit tests of the stages above.
+#[cfg(test)]
+pub(crate) fn parse_complete(raw: &[u8]) -> RequestHead {
+    let limits = Limits {
+        max_header_bytes: 32768,
+        max_headers: 100,
+        max_uri_bytes: 8192,
+        max_body_bytes: 1 << 20,
+    };
+    let mut head = RequestHead::default();
+    let progress = parse_head(raw, &limits, &mut head);
+    assert_eq!(
+        progress,
+        Ok(Progress::Complete),
+        "{}",
+        String::from_utf8_lossy(raw)
+    );
+    head
+}
+
 #[cfg(test)]
 mod tests;
