@@ -106,13 +106,18 @@ pub fn write_upstream_head(
             (loc == Location::Header && !constant_sets(name.as_bytes())).then_some((name, v))
         })
     };
-    // A param that moves leaves its header; a placed value replaces the client's.
+    // A param that moves leaves its header, and the header it moves to is the gateway's alone,
+    // whether or not a value was placed this time (a client cannot pose as the mapping).
     let param_drops = |name: &[u8]| {
         plan.params.iter().any(|p| {
-            p.location == Location::Header
+            let (to, loc) = backend_target(p);
+            (p.location == Location::Header
                 && is_moved(p)
-                && p.name.as_bytes().eq_ignore_ascii_case(name)
-        }) || placed_headers().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+                && p.name.as_bytes().eq_ignore_ascii_case(name))
+                || (loc == Location::Header
+                    && is_moved(p)
+                    && to.as_bytes().eq_ignore_ascii_case(name))
+        })
     };
     let strip_authorization = plan.permit.strips_authorization();
     let mut host_sent = false;
@@ -214,7 +219,9 @@ fn write_query(plan: &Plan<'_>, out: &mut Vec<u8>) {
         let dropped = constants().any(|c| query::name_is(pair.name, &c.name))
             || strip_token.is_some_and(|t| query::name_is(pair.name, t))
             || plan.params.iter().any(|p| {
-                p.location == Location::Query && is_moved(p) && query::name_is(pair.name, &p.name)
+                let (to, loc) = backend_target(p);
+                (p.location == Location::Query && is_moved(p) && query::name_is(pair.name, &p.name))
+                    || (loc == Location::Query && is_moved(p) && query::name_is(pair.name, to))
             })
             || placed().any(|(n, _)| query::name_is(pair.name, n));
         if dropped {

@@ -217,6 +217,14 @@ fn decision_table() {
         ("GET /plain/abc HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), Some("plain"), "400 path variable id is not a valid int"),
         ("GET /p?q=%41+b&limit=20&limit=30 HTTP/1.1\r\nHost: h\r\nX-Tenant: 5\r\nX-Limit: forged\r\n\r\n".into(), false, now(), Some("params"),
          "forward GET /b/p?q=%41+b&page=1 HTTP/1.1\r\nHost: h\r\nX-Tenant: 5\r\nX-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.1\r\nX-Forwarded-Proto: http\r\nX-Api-RequestId: rid\r\nX-Limit: 20\r\n\r\n"),
+        // The header a param maps to is the gateway's even when no value is placed.
+        (
+            "GET /p HTTP/1.1\r\nHost: h\r\nX-Tenant: 5\r\nX-Limit: forged\r\n\r\n".into(),
+            false,
+            now(),
+            Some("params"),
+            "forward GET /b/p?page=1 HTTP/1.1\r\nHost: h\r\nX-Tenant: 5\r\nX-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.1\r\nX-Forwarded-Proto: http\r\nX-Api-RequestId: rid\r\n\r\n",
+        ),
         // Key-pair auth.
         ("GET /signed HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, HMAC_NOW, Some("signed"), "401 HMAC authorization header is missing"),
         (hmac("AKIDnobody", HMAC_SIG), false, HMAC_NOW, Some("signed"), "401 HMAC id not found"),

@@ -246,8 +246,10 @@ impl TransferCodings {
 
 fn parse_error_message(e: httparse::Error) -> &'static str {
     match e {
-        httparse::Error::HeaderName => "bad header name (whitespace before the colon?)",
-        httparse::Error::HeaderValue => "bad header value (control byte or obs-fold?)",
+        httparse::Error::HeaderName => {
+            "bad header name (whitespace before the colon, or obs-fold?)"
+        }
+        httparse::Error::HeaderValue => "bad header value (a control byte?)",
         httparse::Error::NewLine => "bad line ending in the request head",
         httparse::Error::Version => "unsupported HTTP version",
         httparse::Error::Token => "bad method",
