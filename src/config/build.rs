@@ -29,6 +29,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+pub const DEFAULT_WS_IDLE_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 65_536;
 pub const DEFAULT_KEEPALIVE: u64 = 64;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -289,6 +290,11 @@ fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server
             "server.client_idle_timeout_ms",
             s.client_idle_timeout_ms,
             DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
+        ),
+        ws_idle_timeout: cx.millis(
+            "server.ws_idle_timeout_ms",
+            s.ws_idle_timeout_ms,
+            DEFAULT_WS_IDLE_TIMEOUT_MS,
         ),
         shutdown_grace: cx.millis(
             "server.shutdown_grace_ms",

@@ -55,6 +55,7 @@ pub struct FileServer {
     pub max_body_bytes: Option<u64>,
     pub header_timeout_ms: Option<u64>,
     pub client_idle_timeout_ms: Option<u64>,
+    pub ws_idle_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub max_connections: Option<u64>,
     pub access_log: Option<String>,

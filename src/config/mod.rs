@@ -124,16 +124,6 @@ impl Config {
                 u.name
             ));
         }
-        for s in &self.services {
-            for a in &s.apis {
-                if a.frontend_type == FrontendType::Ws {
-                    notes.push(format!(
-                        "note: API {}/{} is a WebSocket API, not served yet: it answers 502",
-                        s.name, a.name
-                    ));
-                }
-            }
-        }
         notes
     }
 

@@ -34,6 +34,8 @@ pub struct Server {
     pub limits: Limits,
     pub header_timeout: Duration,
     pub client_idle_timeout: Duration,
+    /// A WebSocket tunnel with no byte either way for this long is closed.
+    pub ws_idle_timeout: Duration,
     /// SIGTERM: how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
     pub max_connections: usize,

@@ -17,12 +17,14 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use super::io::{Read, read_some, read_until, write_all_until};
 use super::request::{Body, Persist, Request};
-use super::upstream::{Exchange, Outcome};
+use super::tunnel::{self, Tunnel};
+use super::upstream::{Exchange, Outcome, Upgrade};
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::{self, Action, Inbound, Local, cors};
 use crate::http::head::{Progress, RequestHead, parse_head};
@@ -35,9 +37,25 @@ use crate::runtime::access_log::Start;
 /// stay small).
 pub const INITIAL_READ_BYTES: usize = 2048;
 
-/// A client stream: plain TCP now, TLS later.
-pub trait Stream: AsyncReadRent + AsyncWriteRent + 'static {}
-impl<T: AsyncReadRent + AsyncWriteRent + 'static> Stream for T {}
+/// A client stream: plain TCP now, TLS later. `Split`: a WebSocket tunnel reads and writes
+/// it at once.
+pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {}
+impl<T: AsyncReadRent + AsyncWriteRent + Split + 'static> Stream for T {}
+
+/// What became of a request with a complete head.
+enum Served {
+    /// Answered; the connection goes on as this says.
+    Next(Persist),
+    /// A WebSocket handshake the backend accepted: the connection becomes a tunnel.
+    Tunnel(Box<Tunnel>),
+}
+
+/// How the request path ended.
+enum Step {
+    Answered(Persist),
+    /// The backend answered the handshake with 101: here is its connection.
+    Upgraded(TcpStream),
+}
 
 /// Where a client connection is in its life cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,10 +112,20 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
         first = false;
         // Boxed: a request's state is large and only lives while a request does, so an idle
         // connection's task stays small.
-        let persist = match read {
+        let served = match read {
             HeadRead::Gone => break,
             HeadRead::Complete => Box::pin(conn.serve_one()).await,
-            HeadRead::Failed(e) => Box::pin(conn.refuse_head(e)).await,
+            HeadRead::Failed(e) => Served::Next(Box::pin(conn.refuse_head(e)).await),
+        };
+        let persist = match served {
+            Served::Next(p) => p,
+            Served::Tunnel(t) => {
+                // The connection is the tunnel's now, with what the client sent after its
+                // handshake.
+                let Conn { io, buf, .. } = conn;
+                Box::pin(tunnel::run(io, buf, *t)).await;
+                return;
+            }
         };
         match persist {
             Persist::KeepAlive => {
@@ -170,7 +198,7 @@ impl<S: Stream> Conn<S> {
     }
 
     /// One request with a complete head, from start to its logged end.
-    async fn serve_one(&mut self) -> Persist {
+    async fn serve_one(&mut self) -> Served {
         self.phase = Phase::Serving;
         let start = Start {
             time: std::time::SystemTime::now(),
@@ -181,9 +209,13 @@ impl<S: Stream> Conn<S> {
             target: self.head.target.get(&self.buf),
         };
         let mut req = Request::begin(&self.worker, Some(start));
-        let persist = self.serve_request(&mut req).await;
-        req.finish();
-        persist
+        match self.serve_request(&mut req).await {
+            Step::Answered(persist) => {
+                req.finish();
+                Served::Next(persist)
+            }
+            Step::Upgraded(up) => Served::Tunnel(Box::new(Tunnel { req, up })),
+        }
     }
 
     /// A head that could not be parsed or arrive in time: answer, log and close.
@@ -204,7 +236,7 @@ impl<S: Stream> Conn<S> {
     }
 
     /// The whole request path; see the module docs.
-    async fn serve_request(&mut self, req: &mut Request) -> Persist {
+    async fn serve_request(&mut self, req: &mut Request) -> Step {
         let snapshot = req.snapshot.clone();
         let cfg = &*snapshot.config;
         let head_request = self.head.method.get(&self.buf) == b"HEAD";
@@ -213,9 +245,10 @@ impl<S: Stream> Conn<S> {
             Ok(b) => b,
             Err(e) => {
                 let local = Local::Error(e);
-                return self
-                    .answer(req, &local, head_request, Persist::Close, None)
-                    .await;
+                return Step::Answered(
+                    self.answer(req, &local, head_request, Persist::Close, None)
+                        .await,
+                );
             }
         };
 
@@ -232,37 +265,44 @@ impl<S: Stream> Conn<S> {
         };
         let decision = gateway::decide(cfg, &snapshot.auth, &inbound, scratch);
         req.matched = decision.matched;
-        let forward = match decision.action {
+        let (forward, websocket) = match decision.action {
             Action::Local(local) => {
                 let consumed = body.buffered_end();
-                return self
-                    .answer(req, &local, head_request, persist, consumed)
-                    .await;
+                return Step::Answered(
+                    self.answer(req, &local, head_request, persist, consumed)
+                        .await,
+                );
             }
-            Action::Tunnel(_) => {
-                // The WebSocket tunnel arrives with the TLS/WebSocket issue.
-                let e = GatewayError::new(ErrorKind::BadGateway(
-                    "WebSocket APIs are not served yet".into(),
-                ));
-                let consumed = body.buffered_end();
-                return self
-                    .answer(req, &Local::Error(e), head_request, persist, consumed)
-                    .await;
-            }
-            Action::Forward(f) => f,
+            Action::Tunnel(f) => (f, true),
+            Action::Forward(f) => (f, false),
         };
         req.caller = forward.permit.identity().caller().map(str::to_string);
 
-        let outcome = Exchange::new(&snapshot, &forward, req)
-            .run(self, body, head_request, persist)
-            .await;
-        match outcome {
+        let exchange = Exchange::new(&snapshot, &forward, req);
+        let outcome = if websocket {
+            if body.buffered_end() != Some(self.head.len) {
+                let e =
+                    GatewayError::new(ErrorKind::BadRequest("a WebSocket handshake has no body"));
+                let local = Local::Error(e);
+                return Step::Answered(
+                    self.answer(req, &local, head_request, Persist::Close, None)
+                        .await,
+                );
+            }
+            match exchange.upgrade(self, persist).await {
+                Upgrade::Tunnel(up) => return Step::Upgraded(up),
+                Upgrade::Done(outcome) => outcome,
+            }
+        } else {
+            exchange.run(self, body, head_request, persist).await
+        };
+        Step::Answered(match outcome {
             Outcome::Relayed(p) => p,
             Outcome::Failed { error, consumed } => {
                 self.answer(req, &Local::Error(error), head_request, persist, consumed)
                     .await
             }
-        }
+        })
     }
 
     /// Writes an answer the gateway makes itself, then drops the request from the buffer.

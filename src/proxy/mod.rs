@@ -5,6 +5,7 @@
 //!   folded through it: keep-alive ([`request::Persist`]) and body state.
 //! - [`upstream`]: the VPC backend exchange, a component that owns its upstream connection:
 //!   pool, forward, retries, answer relay.
+//! - [`tunnel`]: WebSocket tunnels after a 101: bytes both ways, half-close, idle timeout.
 //! - [`body`]: streaming body relay by framing.
 //! - [`io`]: owned-buffer reads and writes with deadlines.
 
@@ -12,4 +13,5 @@ pub mod body;
 pub mod conn;
 pub mod io;
 pub mod request;
+pub mod tunnel;
 pub mod upstream;

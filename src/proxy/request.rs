@@ -100,6 +100,8 @@ pub struct Request {
     pub matched: Option<Matched>,
     /// The caller's secret_id or token subject, for the access log.
     pub caller: Option<String>,
+    /// A WebSocket tunnel's bytes (client to backend, backend to client).
+    pub tunnel: Option<(u64, u64)>,
 }
 
 impl Request {
@@ -126,6 +128,7 @@ impl Request {
             status: 0,
             matched: None,
             caller: None,
+            tunnel: None,
         }
     }
 
@@ -141,6 +144,7 @@ impl Request {
             self.status,
             route,
             self.caller.as_deref(),
+            self.tunnel,
             self.started.elapsed(),
         );
     }

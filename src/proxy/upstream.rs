@@ -255,7 +255,7 @@ impl<'a> Exchange<'a> {
             head_request,
             persist,
         };
-        let outcome = relay.run(client, req, up, &mut ubuf).await;
+        let outcome = relay.run(client, req, up, &mut ubuf, true).await;
         worker.put_buffer(ubuf);
         if let Outcome::Relayed(Persist::KeepAlive) = outcome
             && let Some(end) = consumed
@@ -263,6 +263,162 @@ impl<'a> Exchange<'a> {
             client.buf.drain(..end);
         }
         outcome
+    }
+}
+
+/// The WebSocket GUID of RFC 6455 §1.3.
+const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// How a forwarded WebSocket handshake ended.
+pub enum Upgrade {
+    /// The backend answered 101 with the right `Sec-WebSocket-Accept`; the 101 (and any
+    /// bytes that came with it) went to the client: the tunnel starts.
+    Tunnel(TcpStream),
+    /// Any other answer was relayed as a normal response, or the exchange failed.
+    Done(Outcome),
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2): base64(SHA-1(key + GUID)).
+pub fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(WEBSOCKET_GUID);
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish().as_ref())
+}
+
+impl Exchange<'_> {
+    /// Forwards a WebSocket handshake on a fresh upstream connection (never pooled, never
+    /// retried) and reads the answer; see [`Upgrade`].
+    pub async fn upgrade<S: Stream>(self, client: &mut Conn<S>, persist: Persist) -> Upgrade {
+        let Exchange {
+            server,
+            upstream,
+            pool,
+            forward,
+            req,
+        } = self;
+        let worker = &*client.worker.clone();
+        let consumed = Some(client.head.len);
+        let failed = |error| Upgrade::Done(Outcome::Failed { error, consumed });
+        if upstream.tls.is_some() {
+            return failed(broke("https upstreams are not supported yet"));
+        }
+        let backend = &forward.api.backend;
+        let target = pool.pick();
+        let query = forward
+            .query
+            .clone()
+            .and_then(|r| std::str::from_utf8(&client.buf[r]).ok());
+        let plan = Plan {
+            backend,
+            params: &forward.api.params,
+            placed: &req.s.params,
+            permit: &forward.permit,
+            backend_path: &req.s.backend_path,
+            query,
+        };
+        let ctx = ForwardContext {
+            client_ip: &client.client_ip,
+            https: client.https,
+            request_id: &req.s.request_id,
+            websocket: true,
+            default_host: pool.host(target),
+        };
+        write_upstream_head(
+            &client.buf,
+            &client.head,
+            &plan,
+            &ctx,
+            &mut req.s.upstream_head,
+        );
+        let deadline = Instant::now() + backend.timeout;
+        let mut up = match connect(pool, upstream, target, deadline, true).await {
+            Ok(up) => up,
+            Err(e) => return failed(e),
+        };
+        let len = req.s.upstream_head.len();
+        if let Err(f) =
+            write_until(&mut up.stream, &mut req.s.upstream_head, 0, len, deadline).await
+        {
+            return failed(if f.timed_out {
+                GatewayError::new(ErrorKind::GatewayTimeout)
+            } else {
+                broke("backend connection broke while sending the handshake")
+            });
+        }
+        let mut ubuf = worker.take_buffer();
+        let response = &mut req.s.response;
+        if let Err(e) =
+            read_response_head(&mut up.stream, &mut ubuf, false, response, deadline).await
+        {
+            worker.put_buffer(ubuf);
+            return failed(e);
+        }
+        if response.status != 101 {
+            // Refused (403, 404, ...): a normal answer, and no tunnel. The connection is not
+            // pooled: it was opened for an upgrade.
+            let relay = Relay {
+                worker,
+                server_idle: server.client_idle_timeout,
+                timeout: backend.timeout,
+                pool,
+                head_request: false,
+                persist,
+            };
+            let outcome = relay.run(client, req, up, &mut ubuf, false).await;
+            worker.put_buffer(ubuf);
+            if let Outcome::Relayed(Persist::KeepAlive) = outcome {
+                client.buf.drain(..client.head.len);
+            }
+            return Upgrade::Done(outcome);
+        }
+        let key = client
+            .head
+            .headers
+            .iter()
+            .find(|(n, _)| {
+                n.get(&client.buf)
+                    .eq_ignore_ascii_case(b"sec-websocket-key")
+            })
+            .map(|(_, v)| v.get(&client.buf))
+            .unwrap_or_default();
+        let expected = websocket_accept(key);
+        let accept = response
+            .headers
+            .iter()
+            .find(|(n, _)| n.get(&ubuf).eq_ignore_ascii_case(b"sec-websocket-accept"))
+            .map(|(_, v)| v.get(&ubuf));
+        if response.framing != ResponseFraming::Upgrade || accept != Some(expected.as_bytes()) {
+            worker.put_buffer(ubuf);
+            return failed(broke(
+                "the backend's WebSocket handshake answer is invalid (Sec-WebSocket-Accept)",
+            ));
+        }
+        req.status = 101;
+        req.s.out.clear();
+        let extra: &[u8] = if req.matched.is_some_and(|m| m.cors) {
+            cors::RESPONSE_HEADERS
+        } else {
+            b""
+        };
+        write_client_head(
+            &ubuf,
+            response,
+            &req.s.request_id,
+            ClientConnection::KeepAlive,
+            extra,
+            &mut req.s.out,
+        );
+        // Bytes the backend sent right behind its 101 belong to the tunnel.
+        req.s.out.extend_from_slice(&ubuf[response.len..]);
+        worker.put_buffer(ubuf);
+        let deadline = Instant::now() + server.client_idle_timeout;
+        if !write_all_until(&mut client.io, &mut req.s.out, deadline).await {
+            return Upgrade::Done(Outcome::Relayed(Persist::Close));
+        }
+        client.buf.drain(..client.head.len);
+        Upgrade::Tunnel(up.stream)
     }
 }
 
@@ -284,6 +440,7 @@ impl Relay<'_> {
         req: &mut Request,
         mut up: UpConn,
         ubuf: &mut Vec<u8>,
+        poolable: bool,
     ) -> Outcome {
         let failed = |error| Outcome::Failed {
             error,
@@ -378,7 +535,7 @@ impl Relay<'_> {
                 Err(_) => return Outcome::Relayed(Persist::Close),
             }
         }
-        if clean && response.reusable && !self.worker.drain.is_fired() {
+        if poolable && clean && response.reusable && !self.worker.drain.is_fired() {
             self.pool.put(up.target, up.stream);
         }
         Outcome::Relayed(persist)
@@ -457,5 +614,16 @@ async fn read_response_head(
         } else {
             e
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn websocket_accept_of_the_rfc_6455_example() {
+        assert_eq!(
+            super::websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! so lines from different workers never interleave).
 //!
 //! A line: `{"time","request_id","client","method","host","target","status","service","api",
-//! "caller","duration_ms"}`. `service` and `api` are null when no API was matched; `caller`
+//! "caller","duration_ms"}`, plus `"tunnel_bytes_up"` (client to backend) and
+//! `"tunnel_bytes_down"` for a WebSocket tunnel, logged when it ends. `service` and `api` are null when no API was matched; `caller`
 //! is the authenticated key pair's `secret_id` or the OAuth 2.0 token's `sub`, else null.
 
 use std::cell::RefCell;
@@ -78,6 +79,7 @@ impl Log {
         status: u16,
         route: Option<(&str, &str)>,
         caller: Option<&str>,
+        tunnel: Option<(u64, u64)>,
         elapsed: Duration,
     ) {
         if line.is_empty() {
@@ -98,6 +100,12 @@ impl Log {
         match caller {
             Some(c) => json_str(c.as_bytes(), &mut buf),
             None => buf.extend_from_slice(b"null"),
+        }
+        if let Some((up, down)) = tunnel {
+            let _ = write!(
+                buf,
+                ",\"tunnel_bytes_up\":{up},\"tunnel_bytes_down\":{down}"
+            );
         }
         let _ = writeln!(buf, ",\"duration_ms\":{:.3}}}", elapsed.as_secs_f64() * 1e3);
         if buf.len() >= FLUSH_BYTES {
@@ -209,9 +217,10 @@ mod tests {
             200,
             Some(("s", "a")),
             Some("AKIDx"),
+            Some((3, 4)),
             Duration::from_micros(1500),
         );
-        log.finish(&line, 404, None, None, Duration::ZERO);
+        log.finish(&line, 404, None, None, None, Duration::ZERO);
         log.flush();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
@@ -224,6 +233,9 @@ mod tests {
         assert_eq!(lines[0]["api"], "a");
         assert_eq!(lines[0]["duration_ms"], 1.5);
         assert_eq!(lines[0]["caller"], "AKIDx");
+        assert_eq!(lines[0]["tunnel_bytes_up"], 3);
+        assert_eq!(lines[0]["tunnel_bytes_down"], 4);
+        assert_eq!(lines[1].get("tunnel_bytes_up"), None);
         assert_eq!(lines[1]["service"], serde_json::Value::Null);
         assert_eq!(lines[1]["caller"], serde_json::Value::Null);
         assert_eq!(lines[0]["time"], "1970-01-01T00:00:00.000Z");
