@@ -107,32 +107,7 @@ impl<'a> Exchange<'a> {
 
         // The upstream head, followed by as much of the body as is here.
         let first_target = pool.pick();
-        let query = forward
-            .query
-            .clone()
-            .and_then(|r| std::str::from_utf8(&client.buf[r]).ok());
-        let plan = Plan {
-            backend,
-            params: &forward.api.params,
-            placed: &req.s.params,
-            permit: &forward.permit,
-            backend_path: &req.s.backend_path,
-            query,
-        };
-        let ctx = ForwardContext {
-            client_ip: &client.client_ip,
-            https: client.https,
-            request_id: &req.s.request_id,
-            websocket: false,
-            default_host: pool.host(first_target),
-        };
-        write_upstream_head(
-            &client.buf,
-            &client.head,
-            &plan,
-            &ctx,
-            &mut req.s.upstream_head,
-        );
+        write_head(client, req, forward, pool.host(first_target), false);
         let head_len = client.head.len;
         let mut rest = match body {
             Body::Buffered { end } => {
@@ -266,6 +241,37 @@ impl<'a> Exchange<'a> {
     }
 }
 
+/// Writes the upstream request head (SPEC §3) into the request's scratch.
+fn write_head<S: Stream>(
+    client: &Conn<S>,
+    req: &mut Request,
+    forward: &Forward<'_>,
+    default_host: &str,
+    websocket: bool,
+) {
+    let query = forward
+        .query
+        .clone()
+        .and_then(|r| std::str::from_utf8(&client.buf[r]).ok());
+    let s = &mut req.s;
+    let plan = Plan {
+        backend: &forward.api.backend,
+        params: &forward.api.params,
+        placed: &s.params,
+        permit: &forward.permit,
+        backend_path: &s.backend_path,
+        query,
+    };
+    let ctx = ForwardContext {
+        client_ip: &client.client_ip,
+        https: client.https,
+        request_id: &s.request_id,
+        websocket,
+        default_host,
+    };
+    write_upstream_head(&client.buf, &client.head, &plan, &ctx, &mut s.upstream_head);
+}
+
 /// The WebSocket GUID of RFC 6455 §1.3.
 const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -306,32 +312,7 @@ impl Exchange<'_> {
         }
         let backend = &forward.api.backend;
         let target = pool.pick();
-        let query = forward
-            .query
-            .clone()
-            .and_then(|r| std::str::from_utf8(&client.buf[r]).ok());
-        let plan = Plan {
-            backend,
-            params: &forward.api.params,
-            placed: &req.s.params,
-            permit: &forward.permit,
-            backend_path: &req.s.backend_path,
-            query,
-        };
-        let ctx = ForwardContext {
-            client_ip: &client.client_ip,
-            https: client.https,
-            request_id: &req.s.request_id,
-            websocket: true,
-            default_host: pool.host(target),
-        };
-        write_upstream_head(
-            &client.buf,
-            &client.head,
-            &plan,
-            &ctx,
-            &mut req.s.upstream_head,
-        );
+        write_head(client, req, forward, pool.host(target), true);
         let deadline = Instant::now() + backend.timeout;
         let mut up = match connect(pool, upstream, target, deadline, true).await {
             Ok(up) => up,
