@@ -37,10 +37,36 @@ use crate::runtime::access_log::Start;
 /// stay small).
 pub const INITIAL_READ_BYTES: usize = 2048;
 
-/// A client stream: plain TCP now, TLS later. `Split`: a WebSocket tunnel reads and writes
-/// it at once.
-pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {}
-impl<T: AsyncReadRent + AsyncWriteRent + Split + 'static> Stream for T {}
+/// A client stream: plain TCP or TLS.
+pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
+    /// What a WebSocket tunnel runs over: it reads and writes the stream at once (`Split`).
+    type Tunnel: AsyncReadRent + AsyncWriteRent + Split + 'static;
+    /// Whether this stream can carry a WebSocket tunnel.
+    const TUNNELS: bool;
+    /// The stream as a tunnel; `Err` when it cannot carry one ([`Stream::TUNNELS`] false).
+    fn into_tunnel(self) -> Result<Self::Tunnel, Self>;
+}
+
+impl Stream for TcpStream {
+    type Tunnel = TcpStream;
+    const TUNNELS: bool = true;
+    fn into_tunnel(self) -> Result<TcpStream, TcpStream> {
+        Ok(self)
+    }
+}
+
+/// TLS streams are not splittable yet (one rustls state serves both directions): a WSS
+/// handshake answers 502 before it reaches the backend.
+impl Stream for crate::tls::stream::TlsStream {
+    type Tunnel = TcpStream;
+    const TUNNELS: bool = false;
+    fn into_tunnel(self) -> Result<TcpStream, Self> {
+        Err(self)
+    }
+}
+
+/// The answer to a WebSocket handshake over TLS.
+pub const WSS_NOT_SERVED: &str = "wss is not served yet";
 
 /// What became of a request with a complete head.
 enum Served {
@@ -123,7 +149,9 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
                 // The connection is the tunnel's now, with what the client sent after its
                 // handshake.
                 let Conn { io, buf, .. } = conn;
-                Box::pin(tunnel::run(io, buf, *t)).await;
+                if let Ok(io) = io.into_tunnel() {
+                    Box::pin(tunnel::run(io, buf, *t)).await;
+                }
                 return;
             }
         };
@@ -267,6 +295,15 @@ impl<S: Stream> Conn<S> {
         req.matched = decision.matched;
         let (forward, websocket) = match decision.action {
             Action::Local(local) => {
+                let consumed = body.buffered_end();
+                return Step::Answered(
+                    self.answer(req, &local, head_request, persist, consumed)
+                        .await,
+                );
+            }
+            Action::Tunnel(_) if !S::TUNNELS => {
+                let e = GatewayError::new(ErrorKind::BadGateway(WSS_NOT_SERVED.into()));
+                let local = Local::Error(e);
                 let consumed = body.buffered_end();
                 return Step::Answered(
                     self.answer(req, &local, head_request, persist, consumed)
