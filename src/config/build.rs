@@ -204,6 +204,10 @@ fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server
     ];
     for (name, list) in all {
         for (i, a) in list.iter().enumerate() {
+            // Port 0: each listener gets its own ephemeral port.
+            if a.port() == 0 {
+                continue;
+            }
             if let Some(other) = seen.insert(*a, name) {
                 cx.err(
                     format!("server.{name}[{i}]"),

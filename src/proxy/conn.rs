@@ -45,6 +45,8 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
     const TUNNELS: bool;
     /// The stream as a tunnel; `Err` when it cannot carry one ([`Stream::TUNNELS`] false).
     fn into_tunnel(self) -> Result<Self::Tunnel, Self>;
+    /// Before the connection closes (TLS: `close_notify`, within `deadline`).
+    fn finish(&mut self, deadline: Instant) -> impl Future<Output = ()>;
 }
 
 impl Stream for TcpStream {
@@ -53,6 +55,7 @@ impl Stream for TcpStream {
     fn into_tunnel(self) -> Result<TcpStream, TcpStream> {
         Ok(self)
     }
+    async fn finish(&mut self, _deadline: Instant) {}
 }
 
 /// TLS streams are not splittable yet (one rustls state serves both directions): a WSS
@@ -63,7 +66,13 @@ impl Stream for crate::tls::stream::TlsStream {
     fn into_tunnel(self) -> Result<TcpStream, Self> {
         Err(self)
     }
+    async fn finish(&mut self, deadline: Instant) {
+        self.close_notify(deadline).await;
+    }
 }
+
+/// How long a closing connection may take to send its last bytes (TLS `close_notify`).
+pub const FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The answer to a WebSocket handshake over TLS.
 pub const WSS_NOT_SERVED: &str = "wss is not served yet";
@@ -165,6 +174,7 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
             Persist::Close => conn.phase = Phase::Closed,
         }
     }
+    conn.io.finish(Instant::now() + FINISH_TIMEOUT).await;
 }
 
 impl<S: Stream> Conn<S> {

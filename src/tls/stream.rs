@@ -121,6 +121,12 @@ impl TlsStream {
         self.conn.server_name()
     }
 
+    /// Sends `close_notify` (best effort, before `deadline`).
+    pub async fn close_notify(&mut self, deadline: monoio::time::Instant) {
+        self.conn.send_close_notify();
+        let _ = monoio::time::timeout_at(deadline, self.flush_tls()).await;
+    }
+
     /// Writes every TLS record rustls has queued.
     async fn flush_tls(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
