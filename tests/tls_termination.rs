@@ -540,3 +540,195 @@ fn garbage_and_silent_clients_do_not_hurt_the_server() {
     assert_eq!(https_get(&s, "a.wild.test", "a.wild.test", "/hello").0, 200);
     drop(s.gw);
 }
+
+// ---------------------------------------------------------------------------------------
+// More over TLS
+
+#[test]
+fn returning_clients_resume_their_session() {
+    let s = setup();
+    for v in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let cfg = s.pki.client(&[v], &[b"http/1.1"], true);
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let mut c = tls_connect(s.https, "api.example.test", cfg.clone()).unwrap();
+            // TLS 1.3 tickets come after the handshake: one exchange reads them.
+            c.write_all(get("api.example.test", "/hello").as_bytes())
+                .unwrap();
+            assert_eq!(read_response(&mut c, &mut Vec::new()).0, 200);
+            kinds.push(c.conn.handshake_kind());
+        }
+        assert_eq!(
+            kinds,
+            [
+                Some(rustls::HandshakeKind::Full),
+                Some(rustls::HandshakeKind::Resumed)
+            ],
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn ten_mib_bodies_both_ways_over_tls() {
+    let pki = Pki::new();
+    let backend = Backend::start(|r| Reply::ok(&r.body));
+    let mut gw = Gateway::start(&tls_config(&pki, backend.addr()));
+    let https = gw.https_addr();
+    let body = pattern(10 * 1024 * 1024);
+    let mut c = tls_connect(https, "api.example.test", pki.client(&[], &[], true)).unwrap();
+    let head = format!(
+        "POST /api/echo HTTP/1.1\r\nHost: api.example.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&body).unwrap();
+    let (status, _, back) = read_response(&mut c, &mut Vec::new());
+    assert_eq!(status, 200);
+    assert_eq!(back.len(), body.len());
+    assert!(back == body, "the echoed body differs");
+    assert_eq!(backend.wait_requests(1)[0].body.len(), body.len());
+}
+
+#[test]
+fn a_websocket_handshake_over_tls_is_not_served_yet() {
+    let pki = Pki::new();
+    let backend = Backend::ok();
+    let config = format!(
+        "{}[[services]]\nname = \"ws\"\nhosts = [\"api.example.test\"]\n[[services.apis]]\nname = \"chat\"\npath = \"=/chat\"\nfrontend_type = \"ws\"\n[services.apis.backend]\nupstream = \"up\"\npath = \"/ws\"\n",
+        tls_config(&pki, backend.addr())
+            .split("[[services]]")
+            .next()
+            .unwrap()
+    );
+    let mut gw = Gateway::start(&config);
+    let https = gw.https_addr();
+    let mut c = tls_connect(https, "api.example.test", pki.client(&[], &[], true)).unwrap();
+    c.write_all(b"GET /chat HTTP/1.1\r\nHost: api.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    let (status, _, body) = read_response(&mut c, &mut Vec::new());
+    assert_eq!(status, 502);
+    assert_eq!(
+        json_message(&body).as_deref(),
+        Some("wss is not served yet")
+    );
+    assert_eq!(
+        backend.connections(),
+        0,
+        "the handshake reached the backend"
+    );
+}
+
+#[test]
+fn over_max_connections_an_https_listener_just_closes() {
+    let pki = Pki::new();
+    let backend = Backend::ok();
+    let config = tls_config(&pki, backend.addr()).replace(
+        "header_timeout_ms = 2000\n",
+        "header_timeout_ms = 5000\nmax_connections = 1\n",
+    );
+    let mut gw = Gateway::start(&config);
+    let https = gw.https_addr();
+    let _first = TcpStream::connect(https).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut second = TcpStream::connect(https).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut back = Vec::new();
+    let _ = second.read_to_end(&mut back);
+    assert!(
+        back.is_empty(),
+        "bytes for a refused HTTPS client: {back:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// `check`: certificates
+
+/// Loads a configuration with the `api.example.test` certificate files replaced.
+fn load_with(pki: &Pki, cert: &str, key: &str) -> Result<ringway::config::Config, String> {
+    let config = format!(
+        "{}[[certificates]]\nhosts = [\"api.example.test\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        server_section(1, "listen_https = [\"127.0.0.1:0\"]\n"),
+        pki.path(cert).display(),
+        pki.path(key).display()
+    );
+    ringway::config::load_str(&config, std::path::Path::new("t.toml")).map_err(|e| e.to_string())
+}
+
+fn leaf_with_validity(pki: &Pki, name: &str, not_before: i64, not_after: i64) {
+    use rcgen::{CertificateParams, KeyPair, date_time_ymd};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["api.example.test".to_string()]).unwrap();
+    let epoch = date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + Duration::from_secs(not_before as u64);
+    params.not_after = epoch + Duration::from_secs(not_after as u64);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(pki.path(&format!("{name}.crt")), cert.pem()).unwrap();
+    std::fs::write(pki.path(&format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn check_verifies_keys_chains_and_expiry() {
+    let pki = Pki::new();
+    let cfg = load_with(&pki, "api.crt", "api.key").unwrap();
+    assert!(cfg.tls.is_some());
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+
+    let e = load_with(&pki, "api.crt", "wild.key").err().unwrap();
+    assert!(
+        e.contains("certificates[0].key") && e.contains("is not the key of the certificate"),
+        "{e}"
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = 86400;
+    leaf_with_validity(&pki, "expired", now - 30 * day, now - day);
+    let e = load_with(&pki, "expired.crt", "expired.key").err().unwrap();
+    assert!(
+        e.contains("certificates[0].cert") && e.contains("expired"),
+        "{e}"
+    );
+
+    leaf_with_validity(&pki, "soon", now - day, now + 5 * day);
+    let cfg = load_with(&pki, "soon.crt", "soon.key").unwrap();
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(
+        cfg.warnings[0].contains("expires soon"),
+        "{:?}",
+        cfg.warnings
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "--config"])
+        .arg({
+            let p = pki.path("soon.toml");
+            std::fs::write(
+                &p,
+                format!(
+                    "{}[[certificates]]\nhosts = [\"api.example.test\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+                    server_section(1, "listen_https = [\"127.0.0.1:0\"]\n"),
+                    pki.path("soon.crt").display(),
+                    pki.path("soon.key").display()
+                ),
+            )
+            .unwrap();
+            p
+        })
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("warning: certificates[0]"), "{stdout}");
+
+    // A chain that does not parse.
+    std::fs::write(
+        pki.path("junk.crt"),
+        "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = load_with(&pki, "junk.crt", "api.key").err().unwrap();
+    assert!(e.contains("certificates[0].cert"), "{e}");
+}
