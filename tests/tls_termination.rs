@@ -635,7 +635,14 @@ fn over_max_connections_an_https_listener_just_closes() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut back = Vec::new();
+    let start = Instant::now();
     let _ = second.read_to_end(&mut back);
+    // Closed at once, not after the handshake timeout.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(
         back.is_empty(),
         "bytes for a refused HTTPS client: {back:?}"
