@@ -739,3 +739,49 @@ fn check_verifies_keys_chains_and_expiry() {
     let e = load_with(&pki, "junk.crt", "api.key").err().unwrap();
     assert!(e.contains("certificates[0].cert"), "{e}");
 }
+
+#[test]
+fn the_access_log_names_the_tls_version_and_sni() {
+    let pki = Pki::new();
+    let backend = Backend::ok();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let config = tls_config(&pki, backend.addr()).replace(
+        "access_log = \"off\"",
+        &format!("access_log = {:?}", log.display().to_string()),
+    );
+    let mut gw = Gateway::start(&config);
+    let https = gw.https_addr();
+    let mut c = tls_connect(
+        https,
+        "api.example.test",
+        pki.client(&[&rustls::version::TLS12], &[], true),
+    )
+    .unwrap();
+    c.write_all(get("api.example.test", "/hello").as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut c, &mut Vec::new()).0, 200);
+    assert_eq!(
+        gw.connect()
+            .roundtrip(get("api.example.test", "/hello"))
+            .status,
+        200
+    );
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let lines: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<_> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["tls"], "TLSv1.2");
+    assert_eq!(lines[0]["sni"], "api.example.test");
+    assert_eq!(lines[1]["tls"], serde_json::Value::Null);
+    assert_eq!(lines[1]["sni"], serde_json::Value::Null);
+}

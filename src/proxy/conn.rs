@@ -45,6 +45,8 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
     const TUNNELS: bool;
     /// The stream as a tunnel; `Err` when it cannot carry one ([`Stream::TUNNELS`] false).
     fn into_tunnel(self) -> Result<Self::Tunnel, Self>;
+    /// Over TLS: the protocol version and the SNI name, for the access log.
+    fn tls_info(&self) -> Option<(&str, Option<&str>)>;
     /// Before the connection closes (TLS: `close_notify`, within `deadline`).
     fn finish(&mut self, deadline: Instant) -> impl Future<Output = ()>;
 }
@@ -54,6 +56,9 @@ impl Stream for TcpStream {
     const TUNNELS: bool = true;
     fn into_tunnel(self) -> Result<TcpStream, TcpStream> {
         Ok(self)
+    }
+    fn tls_info(&self) -> Option<(&str, Option<&str>)> {
+        None
     }
     async fn finish(&mut self, _deadline: Instant) {}
 }
@@ -65,6 +70,9 @@ impl Stream for crate::tls::stream::TlsStream {
     const TUNNELS: bool = false;
     fn into_tunnel(self) -> Result<TcpStream, Self> {
         Err(self)
+    }
+    fn tls_info(&self) -> Option<(&str, Option<&str>)> {
+        Some((self.version(), self.server_name()))
     }
     async fn finish(&mut self, deadline: Instant) {
         self.close_notify(deadline).await;
@@ -245,6 +253,7 @@ impl<S: Stream> Conn<S> {
             method: self.head.method.get(&self.buf),
             host: self.head.host.map_or(&[][..], |h| h.get(&self.buf)),
             target: self.head.target.get(&self.buf),
+            tls: self.io.tls_info(),
         };
         let mut req = Request::begin(&self.worker, Some(start));
         match self.serve_request(&mut req).await {
@@ -265,6 +274,7 @@ impl<S: Stream> Conn<S> {
             method: b"",
             host: b"",
             target: b"",
+            tls: self.io.tls_info(),
         };
         let mut req = Request::begin(&self.worker, Some(start));
         self.answer(&mut req, &Local::Error(e), false, Persist::Close, None)
