@@ -590,13 +590,57 @@ fn ten_mib_bodies_both_ways_over_tls() {
     assert_eq!(backend.wait_requests(1)[0].body.len(), body.len());
 }
 
+/// A WebSocket backend that answers 101 (RFC 6455 §1.3's example key and accept), echoes
+/// every byte, and on the client's FIN sends `bye` and closes.
+fn ws_echo_backend() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            let Ok(mut c) = c else { return };
+            std::thread::spawn(move || {
+                let mut data = Vec::new();
+                let mut chunk = [0u8; 65536];
+                let end = loop {
+                    if let Some(i) = find(&data, b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                if c.write_all(head.as_bytes()).is_err() || c.write_all(&data[end..]).is_err() {
+                    return;
+                }
+                loop {
+                    match c.read(&mut chunk) {
+                        Ok(0) => {
+                            let _ = c.write_all(b"bye");
+                            return;
+                        }
+                        Ok(n) => {
+                            if c.write_all(&chunk[..n]).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 #[test]
-fn a_websocket_handshake_over_tls_is_not_served_yet() {
+fn wss_tunnels_relay_both_ways_and_pass_the_close_on() {
     let pki = Pki::new();
-    let backend = Backend::ok();
+    let backend = ws_echo_backend();
     let config = format!(
         "{}[[services]]\nname = \"ws\"\nhosts = [\"api.example.test\"]\n[[services.apis]]\nname = \"chat\"\npath = \"=/chat\"\nfrontend_type = \"ws\"\n[services.apis.backend]\nupstream = \"up\"\npath = \"/ws\"\n",
-        tls_config(&pki, backend.addr())
+        tls_config(&pki, backend)
             .split("[[services]]")
             .next()
             .unwrap()
@@ -605,17 +649,43 @@ fn a_websocket_handshake_over_tls_is_not_served_yet() {
     let https = gw.https_addr();
     let mut c = tls_connect(https, "api.example.test", pki.client(&[], &[], true)).unwrap();
     c.write_all(b"GET /chat HTTP/1.1\r\nHost: api.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
-    let (status, _, body) = read_response(&mut c, &mut Vec::new());
-    assert_eq!(status, 502);
-    assert_eq!(
-        json_message(&body).as_deref(),
-        Some("wss is not served yet")
-    );
-    assert_eq!(
-        backend.connections(),
-        0,
-        "the handshake reached the backend"
-    );
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = c.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the 101");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    buf.drain(..end);
+    // 1 MiB each way, in 64 KiB steps (one thread: write a step, read its echo).
+    let payload = pattern(1 << 20);
+    for step in payload.chunks(64 * 1024) {
+        c.write_all(step).unwrap();
+        while buf.len() < step.len() {
+            let n = c.read(&mut chunk).unwrap();
+            assert!(n > 0, "the tunnel closed");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        assert!(buf[..step.len()] == *step, "the echo differs");
+        buf.drain(..step.len());
+    }
+    // Half-close: close_notify reaches the backend as a FIN; it answers and closes, and
+    // that comes back as the tunnel's close.
+    c.conn.send_close_notify();
+    c.flush().unwrap();
+    loop {
+        match c.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("after {:?}: {e}", String::from_utf8_lossy(&buf)),
+        }
+    }
+    assert_eq!(buf, b"bye");
 }
 
 #[test]

@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
@@ -31,6 +31,7 @@ use crate::http::head::{Progress, RequestHead, parse_head};
 use crate::http::reply::{Reply, write_error};
 use crate::runtime::Worker;
 use crate::runtime::access_log::Start;
+use crate::tls::stream::{TlsReadHalf, TlsStream, TlsWriteHalf};
 
 /// Initial client read buffer; it grows up to the head limit when a head needs it, and goes
 /// back to this size when the connection turns idle (10,000 idle keepalive connections must
@@ -39,12 +40,10 @@ pub const INITIAL_READ_BYTES: usize = 2048;
 
 /// A client stream: plain TCP or TLS.
 pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
-    /// What a WebSocket tunnel runs over: it reads and writes the stream at once (`Split`).
-    type Tunnel: AsyncReadRent + AsyncWriteRent + Split + 'static;
-    /// Whether this stream can carry a WebSocket tunnel.
-    const TUNNELS: bool;
-    /// The stream as a tunnel; `Err` when it cannot carry one ([`Stream::TUNNELS`] false).
-    fn into_tunnel(self) -> Result<Self::Tunnel, Self>;
+    /// A WebSocket tunnel reads and writes the stream at once, through two halves.
+    type ReadHalf: AsyncReadRent + 'static;
+    type WriteHalf: AsyncWriteRent + 'static;
+    fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf);
     /// Over TLS: the protocol version and the SNI name, for the access log.
     fn tls_info(&self) -> Option<(&str, Option<&str>)>;
     /// Before the connection closes (TLS: `close_notify`, within `deadline`).
@@ -52,10 +51,10 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
 }
 
 impl Stream for TcpStream {
-    type Tunnel = TcpStream;
-    const TUNNELS: bool = true;
-    fn into_tunnel(self) -> Result<TcpStream, TcpStream> {
-        Ok(self)
+    type ReadHalf = OwnedReadHalf<TcpStream>;
+    type WriteHalf = OwnedWriteHalf<TcpStream>;
+    fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf) {
+        self.into_split()
     }
     fn tls_info(&self) -> Option<(&str, Option<&str>)> {
         None
@@ -63,13 +62,11 @@ impl Stream for TcpStream {
     async fn finish(&mut self, _deadline: Instant) {}
 }
 
-/// TLS streams are not splittable yet (one rustls state serves both directions): a WSS
-/// handshake answers 502 before it reaches the backend.
-impl Stream for crate::tls::stream::TlsStream {
-    type Tunnel = TcpStream;
-    const TUNNELS: bool = false;
-    fn into_tunnel(self) -> Result<TcpStream, Self> {
-        Err(self)
+impl Stream for TlsStream {
+    type ReadHalf = TlsReadHalf;
+    type WriteHalf = TlsWriteHalf;
+    fn into_halves(self) -> (TlsReadHalf, TlsWriteHalf) {
+        TlsStream::into_halves(self)
     }
     fn tls_info(&self) -> Option<(&str, Option<&str>)> {
         Some((self.version(), self.server_name()))
@@ -81,9 +78,6 @@ impl Stream for crate::tls::stream::TlsStream {
 
 /// How long a closing connection may take to send its last bytes (TLS `close_notify`).
 pub const FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The answer to a WebSocket handshake over TLS.
-pub const WSS_NOT_SERVED: &str = "wss is not served yet";
 
 /// What became of a request with a complete head.
 enum Served {
@@ -166,9 +160,8 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
                 // The connection is the tunnel's now, with what the client sent after its
                 // handshake.
                 let Conn { io, buf, .. } = conn;
-                if let Ok(io) = io.into_tunnel() {
-                    Box::pin(tunnel::run(io, buf, *t)).await;
-                }
+                let (read, write) = io.into_halves();
+                Box::pin(tunnel::run(read, write, buf, *t)).await;
                 return;
             }
         };
@@ -315,15 +308,6 @@ impl<S: Stream> Conn<S> {
         req.matched = decision.matched;
         let (forward, websocket) = match decision.action {
             Action::Local(local) => {
-                let consumed = body.buffered_end();
-                return Step::Answered(
-                    self.answer(req, &local, head_request, persist, consumed)
-                        .await,
-                );
-            }
-            Action::Tunnel(_) if !S::TUNNELS => {
-                let e = GatewayError::new(ErrorKind::BadGateway(WSS_NOT_SERVED.into()));
-                let local = Local::Error(e);
                 let consumed = body.buffered_end();
                 return Step::Answered(
                     self.answer(req, &local, head_request, persist, consumed)
