@@ -25,3 +25,4 @@ pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod tls;

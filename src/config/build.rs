@@ -114,6 +114,7 @@ pub(super) fn key(parent: &str, field: &str) -> String {
 pub fn build(file: FileConfig, path: &Path) -> Result<Config, Vec<(String, String)>> {
     let mut cx = Ctx::default();
     let certificates = build_certificates(&mut cx, &file.certificates);
+    let (tls, warnings) = build_tls(&mut cx, &certificates);
     let server = build_server(&mut cx, &file.server, !file.certificates.is_empty());
     let upstreams = build_upstreams(&mut cx, &file.upstreams);
     let upstream_index: HashMap<&str, usize> = upstreams
@@ -130,6 +131,8 @@ pub fn build(file: FileConfig, path: &Path) -> Result<Config, Vec<(String, Strin
             file: path.to_path_buf(),
             server,
             certificates,
+            tls,
+            warnings,
             upstreams,
             services,
             key_pairs,
@@ -201,6 +204,10 @@ fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server
     ];
     for (name, list) in all {
         for (i, a) in list.iter().enumerate() {
+            // Port 0: each listener gets its own ephemeral port.
+            if a.port() == 0 {
+                continue;
+            }
             if let Some(other) = seen.insert(*a, name) {
                 cx.err(
                     format!("server.{name}[{i}]"),
@@ -391,6 +398,32 @@ fn build_certificates(cx: &mut Ctx, certs: &[FileCertificate]) -> Vec<Certificat
         }
     }
     out
+}
+
+/// Checks the certificates (key matches, chain parses, not expired) and builds the TLS
+/// server configuration once for every worker.
+fn build_tls(
+    cx: &mut Ctx,
+    certs: &[Certificate],
+) -> (Option<std::sync::Arc<rustls::ServerConfig>>, Vec<String>) {
+    if certs.is_empty() {
+        return (None, Vec::new());
+    }
+    let checked = crate::tls::check_certificates(certs, std::time::SystemTime::now());
+    let failed = !checked.errors.is_empty();
+    for (i, field, msg) in checked.errors {
+        cx.err(format!("certificates[{i}].{field}"), msg);
+    }
+    if failed {
+        return (None, checked.warnings);
+    }
+    match crate::tls::server_config(certs, &checked.keys) {
+        Ok(c) => (Some(c), checked.warnings),
+        Err(e) => {
+            cx.err("certificates", e);
+            (None, checked.warnings)
+        }
+    }
 }
 
 /// `http(s)://ip[:port][/]`.

@@ -105,16 +105,11 @@ fn parse(text: &str, name: &str) -> Result<file::FileConfig, ConfigErrors> {
 
 impl Config {
     /// The line `ringway check` prints.
-    /// What this configuration asks for that this version does not serve yet; `check` and
-    /// `run` print these lines.
+    /// What this configuration asks for that this version does not serve yet, and warnings
+    /// (a certificate expiring soon); `check` and `run` print these lines.
     pub fn not_served_yet(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if !self.server.listen_https.is_empty() {
-            notes.push(format!(
-                "note: HTTPS listeners {:?} are not served yet (TLS arrives in a later version)",
-                self.server.listen_https
-            ));
-        }
+        notes.extend(self.warnings.iter().cloned());
         if let Some(admin) = self.server.admin_listen {
             notes.push(format!("note: admin listener {admin} is not served yet"));
         }

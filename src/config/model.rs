@@ -18,6 +18,11 @@ pub struct Config {
     pub file: PathBuf,
     pub server: Server,
     pub certificates: Vec<Certificate>,
+    /// The TLS server configuration of the certificates (`None` without certificates),
+    /// shared by every worker.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Lines `check` and `run` print: valid, but worth a look (a certificate expiring soon).
+    pub warnings: Vec<String>,
     pub upstreams: Vec<Upstream>,
     pub services: Vec<Service>,
     pub key_pairs: Vec<KeyPair>,

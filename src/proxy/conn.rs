@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
@@ -31,16 +31,53 @@ use crate::http::head::{Progress, RequestHead, parse_head};
 use crate::http::reply::{Reply, write_error};
 use crate::runtime::Worker;
 use crate::runtime::access_log::Start;
+use crate::tls::stream::{TlsReadHalf, TlsStream, TlsWriteHalf};
 
 /// Initial client read buffer; it grows up to the head limit when a head needs it, and goes
 /// back to this size when the connection turns idle (10,000 idle keepalive connections must
 /// stay small).
 pub const INITIAL_READ_BYTES: usize = 2048;
 
-/// A client stream: plain TCP now, TLS later. `Split`: a WebSocket tunnel reads and writes
-/// it at once.
-pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {}
-impl<T: AsyncReadRent + AsyncWriteRent + Split + 'static> Stream for T {}
+/// A client stream: plain TCP or TLS.
+pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
+    /// A WebSocket tunnel reads and writes the stream at once, through two halves.
+    type ReadHalf: AsyncReadRent + 'static;
+    type WriteHalf: AsyncWriteRent + 'static;
+    fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf);
+    /// Over TLS: the protocol version and the SNI name, for the access log.
+    fn tls_info(&self) -> Option<(&str, Option<&str>)>;
+    /// Before the connection closes (TLS: `close_notify`, within `deadline`).
+    fn finish(&mut self, deadline: Instant) -> impl Future<Output = ()>;
+}
+
+impl Stream for TcpStream {
+    type ReadHalf = OwnedReadHalf<TcpStream>;
+    type WriteHalf = OwnedWriteHalf<TcpStream>;
+    fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf) {
+        self.into_split()
+    }
+    fn tls_info(&self) -> Option<(&str, Option<&str>)> {
+        None
+    }
+    async fn finish(&mut self, _deadline: Instant) {}
+}
+
+impl Stream for TlsStream {
+    type ReadHalf = TlsReadHalf;
+    type WriteHalf = TlsWriteHalf;
+    fn into_halves(self) -> (TlsReadHalf, TlsWriteHalf) {
+        TlsStream::into_halves(self)
+    }
+    fn tls_info(&self) -> Option<(&str, Option<&str>)> {
+        Some((self.version(), self.server_name()))
+    }
+    async fn finish(&mut self, deadline: Instant) {
+        self.close_notify(deadline).await;
+    }
+}
+
+/// How long a closing connection may take to send its last bytes (TLS `close_notify`).
+pub const FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What became of a request with a complete head.
 enum Served {
@@ -123,7 +160,8 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
                 // The connection is the tunnel's now, with what the client sent after its
                 // handshake.
                 let Conn { io, buf, .. } = conn;
-                Box::pin(tunnel::run(io, buf, *t)).await;
+                let (read, write) = io.into_halves();
+                Box::pin(tunnel::run(read, write, buf, *t)).await;
                 return;
             }
         };
@@ -137,6 +175,7 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
             Persist::Close => conn.phase = Phase::Closed,
         }
     }
+    conn.io.finish(Instant::now() + FINISH_TIMEOUT).await;
 }
 
 impl<S: Stream> Conn<S> {
@@ -207,6 +246,7 @@ impl<S: Stream> Conn<S> {
             method: self.head.method.get(&self.buf),
             host: self.head.host.map_or(&[][..], |h| h.get(&self.buf)),
             target: self.head.target.get(&self.buf),
+            tls: self.io.tls_info(),
         };
         let mut req = Request::begin(&self.worker, Some(start));
         match self.serve_request(&mut req).await {
@@ -227,6 +267,7 @@ impl<S: Stream> Conn<S> {
             method: b"",
             host: b"",
             target: b"",
+            tls: self.io.tls_info(),
         };
         let mut req = Request::begin(&self.worker, Some(start));
         self.answer(&mut req, &Local::Error(e), false, Persist::Close, None)

@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
@@ -40,13 +40,19 @@ pub struct Relayed {
 }
 
 /// Runs the tunnel to its end. `pending`: client bytes read after the handshake head.
-pub async fn run<S>(client: S, pending: Vec<u8>, tunnel: Tunnel) -> Relayed
+/// `client_read` / `client_write`: the two halves of the client stream.
+pub async fn run<R, W>(
+    mut client_read: R,
+    mut client_write: W,
+    pending: Vec<u8>,
+    tunnel: Tunnel,
+) -> Relayed
 where
-    S: AsyncReadRent + AsyncWriteRent + Split + 'static,
+    R: AsyncReadRent,
+    W: AsyncWriteRent,
 {
     let Tunnel { mut req, up } = tunnel;
     let idle = req.snapshot.config.server.ws_idle_timeout;
-    let (mut client_read, mut client_write) = client.into_split();
     let (mut up_read, mut up_write) = up.into_split();
     let last = Cell::new(Instant::now());
     let stop = Drain::default();

@@ -3,9 +3,11 @@
 //! of milliseconds, to stdout or to a file opened for appending (each flush is one `write`,
 //! so lines from different workers never interleave).
 //!
-//! A line: `{"time","request_id","client","method","host","target","status","service","api",
-//! "caller","duration_ms"}`, plus `"tunnel_bytes_up"` (client to backend) and
-//! `"tunnel_bytes_down"` for a WebSocket tunnel, logged when it ends. `service` and `api` are null when no API was matched; `caller`
+//! A line: `{"time","request_id","client","method","host","target","tls","sni","status",
+//! "service","api","caller","duration_ms"}` (`tls`: the TLS version over HTTPS, `sni`: the
+//! client's server name; both null over plain HTTP), plus `"tunnel_bytes_up"` (client to
+//! backend) and `"tunnel_bytes_down"` for a WebSocket tunnel, logged when it ends. `service`
+//! and `api` are null when no API was matched; `caller`
 //! is the authenticated key pair's `secret_id` or the OAuth 2.0 token's `sub`, else null.
 
 use std::cell::RefCell;
@@ -38,6 +40,8 @@ pub struct Start<'a> {
     pub method: &'a [u8],
     pub host: &'a [u8],
     pub target: &'a [u8],
+    /// Over TLS: the protocol version (`TLSv1.3`) and the SNI name.
+    pub tls: Option<(&'a str, Option<&'a str>)>,
 }
 
 impl Log {
@@ -70,6 +74,18 @@ impl Log {
         json_str(s.host, line);
         line.extend_from_slice(b",\"target\":");
         json_str(s.target, line);
+        match s.tls {
+            Some((version, sni)) => {
+                line.extend_from_slice(b",\"tls\":");
+                json_str(version.as_bytes(), line);
+                line.extend_from_slice(b",\"sni\":");
+                match sni {
+                    Some(n) => json_str(n.as_bytes(), line),
+                    None => line.extend_from_slice(b"null"),
+                }
+            }
+            None => line.extend_from_slice(b",\"tls\":null,\"sni\":null"),
+        }
     }
 
     /// Completes `line` with the outcome and queues it.
@@ -209,6 +225,7 @@ mod tests {
                 method: b"GET",
                 host: b"h",
                 target: b"/a\"b\\c\x01\xff",
+                tls: Some(("TLSv1.3", Some("a.example.com"))),
             },
             &mut line,
         );
@@ -239,5 +256,7 @@ mod tests {
         assert_eq!(lines[1]["service"], serde_json::Value::Null);
         assert_eq!(lines[1]["caller"], serde_json::Value::Null);
         assert_eq!(lines[0]["time"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(lines[0]["tls"], "TLSv1.3");
+        assert_eq!(lines[0]["sni"], "a.example.com");
     }
 }

@@ -104,6 +104,74 @@ pub struct Worker {
     small: RefCell<Vec<Vec<u8>>>,
     scratch: RefCell<Vec<RequestScratch>>,
     pub log: Log,
+    pub tls_failures: TlsFailures,
+}
+
+/// This worker's failed TLS handshakes: counted, and logged at most once a second.
+#[derive(Default)]
+pub struct TlsFailures {
+    /// Since the worker started.
+    pub total: Cell<u64>,
+    /// Since the last log line: no SNI or an unknown name, and any other failure.
+    unknown_name: Cell<u64>,
+    other: Cell<u64>,
+    last: RefCell<String>,
+    logged: Cell<Option<std::time::Instant>>,
+}
+
+/// The least time between two log lines about failed handshakes.
+pub const TLS_FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl TlsFailures {
+    pub fn failed(&self, worker: usize, e: &crate::tls::stream::HandshakeError) {
+        let c = if e.is_unknown_name() {
+            &self.unknown_name
+        } else {
+            &self.other
+        };
+        c.set(c.get() + 1);
+        self.total.set(self.total.get() + 1);
+        if self.last.borrow().is_empty() || self.due() {
+            let mut last = self.last.borrow_mut();
+            last.clear();
+            use std::fmt::Write;
+            let _ = write!(last, "{e}");
+        }
+        self.report(worker);
+    }
+
+    /// A handshake that did not finish within the header timeout.
+    pub fn failed_late(&self, worker: usize) {
+        self.other.set(self.other.get() + 1);
+        self.total.set(self.total.get() + 1);
+        if self.last.borrow().is_empty() {
+            *self.last.borrow_mut() = "handshake timeout".into();
+        }
+        self.report(worker);
+    }
+
+    fn due(&self) -> bool {
+        self.logged
+            .get()
+            .is_none_or(|t| t.elapsed() >= TLS_FAILURE_LOG_EVERY)
+    }
+
+    /// Logs the failures counted since the last line, if a second has passed since it.
+    pub fn report(&self, worker: usize) {
+        let (unknown, other) = (self.unknown_name.get(), self.other.get());
+        if unknown + other == 0 || !self.due() {
+            return;
+        }
+        eprintln!(
+            "ringway: worker {worker}: {} TLS handshake(s) failed: {unknown} with no or an unknown server name, {other} other; last: {}",
+            unknown + other,
+            self.last.borrow()
+        );
+        self.unknown_name.set(0);
+        self.other.set(0);
+        self.last.borrow_mut().clear();
+        self.logged.set(Some(std::time::Instant::now()));
+    }
 }
 
 impl Worker {
@@ -123,6 +191,7 @@ impl Worker {
             buffers: RefCell::new(Vec::new()),
             small: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
+            tls_failures: TlsFailures::default(),
         })
     }
 

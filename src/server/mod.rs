@@ -57,7 +57,17 @@ pub fn run(config: Config) -> Result<(), String> {
     for note in config.not_served_yet() {
         eprintln!("ringway: {note}");
     }
-    let (bound, per_worker) = listen::bind_all(&server.listen_http, workers)?;
+    let (bound, plain) = listen::bind_all(&server.listen_http, workers)?;
+    let (bound_https, https) = listen::bind_all(&server.listen_https, workers)?;
+    // Per worker: `(listener, https)`.
+    let per_worker: Vec<Vec<_>> = plain
+        .into_iter()
+        .zip(https)
+        .map(|(p, s)| {
+            let p = p.into_iter().map(|l| (l, false));
+            p.chain(s.into_iter().map(|l| (l, true))).collect()
+        })
+        .collect();
     let shared = Arc::new(Shared::new(config.clone()));
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
@@ -66,7 +76,7 @@ pub fn run(config: Config) -> Result<(), String> {
         let spec = WorkerSpec {
             index,
             cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
-            listeners: listeners.into_iter().map(|l| (l, false)).collect(),
+            listeners,
             shared: shared.clone(),
         };
         let (ready_tx, done_tx) = (ready_tx.clone(), done_tx.clone());
@@ -91,6 +101,9 @@ pub fn run(config: Config) -> Result<(), String> {
     eprintln!("ringway: {workers} worker(s), {driver} driver");
     for addr in &bound {
         eprintln!("ringway: listening http {addr}");
+    }
+    for addr in &bound_https {
+        eprintln!("ringway: listening https {addr}");
     }
 
     loop {

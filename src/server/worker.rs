@@ -20,6 +20,7 @@ use crate::http::reply::write_error;
 use crate::proxy::conn;
 use crate::proxy::io::write_all_until;
 use crate::runtime::{Shared, Worker};
+use crate::tls::stream::TlsStream;
 
 /// io_uring submission queue entries per worker.
 pub const URING_ENTRIES: u32 = 4096;
@@ -122,6 +123,7 @@ async fn housekeeping(worker: Rc<Worker>) {
     loop {
         monoio::time::sleep(STOP_POLL).await;
         worker.log.flush();
+        worker.tls_failures.report(worker.index);
         if worker.shared.stopping.load(Ordering::Acquire) {
             worker.drain.fire();
             return;
@@ -164,16 +166,46 @@ async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
         let max = worker.snapshot().config.server.max_connections;
         if worker.shared.connections.fetch_add(1, Ordering::AcqRel) >= max {
             worker.shared.connections.fetch_sub(1, Ordering::AcqRel);
-            monoio::spawn(refuse(stream, worker.clone()));
+            if !https {
+                monoio::spawn(refuse(stream, worker.clone()));
+            }
+            // On an HTTPS listener there is no plaintext answer to give: just close.
             continue;
         }
         worker.active.set(worker.active.get() + 1);
         let guard = Counted(worker.clone());
         monoio::spawn(async move {
             let worker = guard.0.clone();
-            conn::serve(stream, peer, https, worker).await;
+            if https {
+                serve_tls(stream, peer, worker).await;
+            } else {
+                conn::serve(stream, peer, false, worker).await;
+            }
             drop(guard);
         });
+    }
+}
+
+/// An HTTPS connection: the handshake within the header timeout, then the one connection
+/// pipeline over TLS. A failed or late handshake just ends the connection.
+async fn serve_tls(stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
+    let (config, timeout) = {
+        let snapshot = worker.snapshot();
+        (
+            snapshot.config.tls.clone(),
+            snapshot.config.server.header_timeout,
+        )
+    };
+    let Some(config) = config else { return };
+    let deadline = Instant::now() + timeout;
+    let handshake = monoio::select! {
+        _ = worker.drain.wait() => return,
+        r = monoio::time::timeout_at(deadline, TlsStream::accept(stream, config)) => r,
+    };
+    match handshake {
+        Ok(Ok(tls)) => conn::serve(tls, peer, true, worker).await,
+        Ok(Err(e)) => worker.tls_failures.failed(worker.index, &e),
+        Err(_) => worker.tls_failures.failed_late(worker.index),
     }
 }
 

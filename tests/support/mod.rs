@@ -66,6 +66,7 @@ pub fn unused_addr() -> SocketAddr {
 
 enum StderrEvent {
     Listening(SocketAddr),
+    ListeningHttps(SocketAddr),
     Closed,
 }
 
@@ -73,6 +74,7 @@ enum StderrEvent {
 pub struct Gateway {
     child: Option<Child>,
     addrs: Vec<SocketAddr>,
+    https_addrs: Vec<SocketAddr>,
     log: Arc<Mutex<String>>,
     events: mpsc::Receiver<StderrEvent>,
     pub config_path: PathBuf,
@@ -140,6 +142,12 @@ impl Gateway {
                     {
                         let _ = tx.send(StderrEvent::Listening(addr));
                     }
+                    if let Some(rest) = text.trim().strip_prefix("ringway: listening https ")
+                        && let Some(addr) =
+                            rest.split_whitespace().next().and_then(|a| a.parse().ok())
+                    {
+                        let _ = tx.send(StderrEvent::ListeningHttps(addr));
+                    }
                 }
                 let _ = tx.send(StderrEvent::Closed);
             });
@@ -147,6 +155,7 @@ impl Gateway {
         let mut g = Gateway {
             child: Some(child),
             addrs: Vec::new(),
+            https_addrs: Vec::new(),
             log,
             events,
             config_path,
@@ -154,6 +163,7 @@ impl Gateway {
         };
         match g.events.recv_timeout(START_TIMEOUT) {
             Ok(StderrEvent::Listening(a)) => g.addrs.push(a),
+            Ok(StderrEvent::ListeningHttps(a)) => g.https_addrs.push(a),
             Ok(StderrEvent::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = g.wait_exit(Duration::from_secs(5));
                 return Err(format!(
@@ -176,14 +186,36 @@ impl Gateway {
         self.addrs[0]
     }
 
-    /// Every listening line seen so far.
+    /// Every `listening http` line seen so far.
     pub fn addrs(&mut self) -> Vec<SocketAddr> {
         while let Ok(ev) = self.events.try_recv() {
-            if let StderrEvent::Listening(a) = ev {
-                self.addrs.push(a);
-            }
+            self.note(ev);
         }
         self.addrs.clone()
+    }
+
+    fn note(&mut self, ev: StderrEvent) {
+        match ev {
+            StderrEvent::Listening(a) => self.addrs.push(a),
+            StderrEvent::ListeningHttps(a) => self.https_addrs.push(a),
+            StderrEvent::Closed => {}
+        }
+    }
+
+    /// The first HTTPS listener's address, waiting (bounded) for its `listening https` line.
+    pub fn https_addr(&mut self) -> SocketAddr {
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        while self.https_addrs.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(StderrEvent::Closed) | Err(_) => panic!(
+                    "ringway printed no `ringway: listening https` line; stderr:\n{}",
+                    self.stderr()
+                ),
+                Ok(ev) => self.note(ev),
+            }
+        }
+        self.https_addrs[0]
     }
 
     pub fn pid(&self) -> u32 {

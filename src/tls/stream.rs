@@ -1,0 +1,459 @@
+//! A client connection over TLS: a rustls [`ServerConnection`] driven by hand over a monoio
+//! [`TcpStream`], with monoio's owned-buffer traits on top so that the connection pipeline
+//! ([`crate::proxy::conn`]) serves it unchanged.
+//!
+//! - Reads: TLS records are read from the socket into one reused buffer, fed to rustls
+//!   (`read_tls`, `process_new_packets`), and plaintext is copied once into the caller's
+//!   buffer (the decryption itself happens in rustls's own record buffer).
+//! - Writes: plaintext goes to rustls's `writer()`, which encrypts it into records, and the
+//!   records are written from one reused output buffer.
+//! - Cancellation: a dropped read or write future (ringway drops one on every timeout and
+//!   closes the connection after it) loses at most the buffer it held; the next op allocates
+//!   a new one. No state is left half-updated across an await.
+//! - Not `Split` (one rustls state serves both directions): a WebSocket tunnel takes the
+//!   stream apart with [`TlsStream::into_halves`] instead, two halves that share the rustls
+//!   state and never hold it across an await.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use monoio::BufResult;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+use rustls::{ServerConfig, ServerConnection};
+
+/// Ciphertext read from the socket at once.
+pub const TLS_READ_BYTES: usize = 8 * 1024;
+/// An output buffer larger than this is not kept after a write (an idle connection stays
+/// small).
+pub const TLS_KEEP_WRITE_BYTES: usize = 17 * 1024;
+
+pub struct TlsStream {
+    tcp: TcpStream,
+    conn: ServerConnection,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    /// Plaintext rustls holds for us.
+    avail: usize,
+    /// The peer sent close_notify.
+    closed: bool,
+}
+
+/// Why a handshake failed.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The TLS protocol failed (an alert was sent when rustls had one to send).
+    Tls(rustls::Error),
+    /// The socket failed or closed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeError::Tls(e) => write!(f, "{e}"),
+            HandshakeError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl HandshakeError {
+    /// The client named no server, or one no certificate covers.
+    pub fn is_unknown_name(&self) -> bool {
+        matches!(self, HandshakeError::Tls(rustls::Error::General(m)) if m.contains("no server certificate"))
+    }
+}
+
+/// A rustls error carried in an `io::Error`.
+fn tls_err(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl TlsStream {
+    /// Runs the server handshake (the caller bounds it with a deadline).
+    pub async fn accept(
+        tcp: TcpStream,
+        config: Arc<ServerConfig>,
+    ) -> Result<TlsStream, HandshakeError> {
+        let conn = ServerConnection::new(config).map_err(HandshakeError::Tls)?;
+        let mut s = TlsStream {
+            tcp,
+            conn,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            avail: 0,
+            closed: false,
+        };
+        while s.conn.is_handshaking() {
+            if s.conn.wants_write() {
+                s.flush_tls().await.map_err(HandshakeError::Io)?;
+            } else {
+                match s.fill().await {
+                    Ok(0) => {
+                        return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+                        return Err(match inner {
+                            Some(t) => HandshakeError::Tls(t.clone()),
+                            None => HandshakeError::Io(e),
+                        });
+                    }
+                }
+            }
+        }
+        s.flush_tls().await.map_err(HandshakeError::Io)?;
+        Ok(s)
+    }
+
+    /// The negotiated protocol version (`TLSv1.3`).
+    pub fn version(&self) -> &'static str {
+        match self.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        }
+    }
+
+    /// The client's SNI name.
+    pub fn server_name(&self) -> Option<&str> {
+        self.conn.server_name()
+    }
+
+    /// Sends `close_notify` (best effort, before `deadline`).
+    pub async fn close_notify(&mut self, deadline: monoio::time::Instant) {
+        self.conn.send_close_notify();
+        let _ = monoio::time::timeout_at(deadline, self.flush_tls()).await;
+    }
+
+    /// Writes every TLS record rustls has queued.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            let mut out = std::mem::take(&mut self.wbuf);
+            out.clear();
+            self.conn.write_tls(&mut out)?;
+            let mut at = 0;
+            while at < out.len() {
+                let (r, slice) = self.tcp.write(out.slice(at..)).await;
+                out = slice.into_inner();
+                match r {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => at += n,
+                    Err(e) => return Err(e),
+                }
+            }
+            if out.capacity() <= TLS_KEEP_WRITE_BYTES {
+                out.clear();
+                self.wbuf = out;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads TLS records from the socket and processes them; 0 at the end of the stream.
+    async fn fill(&mut self) -> io::Result<usize> {
+        let mut inb = std::mem::take(&mut self.rbuf);
+        inb.clear();
+        if inb.capacity() < TLS_READ_BYTES {
+            inb.reserve_exact(TLS_READ_BYTES);
+        }
+        let (r, b) = self.tcp.read(inb).await;
+        inb = b;
+        let n = r?;
+        let mut rest = &inb[..n];
+        let mut result = Ok(n);
+        while !rest.is_empty() {
+            if let Err(e) = self.conn.read_tls(&mut rest) {
+                result = Err(e);
+                break;
+            }
+            match self.conn.process_new_packets() {
+                Ok(state) => {
+                    self.avail = state.plaintext_bytes_to_read();
+                    self.closed = state.peer_has_closed();
+                }
+                Err(e) => {
+                    // The alert rustls queued goes out before the connection closes.
+                    let _ = self.flush_tls().await;
+                    result = Err(tls_err(e));
+                    break;
+                }
+            }
+        }
+        self.rbuf = inb;
+        result
+    }
+
+    async fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
+        loop {
+            if self.avail > 0 && cap > 0 {
+                let n = self.avail.min(cap);
+                // SAFETY: `dst` is valid for `cap` bytes of writing (the caller's IoBufMut);
+                // the bytes are zeroed before a slice is made of them.
+                let out = unsafe {
+                    dst.write_bytes(0, n);
+                    std::slice::from_raw_parts_mut(dst, n)
+                };
+                let got = self.conn.reader().read(out)?;
+                self.avail -= got;
+                return Ok(got);
+            }
+            if self.closed || cap == 0 {
+                return Ok(0);
+            }
+            if self.conn.wants_write() {
+                self.flush_tls().await?;
+            }
+            if self.fill().await? == 0 {
+                return Ok(0);
+            }
+        }
+    }
+
+    async fn write_plain(&mut self, src: &[u8]) -> io::Result<usize> {
+        let n = self.conn.writer().write(src)?;
+        self.flush_tls().await?;
+        Ok(n)
+    }
+}
+
+impl AsyncReadRent for TlsStream {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        let (ptr, cap) = (buf.write_ptr(), buf.bytes_total());
+        match self.read_plain(ptr, cap).await {
+            Ok(n) => {
+                // SAFETY: `n` bytes were written at the start of the buffer.
+                unsafe { buf.set_init(n) };
+                (Ok(n), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer points into `buf`, which outlives this call.
+        let Some(mut raw) = (unsafe { RawBuf::new_from_iovec_mut(&mut buf) }) else {
+            return (Ok(0), buf);
+        };
+        match self.read_plain(raw.write_ptr(), raw.bytes_total()).await {
+            Ok(n) => {
+                // SAFETY: `n` bytes were written into the first buffer.
+                unsafe { buf.set_init(n) };
+                (Ok(n), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+}
+
+impl AsyncWriteRent for TlsStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the IoBuf's initialised bytes.
+        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let r = self.write_plain(src).await;
+        (r, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer points into `buf`, which outlives this call.
+        let Some(raw) = (unsafe { RawBuf::new_from_iovec(&buf) }) else {
+            return (Ok(0), buf);
+        };
+        // SAFETY: the first buffer's initialised bytes.
+        let src = unsafe { std::slice::from_raw_parts(raw.read_ptr(), raw.bytes_init()) };
+        let r = self.write_plain(src).await;
+        (r, buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls().await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush_tls().await?;
+        self.tcp.shutdown().await
+    }
+}
+
+/// The client-to-server half of a TLS stream in a WebSocket tunnel. The two halves share the
+/// rustls state through an `Rc<RefCell<..>>` borrowed only between awaits, never across
+/// one; each owns its half of the socket and its buffer. Records the read half makes rustls
+/// queue (an alert, a key update) go out with the write half's next write.
+pub struct TlsReadHalf {
+    tcp: OwnedReadHalf<TcpStream>,
+    conn: Rc<RefCell<ServerConnection>>,
+    rbuf: Vec<u8>,
+    avail: usize,
+    closed: bool,
+}
+
+/// The server-to-client half of a TLS stream in a WebSocket tunnel.
+pub struct TlsWriteHalf {
+    tcp: OwnedWriteHalf<TcpStream>,
+    conn: Rc<RefCell<ServerConnection>>,
+    wbuf: Vec<u8>,
+}
+
+impl TlsStream {
+    /// The stream as two halves that can be used at once (a WebSocket tunnel).
+    pub fn into_halves(self) -> (TlsReadHalf, TlsWriteHalf) {
+        let conn = Rc::new(RefCell::new(self.conn));
+        let (r, w) = self.tcp.into_split();
+        (
+            TlsReadHalf {
+                tcp: r,
+                conn: conn.clone(),
+                rbuf: self.rbuf,
+                avail: self.avail,
+                closed: self.closed,
+            },
+            TlsWriteHalf {
+                tcp: w,
+                conn,
+                wbuf: self.wbuf,
+            },
+        )
+    }
+}
+
+impl TlsReadHalf {
+    async fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
+        loop {
+            if self.avail > 0 && cap > 0 {
+                let n = self.avail.min(cap);
+                // SAFETY: as in `TlsStream::read_plain`.
+                let out = unsafe {
+                    dst.write_bytes(0, n);
+                    std::slice::from_raw_parts_mut(dst, n)
+                };
+                let got = self.conn.borrow_mut().reader().read(out)?;
+                self.avail -= got;
+                return Ok(got);
+            }
+            if self.closed || cap == 0 {
+                return Ok(0);
+            }
+            let mut inb = std::mem::take(&mut self.rbuf);
+            inb.clear();
+            if inb.capacity() < TLS_READ_BYTES {
+                inb.reserve_exact(TLS_READ_BYTES);
+            }
+            let (r, b) = self.tcp.read(inb).await;
+            inb = b;
+            let n = r?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut rest = &inb[..n];
+            while !rest.is_empty() {
+                let mut conn = self.conn.borrow_mut();
+                conn.read_tls(&mut rest)?;
+                let state = conn.process_new_packets().map_err(tls_err)?;
+                self.avail = state.plaintext_bytes_to_read();
+                self.closed = state.peer_has_closed();
+            }
+            self.rbuf = inb;
+        }
+    }
+}
+
+impl TlsWriteHalf {
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        loop {
+            let mut out = std::mem::take(&mut self.wbuf);
+            out.clear();
+            {
+                let mut conn = self.conn.borrow_mut();
+                if !conn.wants_write() {
+                    self.wbuf = out;
+                    return Ok(());
+                }
+                conn.write_tls(&mut out)?;
+            }
+            let mut at = 0;
+            while at < out.len() {
+                let (r, slice) = self.tcp.write(out.slice(at..)).await;
+                out = slice.into_inner();
+                match r {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => at += n,
+                    Err(e) => return Err(e),
+                }
+            }
+            if out.capacity() <= TLS_KEEP_WRITE_BYTES {
+                self.wbuf = out;
+            }
+        }
+    }
+
+    async fn write_plain(&mut self, src: &[u8]) -> io::Result<usize> {
+        let n = self.conn.borrow_mut().writer().write(src)?;
+        self.flush_tls().await?;
+        Ok(n)
+    }
+}
+
+impl AsyncReadRent for TlsReadHalf {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        let (ptr, cap) = (buf.write_ptr(), buf.bytes_total());
+        match self.read_plain(ptr, cap).await {
+            Ok(n) => {
+                // SAFETY: `n` bytes were written at the start of the buffer.
+                unsafe { buf.set_init(n) };
+                (Ok(n), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer points into `buf`, which outlives this call.
+        let Some(mut raw) = (unsafe { RawBuf::new_from_iovec_mut(&mut buf) }) else {
+            return (Ok(0), buf);
+        };
+        match self.read_plain(raw.write_ptr(), raw.bytes_total()).await {
+            Ok(n) => {
+                // SAFETY: `n` bytes were written into the first buffer.
+                unsafe { buf.set_init(n) };
+                (Ok(n), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+}
+
+impl AsyncWriteRent for TlsWriteHalf {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the IoBuf's initialised bytes.
+        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let r = self.write_plain(src).await;
+        (r, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer points into `buf`, which outlives this call.
+        let Some(raw) = (unsafe { RawBuf::new_from_iovec(&buf) }) else {
+            return (Ok(0), buf);
+        };
+        // SAFETY: the first buffer's initialised bytes.
+        let src = unsafe { std::slice::from_raw_parts(raw.read_ptr(), raw.bytes_init()) };
+        let r = self.write_plain(src).await;
+        (r, buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls().await
+    }
+
+    /// Half-close: `close_notify`, then the socket's FIN; the read half may still read.
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.conn.borrow_mut().send_close_notify();
+        self.flush_tls().await?;
+        self.tcp.shutdown().await
+    }
+}
