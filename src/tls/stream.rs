@@ -221,53 +221,64 @@ impl TlsStream {
     }
 }
 
-impl AsyncReadRent for TlsStream {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let (ptr, cap) = (buf.write_ptr(), buf.bytes_total());
-        match self.read_plain(ptr, cap).await {
-            Ok(n) => {
-                // SAFETY: `n` bytes were written at the start of the buffer.
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
+/// The rent traits' read side and `write`/`writev`, over a type's `read_plain` and
+/// `write_plain` (the whole stream and its halves share them).
+macro_rules! plain_rent_io {
+    (read $t:ty) => {
+        impl AsyncReadRent for $t {
+            async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+                let (ptr, cap) = (buf.write_ptr(), buf.bytes_total());
+                match self.read_plain(ptr, cap).await {
+                    Ok(n) => {
+                        // SAFETY: `n` bytes were written at the start of the buffer.
+                        unsafe { buf.set_init(n) };
+                        (Ok(n), buf)
+                    }
+                    Err(e) => (Err(e), buf),
+                }
             }
-            Err(e) => (Err(e), buf),
-        }
-    }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives this call.
-        let Some(mut raw) = (unsafe { RawBuf::new_from_iovec_mut(&mut buf) }) else {
-            return (Ok(0), buf);
-        };
-        match self.read_plain(raw.write_ptr(), raw.bytes_total()).await {
-            Ok(n) => {
-                // SAFETY: `n` bytes were written into the first buffer.
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
+            async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+                // SAFETY: the raw buffer points into `buf`, which outlives this call.
+                let Some(mut raw) = (unsafe { RawBuf::new_from_iovec_mut(&mut buf) }) else {
+                    return (Ok(0), buf);
+                };
+                match self.read_plain(raw.write_ptr(), raw.bytes_total()).await {
+                    Ok(n) => {
+                        // SAFETY: `n` bytes were written into the first buffer.
+                        unsafe { buf.set_init(n) };
+                        (Ok(n), buf)
+                    }
+                    Err(e) => (Err(e), buf),
+                }
             }
-            Err(e) => (Err(e), buf),
         }
-    }
+    };
+    (write) => {
+        async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+            // SAFETY: the IoBuf's initialised bytes.
+            let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+            let r = self.write_plain(src).await;
+            (r, buf)
+        }
+
+        async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+            // SAFETY: the raw buffer points into `buf`, which outlives this call.
+            let Some(raw) = (unsafe { RawBuf::new_from_iovec(&buf) }) else {
+                return (Ok(0), buf);
+            };
+            // SAFETY: the first buffer's initialised bytes.
+            let src = unsafe { std::slice::from_raw_parts(raw.read_ptr(), raw.bytes_init()) };
+            let r = self.write_plain(src).await;
+            (r, buf)
+        }
+    };
 }
 
-impl AsyncWriteRent for TlsStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the IoBuf's initialised bytes.
-        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let r = self.write_plain(src).await;
-        (r, buf)
-    }
+plain_rent_io!(read TlsStream);
 
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives this call.
-        let Some(raw) = (unsafe { RawBuf::new_from_iovec(&buf) }) else {
-            return (Ok(0), buf);
-        };
-        // SAFETY: the first buffer's initialised bytes.
-        let src = unsafe { std::slice::from_raw_parts(raw.read_ptr(), raw.bytes_init()) };
-        let r = self.write_plain(src).await;
-        (r, buf)
-    }
+impl AsyncWriteRent for TlsStream {
+    plain_rent_io!(write);
 
     async fn flush(&mut self) -> io::Result<()> {
         self.flush_tls().await
@@ -398,53 +409,10 @@ impl TlsWriteHalf {
     }
 }
 
-impl AsyncReadRent for TlsReadHalf {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let (ptr, cap) = (buf.write_ptr(), buf.bytes_total());
-        match self.read_plain(ptr, cap).await {
-            Ok(n) => {
-                // SAFETY: `n` bytes were written at the start of the buffer.
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
-            }
-            Err(e) => (Err(e), buf),
-        }
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives this call.
-        let Some(mut raw) = (unsafe { RawBuf::new_from_iovec_mut(&mut buf) }) else {
-            return (Ok(0), buf);
-        };
-        match self.read_plain(raw.write_ptr(), raw.bytes_total()).await {
-            Ok(n) => {
-                // SAFETY: `n` bytes were written into the first buffer.
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
-            }
-            Err(e) => (Err(e), buf),
-        }
-    }
-}
+plain_rent_io!(read TlsReadHalf);
 
 impl AsyncWriteRent for TlsWriteHalf {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the IoBuf's initialised bytes.
-        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let r = self.write_plain(src).await;
-        (r, buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives this call.
-        let Some(raw) = (unsafe { RawBuf::new_from_iovec(&buf) }) else {
-            return (Ok(0), buf);
-        };
-        // SAFETY: the first buffer's initialised bytes.
-        let src = unsafe { std::slice::from_raw_parts(raw.read_ptr(), raw.bytes_init()) };
-        let r = self.write_plain(src).await;
-        (r, buf)
-    }
+    plain_rent_io!(write);
 
     async fn flush(&mut self) -> io::Result<()> {
         self.flush_tls().await
