@@ -23,7 +23,7 @@ use crate::auth::hmac::{self, HmacError, SignedRequest};
 use crate::auth::jwt::{self, TOKEN_CACHE_CAPACITY, TokenCache};
 use crate::config::{Api, Auth, Config, TokenLocation};
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::head::RequestHead;
+use crate::http::head::{RequestHead, header_values};
 
 /// Who the caller proved to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,11 +127,7 @@ struct HeadView<'r> {
 
 impl SignedRequest for HeadView<'_> {
     fn header_values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
-        self.head
-            .headers
-            .iter()
-            .filter(move |(n, _)| n.get(self.buf).eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.get(self.buf))
+        header_values(&self.head.headers, self.buf, name.as_bytes())
     }
 
     fn request_line(&self) -> &[u8] {
@@ -145,11 +141,7 @@ impl SignedRequest for HeadView<'_> {
 }
 
 fn header<'r>(req: &Inbound<'r>, name: &[u8]) -> Option<&'r [u8]> {
-    req.head
-        .headers
-        .iter()
-        .find(|(n, _)| n.get(req.buf).eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.get(req.buf))
+    header_values(&req.head.headers, req.buf, name).next()
 }
 
 /// Checks the request against the API's auth; `Ok` carries the permit to forward it.
@@ -220,12 +212,8 @@ fn oauth2<'c>(
     };
     let token = match o.token_location {
         TokenLocation::Header => header(req, b"authorization").and_then(jwt::bearer),
-        TokenLocation::Cookie => req
-            .head
-            .headers
-            .iter()
-            .filter(|(n, _)| n.get(req.buf).eq_ignore_ascii_case(b"cookie"))
-            .find_map(|(_, v)| jwt::cookie(v.get(req.buf), &o.token_name)),
+        TokenLocation::Cookie => header_values(&req.head.headers, req.buf, b"cookie")
+            .find_map(|v| jwt::cookie(v, &o.token_name)),
         TokenLocation::Query => {
             query.and_then(|q| super::query::first(q, &o.token_name).map(str::as_bytes))
         }

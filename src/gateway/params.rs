@@ -36,7 +36,7 @@ use std::ops::Range;
 
 use crate::config::{DataType, Location, Param};
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::head::RequestHead;
+use crate::http::head::{RequestHead, header_values};
 use crate::router::Captures;
 
 use super::query;
@@ -212,18 +212,12 @@ fn lookup<'s>(
 ) -> Result<Option<&'s str>, GatewayError> {
     match p.location {
         Location::Header => {
-            let name = p.name.as_bytes();
-            let Some((_, value)) = input
-                .head
-                .headers
-                .iter()
-                .find(|(n, _)| n.get(input.buf).eq_ignore_ascii_case(name))
+            let Some(value) =
+                header_values(&input.head.headers, input.buf, p.name.as_bytes()).next()
             else {
                 return Ok(None);
             };
-            std::str::from_utf8(value.get(input.buf))
-                .map(Some)
-                .map_err(|_| invalid(p))
+            std::str::from_utf8(value).map(Some).map_err(|_| invalid(p))
         }
         Location::Query => match input.query.and_then(|q| query::first(q, &p.name)) {
             None => Ok(None),

@@ -41,6 +41,19 @@ impl Span {
     }
 }
 
+/// The values of every header named `name` (ASCII case-insensitive), in order; `headers`
+/// are `(name, value)` spans into `buf`, as request and response heads keep them.
+pub fn header_values<'b, 'n>(
+    headers: &'b [(Span, Span)],
+    buf: &'b [u8],
+    name: &'n [u8],
+) -> impl Iterator<Item = &'b [u8]> + use<'b, 'n> {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.get(buf).eq_ignore_ascii_case(name))
+        .map(move |(_, v)| v.get(buf))
+}
+
 /// How the request body is delimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BodyFraming {

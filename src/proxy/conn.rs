@@ -248,7 +248,7 @@ impl<S: Stream> Conn<S> {
             target: self.head.target.get(&self.buf),
             tls: self.io.tls_info(),
         };
-        let mut req = Request::begin(&self.worker, Some(start));
+        let mut req = Request::begin(&self.worker, start);
         match self.serve_request(&mut req).await {
             Step::Answered(persist) => {
                 req.finish();
@@ -269,7 +269,7 @@ impl<S: Stream> Conn<S> {
             target: b"",
             tls: self.io.tls_info(),
         };
-        let mut req = Request::begin(&self.worker, Some(start));
+        let mut req = Request::begin(&self.worker, start);
         self.answer(&mut req, &Local::Error(e), false, Persist::Close, None)
             .await;
         req.finish();
@@ -360,11 +360,7 @@ impl<S: Stream> Conn<S> {
         let closes = matches!(local, Local::Error(e) if e.closes_connection());
         let persist = persist.close_if(consumed.is_none() || closes);
         let close = persist.closes();
-        let extra: &[u8] = if req.cors() {
-            cors::RESPONSE_HEADERS
-        } else {
-            b""
-        };
+        let extra = req.extra_headers();
         let out = &mut req.s.out;
         out.clear();
         req.status = match local {

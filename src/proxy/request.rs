@@ -9,7 +9,7 @@
 use std::rc::Rc;
 
 use crate::error::GatewayError;
-use crate::gateway::Matched;
+use crate::gateway::{Matched, cors};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{BodyFraming, RequestHead};
 use crate::runtime::access_log::Start;
@@ -106,12 +106,10 @@ pub struct Request {
 
 impl Request {
     /// A new request: a fresh id and, if the access log is on, the line's request half.
-    pub fn begin(worker: &Rc<Worker>, start: Option<Start<'_>>) -> Request {
+    pub fn begin(worker: &Rc<Worker>, start: Start<'_>) -> Request {
         let mut s = worker.take_scratch();
         worker.ids.borrow_mut().next_into(&mut s.request_id);
-        if let Some(start) = start
-            && worker.log.enabled()
-        {
+        if worker.log.enabled() {
             crate::runtime::access_log::Log::start(
                 &Start {
                     request_id: &s.request_id,
@@ -149,9 +147,14 @@ impl Request {
         );
     }
 
-    /// Whether the answer gets the CORS headers.
-    pub fn cors(&self) -> bool {
-        self.matched.is_some_and(|m| m.cors)
+    /// Header lines every answer to this request carries besides the gateway's own: the
+    /// CORS headers for an API with `cors = true`.
+    pub fn extra_headers(&self) -> &'static [u8] {
+        if self.matched.is_some_and(|m| m.cors) {
+            cors::RESPONSE_HEADERS
+        } else {
+            b""
+        }
     }
 }
 

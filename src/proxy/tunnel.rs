@@ -56,50 +56,38 @@ where
     let (mut up_read, mut up_write) = up.into_split();
     let last = Cell::new(Instant::now());
     let stop = Drain::default();
-    let up_buf = req.worker.take_buffer();
-    let down_buf = req.worker.take_buffer();
-    let (up_bytes, down_bytes) = monoio::join!(
-        copy(
-            &mut client_read,
-            &mut up_write,
-            pending,
-            up_buf,
-            &last,
-            &stop,
-            idle
-        ),
+    let (client_to_backend, backend_to_client) = monoio::join!(
+        copy(&mut client_read, &mut up_write, pending, &last, &stop, idle),
         copy(
             &mut up_read,
             &mut client_write,
             Vec::new(),
-            down_buf,
             &last,
             &stop,
             idle
         ),
     );
     let relayed = Relayed {
-        client_to_backend: up_bytes.0,
-        backend_to_client: down_bytes.0,
+        client_to_backend,
+        backend_to_client,
     };
-    req.worker.put_buffer(up_bytes.1);
-    req.worker.put_buffer(down_bytes.1);
     req.tunnel = Some((relayed.client_to_backend, relayed.backend_to_client));
     req.finish();
     relayed
 }
 
 /// One direction: copies until the source ends (then passes the FIN on), fails, or the
-/// tunnel is idle or stopped. Returns the bytes copied and the buffer.
+/// tunnel is idle or stopped. Returns the bytes copied. Each direction has its own
+/// [`TUNNEL_BUFFER_BYTES`] buffer for the tunnel's life (not a pooled relay buffer, which is
+/// four times larger: a long-lived idle tunnel should stay small).
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     dst: &mut W,
     mut pending: Vec<u8>,
-    mut buf: Vec<u8>,
     last: &Cell<Instant>,
     stop: &Drain,
     idle: Duration,
-) -> (u64, Vec<u8>) {
+) -> u64 {
     let mut copied = 0u64;
     if !pending.is_empty() {
         let len = pending.len();
@@ -108,18 +96,15 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             .is_err()
         {
             stop.fire();
-            return (copied, buf);
+            return copied;
         }
         copied += len as u64;
     }
-    buf.clear();
-    if buf.capacity() < TUNNEL_BUFFER_BYTES {
-        buf.reserve(TUNNEL_BUFFER_BYTES);
-    }
+    let mut buf = Vec::with_capacity(TUNNEL_BUFFER_BYTES);
     loop {
         let deadline = last.get() + idle;
         let read = monoio::select! {
-            _ = stop.wait() => return (copied, buf),
+            _ = stop.wait() => return copied,
             r = read_until(src, &mut buf, deadline) => r,
         };
         match read {
@@ -128,7 +113,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
                 let written = write_until(dst, &mut buf, 0, n, Instant::now() + idle).await;
                 if written.is_err() {
                     stop.fire();
-                    return (copied, buf);
+                    return copied;
                 }
                 copied += n as u64;
                 buf.clear();
@@ -136,16 +121,16 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             Read::Eof => {
                 // Half-close: the other side sees our peer's FIN and may still answer.
                 let _ = dst.shutdown().await;
-                return (copied, buf);
+                return copied;
             }
             Read::Timeout if last.get() + idle > Instant::now() => {}
             Read::Timeout | Read::Failed(_) => {
                 stop.fire();
-                return (copied, buf);
+                return copied;
             }
         }
         if buf.capacity() < TUNNEL_BUFFER_BYTES {
-            // A read cut short by the stop signal keeps its buffer; never run dry.
+            // A read that timed out keeps its buffer (see `io`); never run dry.
             buf.reserve(TUNNEL_BUFFER_BYTES);
         }
     }

@@ -10,14 +10,14 @@ use monoio::time::Instant;
 
 use super::body::{RelayError, Remaining, relay};
 use super::conn::{Conn, Stream};
-use super::io::{Read, read_until, write_all_until, write_until};
+use super::io::{Read, WriteFailed, read_until, write_all_until, write_until};
 use super::request::{Body, Persist, Request};
 use crate::config::{Server, Upstream};
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::Forward;
-use crate::gateway::cors;
 use crate::gateway::forward::{ForwardContext, Plan, write_upstream_head};
 use crate::http::chunked::ChunkedScanner;
+use crate::http::head::header_values;
 use crate::http::response::{
     ClientConnection, Progress, ResponseFraming, ResponseHead, parse_response_head,
     write_client_head,
@@ -52,6 +52,15 @@ struct UpConn {
 
 fn broke(why: &str) -> GatewayError {
     GatewayError::new(ErrorKind::BadGateway(why.to_string()))
+}
+
+/// A failed write of the upstream request: 504 when it timed out, else 502 `why`.
+fn send_failed(f: &WriteFailed, why: &str) -> GatewayError {
+    if f.timed_out {
+        GatewayError::new(ErrorKind::GatewayTimeout)
+    } else {
+        broke(why)
+    }
 }
 
 fn idempotent(method: &[u8]) -> bool {
@@ -162,11 +171,10 @@ impl<'a> Exchange<'a> {
                     fresh = true;
                     continue;
                 }
-                break Err(if f.timed_out {
-                    GatewayError::new(ErrorKind::GatewayTimeout)
-                } else {
-                    broke("backend connection broke while sending the request")
-                });
+                break Err(send_failed(
+                    &f,
+                    "backend connection broke while sending the request",
+                ));
             }
             if let Some(rest) = rest.take() {
                 let mut big = worker.take_buffer();
@@ -322,13 +330,13 @@ impl Exchange<'_> {
         if let Err(f) =
             write_until(&mut up.stream, &mut req.s.upstream_head, 0, len, deadline).await
         {
-            return failed(if f.timed_out {
-                GatewayError::new(ErrorKind::GatewayTimeout)
-            } else {
-                broke("backend connection broke while sending the handshake")
-            });
+            return failed(send_failed(
+                &f,
+                "backend connection broke while sending the handshake",
+            ));
         }
         let mut ubuf = worker.take_buffer();
+        let extra = req.extra_headers();
         let response = &mut req.s.response;
         if let Err(e) =
             read_response_head(&mut up.stream, &mut ubuf, false, response, deadline).await
@@ -354,22 +362,11 @@ impl Exchange<'_> {
             }
             return Upgrade::Done(outcome);
         }
-        let key = client
-            .head
-            .headers
-            .iter()
-            .find(|(n, _)| {
-                n.get(&client.buf)
-                    .eq_ignore_ascii_case(b"sec-websocket-key")
-            })
-            .map(|(_, v)| v.get(&client.buf))
+        let key = header_values(&client.head.headers, &client.buf, b"sec-websocket-key")
+            .next()
             .unwrap_or_default();
         let expected = websocket_accept(key);
-        let accept = response
-            .headers
-            .iter()
-            .find(|(n, _)| n.get(&ubuf).eq_ignore_ascii_case(b"sec-websocket-accept"))
-            .map(|(_, v)| v.get(&ubuf));
+        let accept = header_values(&response.headers, &ubuf, b"sec-websocket-accept").next();
         if response.framing != ResponseFraming::Upgrade || accept != Some(expected.as_bytes()) {
             worker.put_buffer(ubuf);
             return failed(broke(
@@ -378,11 +375,6 @@ impl Exchange<'_> {
         }
         req.status = 101;
         req.s.out.clear();
-        let extra: &[u8] = if req.matched.is_some_and(|m| m.cors) {
-            cors::RESPONSE_HEADERS
-        } else {
-            b""
-        };
         write_client_head(
             &ubuf,
             response,
@@ -427,6 +419,7 @@ impl Relay<'_> {
             error,
             consumed: None,
         };
+        let extra = req.extra_headers();
         let response: &mut ResponseHead = &mut req.s.response;
         // 1xx interim answers (not 101) go to the client as they are.
         while (100..200).contains(&response.status) && response.status != 101 {
@@ -482,11 +475,6 @@ impl Relay<'_> {
         };
         req.status = response.status;
         req.s.out.clear();
-        let extra: &[u8] = if req.matched.is_some_and(|m| m.cors) {
-            cors::RESPONSE_HEADERS
-        } else {
-            b""
-        };
         write_client_head(
             ubuf,
             response,

@@ -32,9 +32,11 @@ use pool::UpstreamPool;
 pub const RELAY_BUFFER_BYTES: usize = 64 * 1024;
 /// Buffers of each kind kept for reuse per worker.
 pub const MAX_POOLED_BUFFERS: usize = 256;
-/// Head-sized output buffers (upstream request heads, client response heads).
+/// Head-sized output buffers (upstream request heads, client response heads): a request's
+/// scratch starts at this size and goes back to it when it grew past the limit below.
 pub const SMALL_BUFFER_BYTES: usize = 4096;
-/// Larger output buffers (a buffered body came with the head) are not kept.
+/// A request's output buffers past this size (a buffered body came with the head) are
+/// not kept.
 pub const MAX_SMALL_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What the workers share: the configuration swap point, the stop flag and the process-wide
@@ -101,7 +103,6 @@ pub struct Worker {
     /// Client connections being served by this worker.
     pub active: Cell<usize>,
     buffers: RefCell<Vec<Vec<u8>>>,
-    small: RefCell<Vec<Vec<u8>>>,
     scratch: RefCell<Vec<RequestScratch>>,
     pub log: Log,
     pub tls_failures: TlsFailures,
@@ -189,7 +190,6 @@ impl Worker {
             drain: Drain::default(),
             active: Cell::new(0),
             buffers: RefCell::new(Vec::new()),
-            small: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
             tls_failures: TlsFailures::default(),
         })
@@ -217,22 +217,6 @@ impl Worker {
     pub fn put_buffer(&self, mut buf: Vec<u8>) {
         let mut pool = self.buffers.borrow_mut();
         if buf.capacity() >= RELAY_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
-            buf.clear();
-            pool.push(buf);
-        }
-    }
-
-    /// An empty head-sized output buffer.
-    pub fn take_small(&self) -> Vec<u8> {
-        self.small
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(SMALL_BUFFER_BYTES))
-    }
-
-    pub fn put_small(&self, mut buf: Vec<u8>) {
-        let mut pool = self.small.borrow_mut();
-        if buf.capacity() <= MAX_SMALL_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
             buf.clear();
             pool.push(buf);
         }
