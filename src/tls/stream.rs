@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
 use monoio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 
@@ -136,16 +138,9 @@ impl TlsStream {
             let mut out = std::mem::take(&mut self.wbuf);
             out.clear();
             self.conn.write_tls(&mut out)?;
-            let mut at = 0;
-            while at < out.len() {
-                let (r, slice) = self.tcp.write(out.slice(at..)).await;
-                out = slice.into_inner();
-                match r {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => at += n,
-                    Err(e) => return Err(e),
-                }
-            }
+            let (r, written) = self.tcp.write_all(out).await;
+            out = written;
+            r?;
             if out.capacity() <= TLS_KEEP_WRITE_BYTES {
                 out.clear();
                 self.wbuf = out;
@@ -386,16 +381,9 @@ impl TlsWriteHalf {
                 }
                 conn.write_tls(&mut out)?;
             }
-            let mut at = 0;
-            while at < out.len() {
-                let (r, slice) = self.tcp.write(out.slice(at..)).await;
-                out = slice.into_inner();
-                match r {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => at += n,
-                    Err(e) => return Err(e),
-                }
-            }
+            let (r, written) = self.tcp.write_all(out).await;
+            out = written;
+            r?;
             if out.capacity() <= TLS_KEEP_WRITE_BYTES {
                 self.wbuf = out;
             }
