@@ -6,90 +6,14 @@ mod support;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use support::pki::Pki;
 use support::*;
-
-/// Test certificates in a temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_der: rustls::pki_types::CertificateDer<'static>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-        let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "ringway test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        for (name, host) in [("api", "api.example.test"), ("wild", "*.wild.test")] {
-            let key = KeyPair::generate().unwrap();
-            let params = CertificateParams::new(vec![host.to_string()]).unwrap();
-            let cert = params.signed_by(&key, &ca).unwrap();
-            std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
-            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        }
-        Pki {
-            ca_der: ca.der().clone(),
-            dir,
-        }
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-
-    fn ca_file(&self) -> String {
-        self.path("ca.pem").display().to_string()
-    }
-
-    fn certificates_section(&self) -> String {
-        let mut s = String::new();
-        for (name, host) in [("api", "api.example.test"), ("wild", "*.wild.test")] {
-            s.push_str(&format!(
-                "[[certificates]]\nhosts = [\"{host}\"]\ncert = \"{}\"\nkey = \"{}\"\n\n",
-                self.path(&format!("{name}.crt")).display(),
-                self.path(&format!("{name}.key")).display()
-            ));
-        }
-        s
-    }
-
-    /// A rustls client trusting the test CA; `versions` empty: rustls's defaults.
-    fn client(
-        &self,
-        versions: &[&'static rustls::SupportedProtocolVersion],
-        alpn: &[&[u8]],
-        sni: bool,
-    ) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca_der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider);
-        let builder = if versions.is_empty() {
-            builder.with_safe_default_protocol_versions()
-        } else {
-            builder.with_protocol_versions(versions)
-        };
-        let mut cfg = builder
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        cfg.enable_sni = sni;
-        Arc::new(cfg)
-    }
-}
 
 fn mock_api(name: &str, body: &str) -> String {
     format!(

@@ -466,6 +466,8 @@ fn parse_upstream_url(url: &str) -> Result<(Scheme, SocketAddr, IpAddr), String>
 }
 
 fn build_upstreams(cx: &mut Ctx, ups: &[FileUpstream]) -> Vec<Upstream> {
+    // Read from the OS store once per load, when an upstream needs them.
+    let mut system_roots = None;
     let mut out: Vec<Upstream> = Vec::new();
     for (i, u) in ups.iter().enumerate() {
         let k = format!("upstreams[{i}]");
@@ -502,20 +504,11 @@ fn build_upstreams(cx: &mut Ctx, ups: &[FileUpstream]) -> Vec<Upstream> {
                 cx.err(key(&k, field), "only applies to https:// upstreams");
             }
         }
-        let tls = (scheme == Scheme::Https).then(|| {
-            let server_name = match &u.tls_server_name {
-                Some(n) => n.clone(),
-                None => parsed.map(|p| p.2.to_string()).unwrap_or_default(),
-            };
-            if ServerName::try_from(server_name.clone()).is_err() {
-                cx.err(
-                    key(&k, "tls_server_name"),
-                    format!("\"{server_name}\" is not a DNS name or IP address"),
-                );
-            }
-            let ca = u.ca.as_ref().map(|f| read_certs(cx, &key(&k, "ca"), f));
-            UpstreamTls { server_name, ca }
-        });
+        let tls = if scheme == Scheme::Https {
+            upstream_tls(cx, &k, u, &mut system_roots)
+        } else {
+            None
+        };
         let upstream = Upstream {
             name: name.unwrap_or_default().to_string(),
             scheme,
@@ -542,6 +535,60 @@ fn build_upstreams(cx: &mut Ctx, ups: &[FileUpstream]) -> Vec<Upstream> {
         out.push(upstream);
     }
     out
+}
+
+/// The TLS settings of an `https://` upstream at `k`: its name, trust roots and client
+/// configuration. `None` after an error (recorded in `cx`).
+fn upstream_tls(
+    cx: &mut Ctx,
+    k: &str,
+    u: &FileUpstream,
+    system_roots: &mut Option<Result<Vec<CertificateDer<'static>>, String>>,
+) -> Option<UpstreamTls> {
+    let server_name = match &u.tls_server_name {
+        Some(n) => match ServerName::try_from(n.clone()) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                cx.err(
+                    key(k, "tls_server_name"),
+                    format!("\"{n}\" is not a DNS name or IP address"),
+                );
+                return None;
+            }
+        },
+        None => None,
+    };
+    let (ca, roots) = match &u.ca {
+        Some(f) => {
+            let certs = read_certs(cx, &key(k, "ca"), f);
+            if certs.is_empty() {
+                return None;
+            }
+            (Some(certs.clone()), certs)
+        }
+        None => {
+            let roots = system_roots.get_or_insert_with(crate::tls::client::system_roots);
+            match roots {
+                Ok(r) => (None, r.clone()),
+                Err(e) => {
+                    let e = e.clone();
+                    cx.err(key(k, "ca"), e);
+                    return None;
+                }
+            }
+        }
+    };
+    match crate::tls::client::client_config(&roots) {
+        Ok(client) => Some(UpstreamTls {
+            server_name,
+            ca,
+            client,
+        }),
+        Err(e) => {
+            cx.err(key(k, "ca"), e);
+            None
+        }
+    }
 }
 
 fn build_key_pairs(cx: &mut Ctx, pairs: &[FileKeyPair], services: &[Service]) -> Vec<KeyPair> {

@@ -113,12 +113,6 @@ impl Config {
         if let Some(admin) = self.server.admin_listen {
             notes.push(format!("note: admin listener {admin} is not served yet"));
         }
-        for u in self.upstreams.iter().filter(|u| u.tls.is_some()) {
-            notes.push(format!(
-                "note: upstream {:?} is https://, not supported yet: its APIs answer 502",
-                u.name
-            ));
-        }
         notes
     }
 

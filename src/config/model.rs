@@ -81,9 +81,13 @@ pub struct Upstream {
 }
 
 pub struct UpstreamTls {
-    pub server_name: String,
+    /// SNI and the certificate name; `None`: no SNI, the certificate must cover the target's
+    /// IP address.
+    pub server_name: Option<rustls_pki_types::ServerName<'static>>,
     /// `None`: the system roots.
     pub ca: Option<Vec<CertificateDer<'static>>>,
+    /// Built from the above at load; it also keeps this upstream's resumable sessions.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

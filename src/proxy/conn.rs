@@ -31,6 +31,7 @@ use crate::http::head::{Progress, RequestHead, parse_head};
 use crate::http::reply::{Reply, write_error};
 use crate::runtime::Worker;
 use crate::runtime::access_log::Start;
+use crate::runtime::upstream_stream::UpstreamStream;
 use crate::tls::stream::{TlsReadHalf, TlsStream, TlsWriteHalf};
 
 /// Initial client read buffer; it grows up to the head limit when a head needs it, and goes
@@ -91,7 +92,7 @@ enum Served {
 enum Step {
     Answered(Persist),
     /// The backend answered the handshake with 101: here is its connection.
-    Upgraded(TcpStream),
+    Upgraded(UpstreamStream),
 }
 
 /// Where a client connection is in its life cycle.

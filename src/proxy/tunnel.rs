@@ -14,13 +14,13 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
 use super::io::{Read, read_until, write_until};
 use super::request::Request;
 use crate::runtime::drain::Drain;
+use crate::runtime::upstream_stream::UpstreamStream;
 
 /// Bytes read per relay step.
 pub const TUNNEL_BUFFER_BYTES: usize = 16 * 1024;
@@ -29,7 +29,7 @@ pub const TUNNEL_BUFFER_BYTES: usize = 16 * 1024;
 /// connection that answered 101.
 pub struct Tunnel {
     pub req: Request,
-    pub up: TcpStream,
+    pub up: UpstreamStream,
 }
 
 /// Bytes relayed each way.
@@ -53,7 +53,7 @@ where
 {
     let Tunnel { mut req, up } = tunnel;
     let idle = req.snapshot.config.server.ws_idle_timeout;
-    let (mut up_read, mut up_write) = up.into_split();
+    let (mut up_read, mut up_write) = up.into_halves();
     let last = Cell::new(Instant::now());
     let stop = Drain::default();
     let (client_to_backend, backend_to_client) = monoio::join!(

@@ -5,6 +5,7 @@
 //! pool and either no byte of it was sent, or it is idempotent, no byte of the answer came
 //! back, and the whole request is still in hand (a streamed body cannot be replayed).
 
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
@@ -12,7 +13,7 @@ use super::body::{RelayError, Remaining, relay};
 use super::conn::{Conn, Stream};
 use super::io::{Read, WriteFailed, read_until, write_all_until, write_until};
 use super::request::{Body, Persist, Request};
-use crate::config::{Server, Upstream};
+use crate::config::{Server, Upstream, UpstreamTls};
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::Forward;
 use crate::gateway::forward::{ForwardContext, Plan, write_upstream_head};
@@ -23,7 +24,10 @@ use crate::http::response::{
     write_client_head,
 };
 use crate::runtime::pool::UpstreamPool;
+use crate::runtime::upstream_stream::UpstreamStream;
 use crate::runtime::{Snapshot, Worker};
+use crate::tls::client as tls_client;
+use crate::tls::stream::TlsStream;
 
 /// Attempts per request: the first, plus one retry on a fresh connection.
 pub const MAX_ATTEMPTS: u32 = 2;
@@ -45,7 +49,7 @@ pub enum Outcome {
 
 /// An upstream connection in use by this exchange.
 struct UpConn {
-    stream: TcpStream,
+    stream: UpstreamStream,
     target: usize,
     reused: bool,
 }
@@ -108,10 +112,6 @@ impl<'a> Exchange<'a> {
         } = self;
         let worker = &*client.worker.clone();
         let consumed = body.buffered_end();
-        if upstream.tls.is_some() {
-            let error = broke("https upstreams are not supported yet");
-            return Outcome::Failed { error, consumed };
-        }
         let backend = &forward.api.backend;
 
         // The upstream head, followed by as much of the body as is here.
@@ -287,7 +287,7 @@ const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 pub enum Upgrade {
     /// The backend answered 101 with the right `Sec-WebSocket-Accept`; the 101 (and any
     /// bytes that came with it) went to the client: the tunnel starts.
-    Tunnel(TcpStream),
+    Tunnel(UpstreamStream),
     /// Any other answer was relayed as a normal response, or the exchange failed.
     Done(Outcome),
 }
@@ -315,9 +315,6 @@ impl Exchange<'_> {
         let worker = &*client.worker.clone();
         let consumed = Some(client.head.len);
         let failed = |error| Upgrade::Done(Outcome::Failed { error, consumed });
-        if upstream.tls.is_some() {
-            return failed(broke("https upstreams are not supported yet"));
-        }
         let backend = &forward.api.backend;
         let target = pool.pick();
         write_head(client, req, forward, pool.host(target), true);
@@ -532,18 +529,16 @@ async fn connect(
     for i in 0..n {
         let target = (first + i) % n;
         let connect_deadline = deadline.min(Instant::now() + cfg.connect_timeout);
-        match monoio::time::timeout_at(connect_deadline, TcpStream::connect_addr(pool.addr(target)))
-            .await
-        {
+        let opened = open(pool.addr(target), cfg.tls.as_ref());
+        match monoio::time::timeout_at(connect_deadline, opened).await {
             Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
                 return Ok(UpConn {
                     stream,
                     target,
                     reused: false,
                 });
             }
-            Ok(Err(e)) => last = broke(&format!("backend connection failed: {}", e.kind())),
+            Ok(Err(e)) => last = e,
             Err(_) => last = GatewayError::new(ErrorKind::GatewayTimeout),
         }
         if Instant::now() >= deadline {
@@ -553,10 +548,30 @@ async fn connect(
     Err(last)
 }
 
+/// A new connection to `addr`: TCP, then the TLS handshake for an `https://` upstream (a
+/// failed handshake is a 502 that says why: not trusted, name mismatch, ...).
+async fn open(
+    addr: std::net::SocketAddr,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpstreamStream, GatewayError> {
+    let tcp = TcpStream::connect_addr(addr)
+        .await
+        .map_err(|e| broke(&format!("backend connection failed: {}", e.kind())))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(UpstreamStream::Plain(tcp));
+    };
+    let name = tls_client::server_name(tls.server_name.as_ref(), addr.ip());
+    match TlsStream::connect(tcp, tls.client.clone(), name).await {
+        Ok(s) => Ok(UpstreamStream::Tls(Box::new(s))),
+        Err(e) => Err(broke(&tls_client::upstream_failure(&e))),
+    }
+}
+
 /// Reads until a complete response head is at the start of `ubuf` (bytes already there are
 /// parsed first). A failure before any byte of the answer arrived is marked retryable.
-async fn read_response_head(
-    up: &mut TcpStream,
+async fn read_response_head<R: AsyncReadRent>(
+    up: &mut R,
     ubuf: &mut Vec<u8>,
     head_request: bool,
     response: &mut ResponseHead,

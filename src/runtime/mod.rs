@@ -9,11 +9,13 @@
 //!   can never mix two configurations inside one request.
 //! - [`Worker`]: per-thread state — the current snapshot, request ids, the drain signal, the
 //!   access log, and pools of reusable buffers lent to requests.
-//! - [`pool`], [`access_log`], [`drain`]: the pieces a worker owns.
+//! - [`pool`], [`access_log`], [`drain`]: the pieces a worker owns; [`upstream_stream`]:
+//!   the plain-or-TLS upstream connection the pools hold.
 
 pub mod access_log;
 pub mod drain;
 pub mod pool;
+pub mod upstream_stream;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

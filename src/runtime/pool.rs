@@ -4,21 +4,23 @@
 //! connections are kept most-recent-last and taken from the end (the warmest connection is
 //! the least likely to have been closed by the upstream). Up to `keepalive` stay idle per
 //! target, each at most `idle_timeout`; [`UpstreamPool::sweep`] closes the expired ones so the
-//! upstream sees them go. Before a pooled connection is reused, a non-blocking `MSG_PEEK`
-//! tells whether the upstream closed it (or sent stray bytes) while it sat idle.
+//! upstream sees them go. Before a pooled connection is reused, a non-blocking check
+//! ([`UpstreamStream::still_open`]: `MSG_PEEK` for plain TCP, a read through rustls for TLS)
+//! tells whether the upstream closed it (or sent stray bytes) while it sat idle. Over TLS
+//! the pool holds whole sessions: a reused connection costs no handshake.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use monoio::net::TcpStream;
 use monoio::time::Instant;
+
+use super::upstream_stream::UpstreamStream;
 
 use crate::config::Upstream;
 
 struct Idle {
-    stream: TcpStream,
+    stream: UpstreamStream,
     since: Instant,
 }
 
@@ -74,11 +76,11 @@ impl UpstreamPool {
     }
 
     /// A live idle connection to `target`, if there is one.
-    pub fn take(&self, target: usize) -> Option<TcpStream> {
+    pub fn take(&self, target: usize) -> Option<UpstreamStream> {
         let mut idle = self.targets[target].idle.borrow_mut();
         let now = Instant::now();
-        while let Some(c) = idle.pop() {
-            if now.saturating_duration_since(c.since) < self.idle_timeout && still_open(&c.stream) {
+        while let Some(mut c) = idle.pop() {
+            if now.saturating_duration_since(c.since) < self.idle_timeout && c.stream.still_open() {
                 return Some(c.stream);
             }
         }
@@ -86,7 +88,7 @@ impl UpstreamPool {
     }
 
     /// Returns a connection after a complete exchange; dropped (closed) when the pool is full.
-    pub fn put(&self, target: usize, stream: TcpStream) {
+    pub fn put(&self, target: usize, stream: UpstreamStream) {
         let mut idle = self.targets[target].idle.borrow_mut();
         if idle.len() < self.keepalive {
             idle.push(Idle {
@@ -117,26 +119,6 @@ impl UpstreamPool {
     }
 }
 
-/// Whether an idle upstream connection is still usable: nothing to read yet (`EAGAIN`).
-/// End of stream means the upstream closed it; stray bytes mean it cannot carry a new
-/// exchange either.
-fn still_open(stream: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte stack buffer and a valid fd; MSG_DONTWAIT never blocks.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && {
-        let e = std::io::Error::last_os_error().raw_os_error();
-        e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +135,10 @@ mod tests {
             idle_timeout: Duration::from_millis(idle_ms),
             tls: None,
         }
+    }
+
+    async fn plain(addr: SocketAddr) -> UpstreamStream {
+        UpstreamStream::Plain(monoio::net::TcpStream::connect_addr(addr).await.unwrap())
     }
 
     fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
@@ -180,7 +166,7 @@ mod tests {
             let pool = UpstreamPool::new(&upstream(vec![addr], 2, 200));
             let mut peers = Vec::new();
             for _ in 0..3 {
-                let s = TcpStream::connect_addr(addr).await.unwrap();
+                let s = plain(addr).await;
                 peers.push(listener.accept().unwrap().0);
                 pool.put(0, s);
             }
@@ -195,11 +181,11 @@ mod tests {
             assert!(pool.take(0).is_none(), "a closed and a chatty connection");
             assert_eq!(pool.idle_count(), 0);
 
-            let s = TcpStream::connect_addr(addr).await.unwrap();
+            let s = plain(addr).await;
             let _peer = listener.accept().unwrap().0;
             pool.put(0, s);
             assert!(pool.take(0).is_some(), "a live connection is reused");
-            let s = TcpStream::connect_addr(addr).await.unwrap();
+            let s = plain(addr).await;
             let _peer2 = listener.accept().unwrap().0;
             pool.put(0, s);
             monoio::time::sleep(Duration::from_millis(300)).await;

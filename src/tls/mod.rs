@@ -9,6 +9,7 @@
 //! - [`SniResolver`]: exact name, then one wildcard label. No SNI, or a name no certificate
 //!   covers: no certificate, so the handshake fails with an alert.
 
+pub mod client;
 pub mod der;
 pub mod stream;
 

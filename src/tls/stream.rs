@@ -1,6 +1,8 @@
-//! A client connection over TLS: a rustls [`ServerConnection`] driven by hand over a monoio
-//! [`TcpStream`], with monoio's owned-buffer traits on top so that the connection pipeline
-//! ([`crate::proxy::conn`]) serves it unchanged.
+//! A connection over TLS: a rustls connection driven by hand over a monoio [`TcpStream`],
+//! with monoio's owned-buffer traits on top so that the connection pipeline
+//! ([`crate::proxy::conn`]) and the upstream exchange serve it unchanged. The same stream
+//! serves both sides ([`Side`]): a [`ServerConnection`] for clients on the HTTPS listeners,
+//! a [`ClientConnection`] for `https://` upstreams.
 //!
 //! - Reads: TLS records are read from the socket into one reused buffer, fed to rustls
 //!   (`read_tls`, `process_new_packets`), and plaintext is copied once into the caller's
@@ -25,7 +27,13 @@ use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
 };
 use monoio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use std::ops::DerefMut;
+use std::os::fd::AsRawFd;
+
+use rustls::client::ClientConnectionData;
+use rustls::pki_types::ServerName;
+use rustls::server::ServerConnectionData;
+use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection};
 
 /// Ciphertext read from the socket at once.
 pub const TLS_READ_BYTES: usize = 8 * 1024;
@@ -33,9 +41,22 @@ pub const TLS_READ_BYTES: usize = 8 * 1024;
 /// small).
 pub const TLS_KEEP_WRITE_BYTES: usize = 17 * 1024;
 
-pub struct TlsStream {
+/// The rustls side a stream drives.
+pub trait Side: DerefMut<Target = ConnectionCommon<Self::Data>> + 'static {
+    type Data: 'static;
+}
+
+impl Side for ServerConnection {
+    type Data = ServerConnectionData;
+}
+
+impl Side for ClientConnection {
+    type Data = ClientConnectionData;
+}
+
+pub struct TlsStream<C: Side = ServerConnection> {
     tcp: TcpStream,
-    conn: ServerConnection,
+    conn: C,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     /// Plaintext rustls holds for us.
@@ -74,13 +95,36 @@ fn tls_err(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-impl TlsStream {
+impl TlsStream<ServerConnection> {
     /// Runs the server handshake (the caller bounds it with a deadline).
     pub async fn accept(
         tcp: TcpStream,
         config: Arc<ServerConfig>,
     ) -> Result<TlsStream, HandshakeError> {
         let conn = ServerConnection::new(config).map_err(HandshakeError::Tls)?;
+        TlsStream::handshake(tcp, conn).await
+    }
+
+    /// The client's SNI name.
+    pub fn server_name(&self) -> Option<&str> {
+        self.conn.server_name()
+    }
+}
+
+impl TlsStream<ClientConnection> {
+    /// Runs the client handshake to an upstream (the caller bounds it with a deadline).
+    pub async fn connect(
+        tcp: TcpStream,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<TlsStream<ClientConnection>, HandshakeError> {
+        let conn = ClientConnection::new(config, name).map_err(HandshakeError::Tls)?;
+        TlsStream::handshake(tcp, conn).await
+    }
+}
+
+impl<C: Side> TlsStream<C> {
+    async fn handshake(tcp: TcpStream, conn: C) -> Result<TlsStream<C>, HandshakeError> {
         let mut s = TlsStream {
             tcp,
             conn,
@@ -112,6 +156,65 @@ impl TlsStream {
         Ok(s)
     }
 
+    /// Whether the handshake resumed an earlier session.
+    pub fn resumed(&self) -> bool {
+        self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
+    /// For a connection that sat idle in a pool: processes what arrived meanwhile, without
+    /// waiting. Usable when nothing came, or only TLS handshake messages (a TLS 1.3 server
+    /// sends session tickets after its handshake, which a raw `MSG_PEEK` would take for
+    /// stray bytes); not after the end of the stream, `close_notify`, a TLS error or
+    /// application data nobody asked for.
+    pub fn idle_check(&mut self) -> bool {
+        loop {
+            let mut inb = std::mem::take(&mut self.rbuf);
+            inb.clear();
+            if inb.capacity() < TLS_READ_BYTES {
+                inb.reserve_exact(TLS_READ_BYTES);
+            }
+            // SAFETY: the spare capacity of `inb` is valid for writing; MSG_DONTWAIT never
+            // blocks.
+            let n = unsafe {
+                libc::recv(
+                    self.tcp.as_raw_fd(),
+                    inb.as_mut_ptr().cast(),
+                    inb.capacity(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error().raw_os_error();
+                self.rbuf = inb;
+                return (e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK))
+                    && self.avail == 0
+                    && !self.closed;
+            }
+            if n == 0 {
+                return false;
+            }
+            // SAFETY: the kernel wrote `n` bytes.
+            unsafe { inb.set_len(n as usize) };
+            let mut rest = &inb[..];
+            while !rest.is_empty() {
+                if self.conn.read_tls(&mut rest).is_err() {
+                    return false;
+                }
+                match self.conn.process_new_packets() {
+                    Ok(state) => {
+                        self.avail = state.plaintext_bytes_to_read();
+                        self.closed = state.peer_has_closed();
+                    }
+                    Err(_) => return false,
+                }
+            }
+            self.rbuf = inb;
+            if self.avail > 0 || self.closed {
+                return false;
+            }
+        }
+    }
+
     /// The negotiated protocol version (`TLSv1.3`).
     pub fn version(&self) -> &'static str {
         match self.conn.protocol_version() {
@@ -119,11 +222,6 @@ impl TlsStream {
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "",
         }
-    }
-
-    /// The client's SNI name.
-    pub fn server_name(&self) -> Option<&str> {
-        self.conn.server_name()
     }
 
     /// Sends `close_notify` (best effort, before `deadline`).
@@ -220,7 +318,7 @@ impl TlsStream {
 /// `write_plain` (the whole stream and its halves share them).
 macro_rules! plain_rent_io {
     (read $t:ty) => {
-        impl AsyncReadRent for $t {
+        impl<C: Side> AsyncReadRent for $t {
             async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
                 let (ptr, cap) = (buf.write_ptr(), buf.bytes_total());
                 match self.read_plain(ptr, cap).await {
@@ -270,9 +368,9 @@ macro_rules! plain_rent_io {
     };
 }
 
-plain_rent_io!(read TlsStream);
+plain_rent_io!(read TlsStream<C>);
 
-impl AsyncWriteRent for TlsStream {
+impl<C: Side> AsyncWriteRent for TlsStream<C> {
     plain_rent_io!(write);
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -290,24 +388,24 @@ impl AsyncWriteRent for TlsStream {
 /// rustls state through an `Rc<RefCell<..>>` borrowed only between awaits, never across
 /// one; each owns its half of the socket and its buffer. Records the read half makes rustls
 /// queue (an alert, a key update) go out with the write half's next write.
-pub struct TlsReadHalf {
+pub struct TlsReadHalf<C: Side = ServerConnection> {
     tcp: OwnedReadHalf<TcpStream>,
-    conn: Rc<RefCell<ServerConnection>>,
+    conn: Rc<RefCell<C>>,
     rbuf: Vec<u8>,
     avail: usize,
     closed: bool,
 }
 
 /// The server-to-client half of a TLS stream in a WebSocket tunnel.
-pub struct TlsWriteHalf {
+pub struct TlsWriteHalf<C: Side = ServerConnection> {
     tcp: OwnedWriteHalf<TcpStream>,
-    conn: Rc<RefCell<ServerConnection>>,
+    conn: Rc<RefCell<C>>,
     wbuf: Vec<u8>,
 }
 
-impl TlsStream {
+impl<C: Side> TlsStream<C> {
     /// The stream as two halves that can be used at once (a WebSocket tunnel).
-    pub fn into_halves(self) -> (TlsReadHalf, TlsWriteHalf) {
+    pub fn into_halves(self) -> (TlsReadHalf<C>, TlsWriteHalf<C>) {
         let conn = Rc::new(RefCell::new(self.conn));
         let (r, w) = self.tcp.into_split();
         (
@@ -327,7 +425,7 @@ impl TlsStream {
     }
 }
 
-impl TlsReadHalf {
+impl<C: Side> TlsReadHalf<C> {
     async fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
         loop {
             if self.avail > 0 && cap > 0 {
@@ -368,7 +466,7 @@ impl TlsReadHalf {
     }
 }
 
-impl TlsWriteHalf {
+impl<C: Side> TlsWriteHalf<C> {
     async fn flush_tls(&mut self) -> io::Result<()> {
         loop {
             let mut out = std::mem::take(&mut self.wbuf);
@@ -397,9 +495,9 @@ impl TlsWriteHalf {
     }
 }
 
-plain_rent_io!(read TlsReadHalf);
+plain_rent_io!(read TlsReadHalf<C>);
 
-impl AsyncWriteRent for TlsWriteHalf {
+impl<C: Side> AsyncWriteRent for TlsWriteHalf<C> {
     plain_rent_io!(write);
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -8,6 +8,8 @@
 #![allow(dead_code)]
 
 pub mod openssl;
+pub mod pki;
+pub mod tls_backend;
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
