@@ -355,3 +355,39 @@ fn the_tunnel_is_logged_with_its_bytes_when_it_ends() {
     assert_eq!(v["tunnel_bytes_up"], 3);
     assert_eq!(v["tunnel_bytes_down"], 6, "abc echoed, then bye");
 }
+
+#[test]
+fn sigterm_cuts_a_tunnel_after_the_grace_period_and_logs_it() {
+    let backend = WsBackend::start(Answer::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut gw = Gateway::start(&config(backend.addr, "shutdown_grace_ms = 300\n").replace(
+        "access_log = \"off\"",
+        &format!("access_log = {:?}", log.display().to_string()),
+    ));
+    let (mut c, head, rest) = open(&gw, &handshake(""));
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    c.write_all(b"hello").unwrap();
+    assert_eq!(read_exact(&mut c, rest, 5), b"hello");
+    let started = Instant::now();
+    gw.signal(libc::SIGTERM);
+    // Within the grace period the tunnel still works.
+    c.write_all(b"more").unwrap();
+    assert_eq!(read_exact(&mut c, Vec::new(), 4), b"more");
+    let status = gw.wait_exit(TIMEOUT).expect("the gateway exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the tunnel lived through the grace period: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(read_to_end(&mut c), b"", "the tunnel was closed");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"status\":101"))
+        .unwrap_or_else(|| panic!("no 101 line in {text:?}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["tunnel_bytes_up"], 9);
+    assert_eq!(v["tunnel_bytes_down"], 9);
+}

@@ -8,6 +8,8 @@
 //! - Half-close: one side's end of stream is passed on as a FIN (`shutdown(SHUT_WR)`) to the
 //!   other; the tunnel ends when both directions have ended, or at once when either fails.
 //! - Idle: with no byte either way for `ws_idle_timeout_ms` the tunnel closes.
+//! - Shutdown: a tunnel lives through the drain's grace period (`shutdown_grace_ms`) and is
+//!   cut when it ends (the worker's `cut` signal), still logged.
 //! - The one exit logs the request (status 101, duration, bytes each way) when the tunnel
 //!   ends.
 
@@ -56,14 +58,19 @@ where
     let (mut up_read, mut up_write) = up.into_halves();
     let last = Cell::new(Instant::now());
     let stop = Drain::default();
+    let worker = req.worker.clone();
+    let ends = Ends {
+        stop: &stop,
+        cut: &worker.cut,
+    };
     let (client_to_backend, backend_to_client) = monoio::join!(
-        copy(&mut client_read, &mut up_write, pending, &last, &stop, idle),
+        copy(&mut client_read, &mut up_write, pending, &last, ends, idle),
         copy(
             &mut up_read,
             &mut client_write,
             Vec::new(),
             &last,
-            &stop,
+            ends,
             idle
         ),
     );
@@ -76,6 +83,14 @@ where
     relayed
 }
 
+/// What ends a tunnel from outside a direction: the other direction failing (`stop`), or
+/// the end of the shutdown grace period (`cut`).
+#[derive(Clone, Copy)]
+struct Ends<'a> {
+    stop: &'a Drain,
+    cut: &'a Drain,
+}
+
 /// One direction: copies until the source ends (then passes the FIN on), fails, or the
 /// tunnel is idle or stopped. Returns the bytes copied. Each direction has its own
 /// [`TUNNEL_BUFFER_BYTES`] buffer for the tunnel's life (not a pooled relay buffer, which is
@@ -85,9 +100,10 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     dst: &mut W,
     mut pending: Vec<u8>,
     last: &Cell<Instant>,
-    stop: &Drain,
+    ends: Ends<'_>,
     idle: Duration,
 ) -> u64 {
+    let stop = ends.stop;
     let mut copied = 0u64;
     if !pending.is_empty() {
         let len = pending.len();
@@ -105,6 +121,10 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
         let deadline = last.get() + idle;
         let read = monoio::select! {
             _ = stop.wait() => return copied,
+            _ = ends.cut.wait() => {
+                stop.fire();
+                return copied;
+            }
             r = read_until(src, &mut buf, deadline) => r,
         };
         match read {

@@ -102,6 +102,9 @@ pub struct Worker {
     generation: Cell<u64>,
     pub ids: RefCell<RequestIds>,
     pub drain: Drain,
+    /// Fired when the drain's grace period is over: what still runs (WebSocket tunnels)
+    /// stops, and logs itself, before the worker returns.
+    pub cut: Drain,
     /// Client connections being served by this worker.
     pub active: Cell<usize>,
     buffers: RefCell<Vec<Vec<u8>>>,
@@ -190,6 +193,7 @@ impl Worker {
             generation: Cell::new(generation),
             ids: RefCell::new(RequestIds::new(index)),
             drain: Drain::default(),
+            cut: Drain::default(),
             active: Cell::new(0),
             buffers: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),

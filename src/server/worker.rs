@@ -110,12 +110,21 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
         while worker.active.get() > 0 && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Grace is over: tunnels still open are cut; they log their line as they end.
+        worker.cut.fire();
+        let deadline = Instant::now() + CUT_SLACK;
+        while worker.active.get() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
         for pool in &worker.snapshot().pools {
             pool.clear();
         }
         worker.log.flush();
     });
 }
+
+/// After the grace period, how long cut tunnels get to end and log.
+const CUT_SLACK: Duration = Duration::from_millis(200);
 
 /// Watches for a stop request and sweeps the upstream pools.
 async fn housekeeping(worker: Rc<Worker>) {
