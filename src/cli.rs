@@ -116,3 +116,57 @@ pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) 
         }),
     )
 }
+
+/// `ringway reload`: sends `SIGHUP` to a running gateway, found by `--pid`, `--pid-file`, or
+/// the configuration's `server.pid_file`.
+pub fn reload(config_path: &Path, pid_file: Option<&Path>, pid: Option<i32>) -> Outcome {
+    let fail = |stderr: String| Outcome {
+        code: EXIT_CONFIG,
+        stdout: String::new(),
+        stderr,
+    };
+    let pid = match (pid, pid_file) {
+        (Some(p), _) => p,
+        (None, Some(f)) => match read_pid(f) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        },
+        (None, None) => {
+            let file = match config::load(config_path) {
+                Ok(cfg) => cfg.server.pid_file,
+                Err(e) => return fail(format!("{e}")),
+            };
+            let Some(file) = file else {
+                return fail(format!(
+                    "{}: server.pid_file is not set; give --pid or --pid-file",
+                    config_path.display()
+                ));
+            };
+            match read_pid(&file) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    if pid <= 0 {
+        return fail(format!("{pid} is not a process id"));
+    }
+    // SAFETY: kill(2) with a positive pid and a valid signal number.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return fail(format!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Outcome::ok(format!("sent SIGHUP to {pid}"))
+}
+
+/// The process id in a pid file (one decimal number, whitespace around it allowed).
+fn read_pid(file: &Path) -> Result<i32, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| format!("{}: does not hold a process id", file.display()))
+}

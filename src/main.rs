@@ -41,6 +41,16 @@ enum Command {
         /// The request target: `/path?query` or `http://host/path?query`.
         target: String,
     },
+    /// Make a running gateway reload its configuration (sends SIGHUP). Without --pid or
+    /// --pid-file, the configuration's server.pid_file names the process.
+    Reload {
+        /// A file holding the gateway's process id.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// The gateway's process id.
+        #[arg(long)]
+        pid: Option<i32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +63,7 @@ fn main() -> ExitCode {
             method,
             target,
         } => cli::route(&args.config, host.as_deref(), &method, &target),
+        Command::Reload { pid_file, pid } => cli::reload(&args.config, pid_file.as_deref(), pid),
     };
     emit(outcome)
 }

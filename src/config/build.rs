@@ -282,7 +282,22 @@ fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server
             AccessLog::File(path)
         }
     };
+    let pid_file = s.pid_file.as_deref().map(|p| {
+        let path = PathBuf::from(p);
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if p.is_empty() || !dir.is_dir() {
+            cx.err(
+                "server.pid_file",
+                format!("directory {} does not exist", dir.display()),
+            );
+        }
+        path
+    });
     Server {
+        pid_file,
         listen_http,
         listen_https,
         admin_listen,

@@ -59,6 +59,7 @@ pub struct FileServer {
     pub shutdown_grace_ms: Option<u64>,
     pub max_connections: Option<u64>,
     pub access_log: Option<String>,
+    pub pid_file: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]

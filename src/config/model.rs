@@ -45,6 +45,8 @@ pub struct Server {
     pub shutdown_grace: Duration,
     pub max_connections: usize,
     pub access_log: AccessLog,
+    /// `run` writes its process id here (for `ringway reload --pid-file`).
+    pub pid_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

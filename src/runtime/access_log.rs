@@ -28,7 +28,8 @@ enum Sink {
 }
 
 pub struct Log {
-    sink: Sink,
+    /// Replaced when a reload changes `access_log`.
+    sink: RefCell<Sink>,
     buf: RefCell<Vec<u8>>,
 }
 
@@ -46,19 +47,28 @@ pub struct Start<'a> {
 
 impl Log {
     pub fn open(cfg: &AccessLog) -> io::Result<Log> {
-        let sink = match cfg {
-            AccessLog::Off => Sink::Off,
-            AccessLog::Stdout => Sink::Stdout,
-            AccessLog::File(p) => Sink::File(OpenOptions::new().create(true).append(true).open(p)?),
-        };
         Ok(Log {
-            sink,
+            sink: RefCell::new(Sink::open(cfg)?),
             buf: RefCell::new(Vec::new()),
         })
     }
 
+    /// A reload changed `access_log`: what is buffered goes to the old sink, then the new one
+    /// is used. If it cannot be opened the old one stays, and the error is logged.
+    pub fn reopen(&self, worker: usize, cfg: &AccessLog) {
+        match Sink::open(cfg) {
+            Ok(sink) => {
+                self.flush();
+                *self.sink.borrow_mut() = sink;
+            }
+            Err(e) => eprintln!(
+                "ringway: worker {worker}: reload: access_log: cannot open: {e}; the old log stays"
+            ),
+        }
+    }
+
     pub fn enabled(&self) -> bool {
-        !matches!(self.sink, Sink::Off)
+        !matches!(*self.sink.borrow(), Sink::Off)
     }
 
     /// Writes the first half of a line (the request) into `line` (cleared first).
@@ -136,12 +146,22 @@ impl Log {
         if buf.is_empty() {
             return;
         }
-        let _ = match &self.sink {
+        let _ = match &*self.sink.borrow() {
             Sink::Off => Ok(()),
             Sink::Stdout => io::stdout().lock().write_all(&buf),
             Sink::File(f) => (&*f).write_all(&buf),
         };
         buf.clear();
+    }
+}
+
+impl Sink {
+    fn open(cfg: &AccessLog) -> io::Result<Sink> {
+        Ok(match cfg {
+            AccessLog::Off => Sink::Off,
+            AccessLog::Stdout => Sink::Stdout,
+            AccessLog::File(p) => Sink::File(OpenOptions::new().create(true).append(true).open(p)?),
+        })
     }
 }
 

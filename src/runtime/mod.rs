@@ -21,6 +21,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::gateway::auth::AuthState;
@@ -41,13 +42,38 @@ pub const SMALL_BUFFER_BYTES: usize = 4096;
 /// not kept.
 pub const MAX_SMALL_BUFFER_BYTES: usize = 64 * 1024;
 
-/// What the workers share: the configuration swap point, the stop flag and the process-wide
-/// connection count.
+/// Reload counts, for `/metrics`.
+#[derive(Default)]
+pub struct ReloadStats {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    /// Unix time of the last configuration that loaded (the start counts).
+    pub last_success_unix: AtomicU64,
+}
+
+impl ReloadStats {
+    pub fn new_loaded() -> ReloadStats {
+        let s = ReloadStats::default();
+        s.last_success_unix.store(unix_now(), Ordering::Relaxed);
+        s
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What the workers share: the configuration swap point, the stop flag, the process-wide
+/// connection count and the reload counts.
 pub struct Shared {
     config: Mutex<Arc<Config>>,
     generation: AtomicU64,
     pub stopping: AtomicBool,
     pub connections: AtomicUsize,
+    pub reloads: ReloadStats,
 }
 
 impl Shared {
@@ -57,7 +83,13 @@ impl Shared {
             generation: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            reloads: ReloadStats::new_loaded(),
         }
+    }
+
+    /// The configuration published last.
+    pub fn config(&self) -> Arc<Config> {
+        self.current().1
     }
 
     fn current(&self) -> (u64, Arc<Config>) {
@@ -77,14 +109,57 @@ impl Shared {
 /// upstreams (same indexes as `config.upstreams`).
 pub struct Snapshot {
     pub config: Arc<Config>,
-    pub pools: Vec<UpstreamPool>,
+    /// Shared with the snapshots before and after this one for the upstreams a reload did
+    /// not change.
+    pub pools: Vec<Rc<UpstreamPool>>,
     /// The auth stage's per-worker state (verified-token caches).
     pub auth: AuthState,
 }
 
 impl Snapshot {
     fn new(config: Arc<Config>) -> Snapshot {
-        let pools = config.upstreams.iter().map(UpstreamPool::new).collect();
+        let pools = config
+            .upstreams
+            .iter()
+            .map(|u| Rc::new(UpstreamPool::new(u)))
+            .collect();
+        let auth = AuthState::new(&config);
+        Snapshot {
+            config,
+            pools,
+            auth,
+        }
+    }
+
+    /// The snapshot of a reloaded configuration: the pools of upstreams that did not change
+    /// are carried over (idle connections kept, limits updated); the others are retired
+    /// (idle connections closed now, busy ones when their exchange ends).
+    fn next(&self, config: Arc<Config>) -> Snapshot {
+        let mut carried = vec![false; self.pools.len()];
+        let pools = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let old = self
+                    .config
+                    .upstreams
+                    .iter()
+                    .position(|o| UpstreamPool::carries(o, u));
+                match old {
+                    Some(i) if !carried[i] => {
+                        carried[i] = true;
+                        self.pools[i].adopt(u);
+                        self.pools[i].clone()
+                    }
+                    _ => Rc::new(UpstreamPool::new(u)),
+                }
+            })
+            .collect();
+        for (pool, kept) in self.pools.iter().zip(carried) {
+            if !kept {
+                pool.retire();
+            }
+        }
         let auth = AuthState::new(&config);
         Snapshot {
             config,
@@ -206,7 +281,11 @@ impl Worker {
     pub fn snapshot(&self) -> Rc<Snapshot> {
         if self.shared.generation.load(Ordering::Acquire) != self.generation.get() {
             let (generation, config) = self.shared.current();
-            *self.snapshot.borrow_mut() = Rc::new(Snapshot::new(config));
+            if config.server.access_log != self.snapshot.borrow().config.server.access_log {
+                self.log.reopen(self.index, &config.server.access_log);
+            }
+            let next = self.snapshot.borrow().next(config);
+            *self.snapshot.borrow_mut() = Rc::new(next);
             self.generation.set(generation);
         }
         self.snapshot.borrow().clone()

@@ -34,8 +34,11 @@ struct TargetPool {
 pub struct UpstreamPool {
     targets: Vec<TargetPool>,
     next: Cell<usize>,
-    keepalive: usize,
-    idle_timeout: Duration,
+    keepalive: Cell<usize>,
+    idle_timeout: Cell<Duration>,
+    /// The upstream changed or went away in a reload: idle connections were closed, and
+    /// connections in use are closed when their exchange ends instead of coming back.
+    retired: Cell<bool>,
 }
 
 impl UpstreamPool {
@@ -51,9 +54,38 @@ impl UpstreamPool {
                 })
                 .collect(),
             next: Cell::new(0),
-            keepalive: upstream.keepalive,
-            idle_timeout: upstream.idle_timeout,
+            keepalive: Cell::new(upstream.keepalive),
+            idle_timeout: Cell::new(upstream.idle_timeout),
+            retired: Cell::new(false),
         }
+    }
+
+    /// Whether a reloaded `new` upstream reaches the same endpoints as `old` the same way
+    /// (name, scheme, targets, TLS name and trust roots), so that `old`'s pool — idle
+    /// connections, round-robin position — carries over to it.
+    pub fn carries(old: &Upstream, new: &Upstream) -> bool {
+        let tls_same = match (&old.tls, &new.tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.server_name == b.server_name && a.ca == b.ca,
+            _ => false,
+        };
+        old.name == new.name && old.scheme == new.scheme && old.targets == new.targets && tls_same
+    }
+
+    /// Takes on a reloaded upstream's pool limits (the caller checked [`Self::carries`]).
+    pub fn adopt(&self, new: &Upstream) {
+        self.keepalive.set(new.keepalive);
+        self.idle_timeout.set(new.idle_timeout);
+        for t in &self.targets {
+            t.idle.borrow_mut().truncate(new.keepalive);
+        }
+    }
+
+    /// The upstream is gone from the configuration: closes the idle connections, and the
+    /// ones in use will not come back.
+    pub fn retire(&self) {
+        self.retired.set(true);
+        self.clear();
     }
 
     pub fn target_count(&self) -> usize {
@@ -80,7 +112,9 @@ impl UpstreamPool {
         let mut idle = self.targets[target].idle.borrow_mut();
         let now = Instant::now();
         while let Some(mut c) = idle.pop() {
-            if now.saturating_duration_since(c.since) < self.idle_timeout && c.stream.still_open() {
+            if now.saturating_duration_since(c.since) < self.idle_timeout.get()
+                && c.stream.still_open()
+            {
                 return Some(c.stream);
             }
         }
@@ -90,7 +124,7 @@ impl UpstreamPool {
     /// Returns a connection after a complete exchange; dropped (closed) when the pool is full.
     pub fn put(&self, target: usize, stream: UpstreamStream) {
         let mut idle = self.targets[target].idle.borrow_mut();
-        if idle.len() < self.keepalive {
+        if idle.len() < self.keepalive.get() && !self.retired.get() {
             idle.push(Idle {
                 stream,
                 since: Instant::now(),
@@ -103,7 +137,7 @@ impl UpstreamPool {
         for t in &self.targets {
             t.idle
                 .borrow_mut()
-                .retain(|c| now.saturating_duration_since(c.since) < self.idle_timeout);
+                .retain(|c| now.saturating_duration_since(c.since) < self.idle_timeout.get());
         }
     }
 

@@ -2,11 +2,12 @@
 //!
 //! load config (done by the caller) → block signals → bind `SO_REUSEPORT` sockets per worker
 //! → start the workers, wait until each serves → announce the listeners → wait for signals:
-//! `SIGTERM`/`SIGINT` raise the stop flag, the workers stop accepting, close idle
+//! `SIGHUP` reloads the configuration ([`reload`]); `SIGTERM`/`SIGINT` raise the stop flag, the workers stop accepting, close idle
 //! connections, let in-flight requests finish within `shutdown_grace_ms`, and the process
 //! exits 0.
 
 pub mod listen;
+pub mod reload;
 pub mod signals;
 pub mod worker;
 
@@ -98,6 +99,8 @@ pub fn run(config: Config) -> Result<(), String> {
             Err(_) => return Err("a worker stopped while starting".into()),
         }
     }
+    // Before the listening lines: whoever waits for them finds the pid file.
+    let pid_file = server.pid_file.as_deref().map(PidFile::write).transpose()?;
     eprintln!("ringway: {workers} worker(s), {driver} driver");
     for addr in &bound {
         eprintln!("ringway: listening http {addr}");
@@ -109,11 +112,7 @@ pub fn run(config: Config) -> Result<(), String> {
     loop {
         match signals::wait() {
             Ok(Signal::Terminate) => break,
-            Ok(Signal::Reload) => {
-                eprintln!(
-                    "ringway: SIGHUP: reload is not available yet; the configuration is unchanged"
-                );
-            }
+            Ok(Signal::Reload) => reload::reload(&shared),
             Err(e) => return Err(format!("waiting for signals: {e}")),
         }
     }
@@ -127,8 +126,38 @@ pub fn run(config: Config) -> Result<(), String> {
             break;
         }
     }
+    drop(pid_file);
     eprintln!("ringway: stopped");
     Ok(())
+}
+
+/// `server.pid_file`: written once the listeners are up, removed at exit if it still holds
+/// this process's id.
+struct PidFile {
+    path: std::path::PathBuf,
+    pid: u32,
+}
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile, String> {
+        let pid = std::process::id();
+        std::fs::write(path, format!("{pid}\n"))
+            .map_err(|e| format!("server.pid_file: cannot write {}: {e}", path.display()))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            pid,
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let ours = std::fs::read_to_string(&self.path)
+            .is_ok_and(|t| t.trim().parse::<u32>() == Ok(self.pid));
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 #[cfg(test)]

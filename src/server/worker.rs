@@ -137,6 +137,9 @@ async fn housekeeping(worker: Rc<Worker>) {
             worker.drain.fire();
             return;
         }
+        // Picks up a reloaded configuration even with no request coming (retiring the
+        // pools of changed upstreams, letting the old configuration go).
+        let _ = worker.snapshot();
         let now = Instant::now();
         if now.saturating_duration_since(last_sweep) >= POOL_SWEEP {
             for pool in &worker.snapshot().pools {
