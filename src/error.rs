@@ -24,8 +24,8 @@ pub enum ErrorKind {
     BadRequest(&'static str),
     /// A parameter of the wrong type: 400.
     BadParameter(String),
-    /// Authentication failed: 401.
-    Unauthorized(String),
+    /// Authentication failed: 401; why, in a word, for `/metrics`.
+    Unauthorized(String, AuthFailure),
     /// A required parameter is missing: 403.
     MissingParameter(String),
     /// No API matches (either 404 message of SPEC §2).
@@ -46,6 +46,28 @@ pub enum ErrorKind {
     GatewayTimeout,
     /// Past `max_connections`: 503.
     Overloaded,
+}
+
+/// Why authentication failed: the scheme and a short reason, the labels of
+/// `ringway_auth_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// `key_pair` or `oauth2`.
+    pub scheme: &'static str,
+    /// `missing`, `malformed`, `unknown_key`, `not_allowed`, `clock_skew`, `bad_signature`
+    /// (key pair); `token_missing`, `token_invalid` (OAuth 2.0).
+    pub reason: &'static str,
+}
+
+impl AuthFailure {
+    pub const TOKEN_MISSING: AuthFailure = AuthFailure {
+        scheme: "oauth2",
+        reason: "token_missing",
+    };
+    pub const TOKEN_INVALID: AuthFailure = AuthFailure {
+        scheme: "oauth2",
+        reason: "token_invalid",
+    };
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +105,7 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self.kind {
             ErrorKind::BadRequest(_) | ErrorKind::BadParameter(_) => 400,
-            ErrorKind::Unauthorized(_) => 401,
+            ErrorKind::Unauthorized(..) => 401,
             ErrorKind::MissingParameter(_) => 403,
             ErrorKind::NotFound(_) => 404,
             ErrorKind::HeaderTimeout => 408,
@@ -115,7 +137,7 @@ impl GatewayError {
         match &self.kind {
             ErrorKind::BadRequest(m) => (*m).to_string(),
             ErrorKind::BadParameter(m)
-            | ErrorKind::Unauthorized(m)
+            | ErrorKind::Unauthorized(m, _)
             | ErrorKind::MissingParameter(m)
             | ErrorKind::NotFound(m)
             | ErrorKind::BadGateway(m) => m.clone(),
@@ -158,7 +180,7 @@ mod tests {
                 false,
             ),
             (
-                ErrorKind::Unauthorized("x".into()),
+                ErrorKind::Unauthorized("x".into(), AuthFailure::TOKEN_MISSING),
                 401,
                 Side::Client,
                 false,

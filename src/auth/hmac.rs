@@ -184,6 +184,23 @@ pub enum HmacError {
 impl HmacError {
     /// The text of the 401 body `{"message": ...}`. Parts taken from the request are visible
     /// ASCII when they come from [`parse_authorization`]; the caller still JSON-escapes.
+    /// The failure in a word (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HmacError::Missing => "missing",
+            HmacError::Malformed(_)
+            | HmacError::UnsupportedAlgorithm(_)
+            | HmacError::TooManySignedHeaders
+            | HmacError::DateNotSigned
+            | HmacError::BadDate
+            | HmacError::SignedHeaderMissing(_) => "malformed",
+            HmacError::IdNotFound => "unknown_key",
+            HmacError::IdNotAllowed => "not_allowed",
+            HmacError::TimeSkew => "clock_skew",
+            HmacError::SignatureMismatch => "bad_signature",
+        }
+    }
+
     pub fn message(&self) -> String {
         match self {
             HmacError::Missing => "HMAC authorization header is missing".to_owned(),

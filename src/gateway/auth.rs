@@ -22,7 +22,7 @@ use super::Inbound;
 use crate::auth::hmac::{self, HmacError, SignedRequest};
 use crate::auth::jwt::{self, TOKEN_CACHE_CAPACITY, TokenCache};
 use crate::config::{Api, Auth, Config, TokenLocation};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{AuthFailure, ErrorKind, GatewayError};
 use crate::http::head::{RequestHead, header_values};
 
 /// Who the caller proved to be.
@@ -115,8 +115,8 @@ impl AuthState {
     }
 }
 
-fn unauthorized(message: impl Into<String>) -> GatewayError {
-    GatewayError::new(ErrorKind::Unauthorized(message.into()))
+fn unauthorized(message: impl Into<String>, why: AuthFailure) -> GatewayError {
+    GatewayError::new(ErrorKind::Unauthorized(message.into(), why))
 }
 
 /// The parsed head as the HMAC verifier reads it.
@@ -171,7 +171,13 @@ fn key_pair<'c>(
     req: &Inbound<'_>,
     state: &AuthState,
 ) -> Result<Permit<'c>, GatewayError> {
-    let fail = |e: HmacError| unauthorized(e.message());
+    let fail = |e: HmacError| {
+        let why = AuthFailure {
+            scheme: "key_pair",
+            reason: e.reason(),
+        };
+        unauthorized(e.message(), why)
+    };
     let value = header(req, b"authorization")
         .ok_or(HmacError::Missing)
         .map_err(fail)?;
@@ -206,7 +212,7 @@ fn oauth2<'c>(
     query: Option<&str>,
     state: &AuthState,
 ) -> Result<Permit<'c>, GatewayError> {
-    let invalid = || unauthorized(jwt::MSG_INVALID);
+    let invalid = || unauthorized(jwt::MSG_INVALID, AuthFailure::TOKEN_INVALID);
     let Some(o) = cfg.services[service].oauth2.as_ref() else {
         return Err(invalid());
     };
@@ -220,7 +226,7 @@ fn oauth2<'c>(
     };
     let token = match token {
         Some(t) if !t.is_empty() => t,
-        _ => return Err(unauthorized(jwt::MSG_MISSING)),
+        _ => return Err(unauthorized(jwt::MSG_MISSING, AuthFailure::TOKEN_MISSING)),
     };
     let now = req
         .now

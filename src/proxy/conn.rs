@@ -22,6 +22,7 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use super::io::{Read, read_some, read_until, write_all_until};
+use super::metered::Metered;
 use super::request::{Body, Persist, Request};
 use super::tunnel::{self, Tunnel};
 use super::upstream::{Exchange, Outcome, Upgrade};
@@ -135,7 +136,7 @@ pub struct Conn<S> {
 /// Serves a client connection until it closes.
 pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<Worker>) {
     let mut conn = Conn {
-        io,
+        io: Metered::new(io, worker.clone()),
         peer,
         client_ip: peer.ip().to_string(),
         https,
@@ -366,6 +367,9 @@ impl<S: Stream> Conn<S> {
         out.clear();
         req.status = match local {
             Local::Error(e) => {
+                if let ErrorKind::Unauthorized(_, why) = &e.kind {
+                    req.auth_failure = Some(*why);
+                }
                 write_error(out, e, &req.s.request_id, head_request, close, extra);
                 e.status()
             }

@@ -12,6 +12,7 @@
 pub mod body;
 pub mod conn;
 pub mod io;
+pub mod metered;
 pub mod request;
 pub mod tunnel;
 pub mod upstream;

@@ -8,11 +8,12 @@
 
 use std::rc::Rc;
 
-use crate::error::GatewayError;
+use crate::error::{AuthFailure, GatewayError};
 use crate::gateway::{Matched, cors};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{BodyFraming, RequestHead};
 use crate::runtime::access_log::Start;
+use crate::runtime::metrics::{self, RequestRecord};
 use crate::runtime::{RequestScratch, Snapshot, Worker};
 
 use super::body::Remaining;
@@ -102,6 +103,8 @@ pub struct Request {
     pub caller: Option<String>,
     /// A WebSocket tunnel's bytes (client to backend, backend to client).
     pub tunnel: Option<(u64, u64)>,
+    /// Why authentication refused the request, for the metrics.
+    pub auth_failure: Option<AuthFailure>,
 }
 
 impl Request {
@@ -127,11 +130,26 @@ impl Request {
             matched: None,
             caller: None,
             tunnel: None,
+            auth_failure: None,
         }
     }
 
-    /// The one exit: every request is logged here, whatever its path.
+    /// The one exit: every request is logged and counted here, whatever its path.
     pub fn finish(self) {
+        let slot = self.matched.map_or(metrics::UNMATCHED, |m| {
+            self.snapshot.slots.api(m.service, m.api)
+        });
+        let (mut read, mut written) = self.worker.take_bytes();
+        if let Some((up, down)) = self.tunnel {
+            (read, written) = (read + up, written + down);
+        }
+        self.worker.metrics().request(RequestRecord {
+            slot,
+            status: self.status,
+            elapsed: self.started.elapsed(),
+            auth: self.auth_failure,
+            bytes: (read, written),
+        });
         let cfg = &self.snapshot.config;
         let route = self.matched.map(|m| {
             let service = &cfg.services[m.service];

@@ -23,6 +23,7 @@ use crate::http::response::{
     ClientConnection, Progress, ResponseFraming, ResponseHead, parse_response_head,
     write_client_head,
 };
+use crate::runtime::metrics::UpstreamEvent;
 use crate::runtime::pool::UpstreamPool;
 use crate::runtime::upstream_stream::UpstreamStream;
 use crate::runtime::{Snapshot, Worker};
@@ -80,6 +81,8 @@ pub struct Exchange<'a> {
     server: &'a Server,
     upstream: &'a Upstream,
     pool: &'a UpstreamPool,
+    /// The upstream's slot in the worker's metrics.
+    slot: usize,
     forward: &'a Forward<'a>,
     req: &'a mut Request,
 }
@@ -90,6 +93,7 @@ impl<'a> Exchange<'a> {
             server: &snapshot.config.server,
             upstream: &snapshot.config.upstreams[forward.upstream],
             pool: &snapshot.pools[forward.upstream],
+            slot: snapshot.slots.upstream(forward.upstream),
             forward,
             req,
         }
@@ -107,6 +111,7 @@ impl<'a> Exchange<'a> {
             server,
             upstream,
             pool,
+            slot,
             forward,
             req,
         } = self;
@@ -155,7 +160,16 @@ impl<'a> Exchange<'a> {
         let mut attempt = 0;
         let outcome: Result<UpConn, GatewayError> = loop {
             attempt += 1;
-            let mut up = match connect(pool, upstream, first_target, deadline, fresh).await {
+            let mut up = match connect(
+                pool,
+                upstream,
+                first_target,
+                deadline,
+                fresh,
+                (worker, slot),
+            )
+            .await
+            {
                 Ok(up) => up,
                 Err(e) => break Err(e),
             };
@@ -309,6 +323,7 @@ impl Exchange<'_> {
             server,
             upstream,
             pool,
+            slot,
             forward,
             req,
         } = self;
@@ -319,7 +334,7 @@ impl Exchange<'_> {
         let target = pool.pick();
         write_head(client, req, forward, pool.host(target), true);
         let deadline = Instant::now() + backend.timeout;
-        let mut up = match connect(pool, upstream, target, deadline, true).await {
+        let mut up = match connect(pool, upstream, target, deadline, true, (worker, slot)).await {
             Ok(up) => up,
             Err(e) => return failed(e),
         };
@@ -509,15 +524,19 @@ impl Relay<'_> {
 }
 
 /// A connection to the upstream: a pooled one unless `fresh`, else a new one, trying each
-/// target once from `first` on (round-robin order) until one accepts.
+/// target once from `first` on (round-robin order) until one accepts. Each outcome is
+/// counted in the worker's metrics under the upstream's `slot`.
 async fn connect(
     pool: &UpstreamPool,
     cfg: &Upstream,
     first: usize,
     deadline: Instant,
     fresh: bool,
+    (worker, slot): (&Worker, usize),
 ) -> Result<UpConn, GatewayError> {
+    let metrics = worker.metrics();
     if !fresh && let Some(stream) = pool.take(first) {
+        metrics.upstream(slot, UpstreamEvent::Reused);
         return Ok(UpConn {
             stream,
             target: first,
@@ -532,6 +551,7 @@ async fn connect(
         let opened = open(pool.addr(target), cfg.tls.as_ref());
         match monoio::time::timeout_at(connect_deadline, opened).await {
             Ok(Ok(stream)) => {
+                metrics.upstream(slot, UpstreamEvent::Opened);
                 return Ok(UpConn {
                     stream,
                     target,
@@ -541,6 +561,7 @@ async fn connect(
             Ok(Err(e)) => last = e,
             Err(_) => last = GatewayError::new(ErrorKind::GatewayTimeout),
         }
+        metrics.upstream(slot, UpstreamEvent::Failed);
         if Instant::now() >= deadline {
             break;
         }

@@ -14,6 +14,7 @@
 
 pub mod access_log;
 pub mod drain;
+pub mod metrics;
 pub mod pool;
 pub mod upstream_stream;
 
@@ -29,6 +30,7 @@ use crate::gateway::params::ParamValues;
 use crate::http::reply::RequestIds;
 use access_log::Log;
 use drain::Drain;
+use metrics::{Slots, WorkerMetrics};
 use pool::UpstreamPool;
 
 /// Relay buffers (response bodies, streamed request bodies).
@@ -74,16 +76,19 @@ pub struct Shared {
     pub stopping: AtomicBool,
     pub connections: AtomicUsize,
     pub reloads: ReloadStats,
+    /// One per worker, by index: written by that worker, summed by the admin listener.
+    pub metrics: Vec<WorkerMetrics>,
 }
 
 impl Shared {
-    pub fn new(config: Arc<Config>) -> Shared {
+    pub fn new(config: Arc<Config>, workers: usize) -> Shared {
         Shared {
             config: Mutex::new(config),
             generation: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             reloads: ReloadStats::new_loaded(),
+            metrics: (0..workers).map(|_| WorkerMetrics::default()).collect(),
         }
     }
 
@@ -114,27 +119,31 @@ pub struct Snapshot {
     pub pools: Vec<Rc<UpstreamPool>>,
     /// The auth stage's per-worker state (verified-token caches).
     pub auth: AuthState,
+    /// This configuration's APIs and upstreams in the worker's metrics.
+    pub slots: Slots,
 }
 
 impl Snapshot {
-    fn new(config: Arc<Config>) -> Snapshot {
+    fn new(config: Arc<Config>, metrics: &WorkerMetrics) -> Snapshot {
         let pools = config
             .upstreams
             .iter()
             .map(|u| Rc::new(UpstreamPool::new(u)))
             .collect();
         let auth = AuthState::new(&config);
+        let slots = metrics.slots(&config);
         Snapshot {
             config,
             pools,
             auth,
+            slots,
         }
     }
 
     /// The snapshot of a reloaded configuration: the pools of upstreams that did not change
     /// are carried over (idle connections kept, limits updated); the others are retired
     /// (idle connections closed now, busy ones when their exchange ends).
-    fn next(&self, config: Arc<Config>) -> Snapshot {
+    fn next(&self, config: Arc<Config>, metrics: &WorkerMetrics) -> Snapshot {
         let mut carried = vec![false; self.pools.len()];
         let pools = config
             .upstreams
@@ -161,10 +170,12 @@ impl Snapshot {
             }
         }
         let auth = AuthState::new(&config);
+        let slots = metrics.slots(&config);
         Snapshot {
             config,
             pools,
             auth,
+            slots,
         }
     }
 }
@@ -186,6 +197,9 @@ pub struct Worker {
     scratch: RefCell<Vec<RequestScratch>>,
     pub log: Log,
     pub tls_failures: TlsFailures,
+    /// Client bytes read and written since the metrics last took them.
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
 }
 
 /// This worker's failed TLS handshakes: counted, and logged at most once a second.
@@ -260,11 +274,16 @@ impl Worker {
         let (generation, config) = shared.current();
         let log = Log::open(&config.server.access_log)
             .map_err(|e| format!("server.access_log: cannot open: {e}"))?;
+        let metrics = shared
+            .metrics
+            .get(index)
+            .ok_or_else(|| format!("worker {index}: no metrics"))?;
+        let snapshot = Snapshot::new(config, metrics);
         Ok(Worker {
             log,
             index,
             shared,
-            snapshot: RefCell::new(Rc::new(Snapshot::new(config))),
+            snapshot: RefCell::new(Rc::new(snapshot)),
             generation: Cell::new(generation),
             ids: RefCell::new(RequestIds::new(index)),
             drain: Drain::default(),
@@ -273,6 +292,8 @@ impl Worker {
             buffers: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
             tls_failures: TlsFailures::default(),
+            bytes_in: Cell::new(0),
+            bytes_out: Cell::new(0),
         })
     }
 
@@ -284,11 +305,29 @@ impl Worker {
             if config.server.access_log != self.snapshot.borrow().config.server.access_log {
                 self.log.reopen(self.index, &config.server.access_log);
             }
-            let next = self.snapshot.borrow().next(config);
+            let next = self.snapshot.borrow().next(config, self.metrics());
             *self.snapshot.borrow_mut() = Rc::new(next);
             self.generation.set(generation);
         }
         self.snapshot.borrow().clone()
+    }
+
+    /// This worker's counters.
+    pub fn metrics(&self) -> &WorkerMetrics {
+        &self.shared.metrics[self.index]
+    }
+
+    pub fn count_in(&self, n: usize) {
+        self.bytes_in.set(self.bytes_in.get() + n as u64);
+    }
+
+    pub fn count_out(&self, n: usize) {
+        self.bytes_out.set(self.bytes_out.get() + n as u64);
+    }
+
+    /// Client bytes (read, written) since the last call.
+    pub fn take_bytes(&self) -> (u64, u64) {
+        (self.bytes_in.replace(0), self.bytes_out.replace(0))
     }
 
     /// An empty relay buffer with [`RELAY_BUFFER_BYTES`] of capacity.

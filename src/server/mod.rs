@@ -69,7 +69,7 @@ pub fn run(config: Config) -> Result<(), String> {
             p.chain(s.into_iter().map(|l| (l, true))).collect()
         })
         .collect();
-    let shared = Arc::new(Shared::new(config.clone()));
+    let shared = Arc::new(Shared::new(config.clone(), workers));
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let (done_tx, done_rx) = mpsc::channel::<usize>();

@@ -19,8 +19,9 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::reply::write_error;
 use crate::proxy::conn;
 use crate::proxy::io::write_all_until;
+use crate::runtime::metrics::TlsOutcome;
 use crate::runtime::{Shared, Worker};
-use crate::tls::stream::TlsStream;
+use crate::tls::stream::{HandshakeError, TlsStream};
 
 /// io_uring submission queue entries per worker.
 pub const URING_ENTRIES: u32 = 4096;
@@ -139,7 +140,16 @@ async fn housekeeping(worker: Rc<Worker>) {
         }
         // Picks up a reloaded configuration even with no request coming (retiring the
         // pools of changed upstreams, letting the old configuration go).
-        let _ = worker.snapshot();
+        let snapshot = worker.snapshot();
+        let metrics = worker.metrics();
+        metrics.set_idle(
+            snapshot
+                .pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (snapshot.slots.upstream(i), p.idle_count())),
+        );
+        metrics.bytes(worker.take_bytes());
         let now = Instant::now();
         if now.saturating_duration_since(last_sweep) >= POOL_SWEEP {
             for pool in &worker.snapshot().pools {
@@ -215,9 +225,22 @@ async fn serve_tls(stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wor
         r = monoio::time::timeout_at(deadline, TlsStream::accept(stream, config)) => r,
     };
     match handshake {
-        Ok(Ok(tls)) => conn::serve(tls, peer, true, worker).await,
-        Ok(Err(e)) => worker.tls_failures.failed(worker.index, &e),
-        Err(_) => worker.tls_failures.failed_late(worker.index),
+        Ok(Ok(tls)) => {
+            worker.metrics().tls(TlsOutcome::Done);
+            conn::serve(tls, peer, true, worker).await
+        }
+        Ok(Err(e)) => {
+            worker.metrics().tls(match e {
+                HandshakeError::NoServerName => TlsOutcome::NoServerName,
+                _ if e.is_unknown_name() => TlsOutcome::UnknownName,
+                _ => TlsOutcome::Protocol,
+            });
+            worker.tls_failures.failed(worker.index, &e)
+        }
+        Err(_) => {
+            worker.metrics().tls(TlsOutcome::Timeout);
+            worker.tls_failures.failed_late(worker.index)
+        }
     }
 }
 

@@ -89,6 +89,7 @@ pub fn upstream_failure(e: &HandshakeError) -> String {
             "upstream TLS handshake failed: the backend does not speak http/1.1 (ALPN)".to_string()
         }
         HandshakeError::Tls(other) => format!("upstream TLS handshake failed: {other}"),
+        HandshakeError::NoServerName => "upstream TLS handshake failed: no server name".to_string(),
         HandshakeError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "upstream closed the connection during the TLS handshake".to_string()
         }

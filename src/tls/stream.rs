@@ -44,14 +44,22 @@ pub const TLS_KEEP_WRITE_BYTES: usize = 17 * 1024;
 /// The rustls side a stream drives.
 pub trait Side: DerefMut<Target = ConnectionCommon<Self::Data>> + 'static {
     type Data: 'static;
+    /// Whether the peer named a server (SNI), as far as the handshake got.
+    fn named_server(&self) -> bool;
 }
 
 impl Side for ServerConnection {
     type Data = ServerConnectionData;
+    fn named_server(&self) -> bool {
+        self.server_name().is_some()
+    }
 }
 
 impl Side for ClientConnection {
     type Data = ClientConnectionData;
+    fn named_server(&self) -> bool {
+        true
+    }
 }
 
 pub struct TlsStream<C: Side = ServerConnection> {
@@ -70,6 +78,8 @@ pub struct TlsStream<C: Side = ServerConnection> {
 pub enum HandshakeError {
     /// The TLS protocol failed (an alert was sent when rustls had one to send).
     Tls(rustls::Error),
+    /// The ClientHello named no server (no SNI), so no certificate was chosen.
+    NoServerName,
     /// The socket failed or closed.
     Io(io::Error),
 }
@@ -78,6 +88,7 @@ impl std::fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HandshakeError::Tls(e) => write!(f, "{e}"),
+            HandshakeError::NoServerName => write!(f, "the ClientHello has no server name (SNI)"),
             HandshakeError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -86,7 +97,11 @@ impl std::fmt::Display for HandshakeError {
 impl HandshakeError {
     /// The client named no server, or one no certificate covers.
     pub fn is_unknown_name(&self) -> bool {
-        matches!(self, HandshakeError::Tls(rustls::Error::General(m)) if m.contains("no server certificate"))
+        match self {
+            HandshakeError::NoServerName => true,
+            HandshakeError::Tls(rustls::Error::General(m)) => m.contains("no server certificate"),
+            _ => false,
+        }
     }
 }
 
@@ -144,10 +159,14 @@ impl<C: Side> TlsStream<C> {
                     Ok(_) => {}
                     Err(e) => {
                         let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-                        return Err(match inner {
+                        let err = match inner {
                             Some(t) => HandshakeError::Tls(t.clone()),
                             None => HandshakeError::Io(e),
-                        });
+                        };
+                        if err.is_unknown_name() && !s.conn.named_server() {
+                            return Err(HandshakeError::NoServerName);
+                        }
+                        return Err(err);
                     }
                 }
             }

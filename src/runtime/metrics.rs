@@ -1,0 +1,552 @@
+//! The gateway's counters (SPEC §7 `/metrics`), kept per worker and summed at scrape time.
+//!
+//! Each worker owns one [`WorkerMetrics`]: a mutex that only its own thread takes on the
+//! request path (once per request, once per upstream connection event, once per TLS
+//! handshake) and that the admin listener takes briefly when it renders a scrape, so no
+//! worker ever waits for another. Requests are counted per (service, API) *slot*: a name
+//! pair gets a slot the first time a configuration names it and keeps it across reloads, so
+//! counters stay monotonic; [`Slots`] maps one configuration's indexes to slots, once per
+//! snapshot. Bytes in and out are counted in `Cell`s by the client stream
+//! ([`crate::proxy::metered`]) and folded in with each request.
+//!
+//! [`render`] writes the Prometheus text format (version 0.0.4).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::AuthFailure;
+
+/// Upper bounds (seconds) of the request-duration histogram: 100 µs to 60 s.
+pub const DURATION_BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+/// The slot of requests that matched no API.
+pub const UNMATCHED: usize = 0;
+
+/// An upstream connection event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamEvent {
+    /// A new connection (TCP, and TLS for `https://`) was made.
+    Opened,
+    /// A pooled connection was used.
+    Reused,
+    /// A connection could not be made (refused, timed out, TLS handshake failed).
+    Failed,
+}
+
+/// How a client TLS handshake ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsOutcome {
+    Done,
+    /// The ClientHello named no server.
+    NoServerName,
+    /// A name no certificate covers.
+    UnknownName,
+    /// Any other protocol failure (bad ClientHello, version, ALPN, ...).
+    Protocol,
+    /// Not finished within the header timeout.
+    Timeout,
+}
+
+const TLS_FAILURE_REASONS: [(TlsOutcome, &str); 4] = [
+    (TlsOutcome::NoServerName, "no_sni"),
+    (TlsOutcome::UnknownName, "unknown_name"),
+    (TlsOutcome::Protocol, "protocol"),
+    (TlsOutcome::Timeout, "timeout"),
+];
+
+#[derive(Clone)]
+struct ApiStats {
+    service: Box<str>,
+    api: Box<str>,
+    /// (status, count), in order of first appearance.
+    codes: Vec<(u16, u64)>,
+    /// Non-cumulative counts per bucket; the last one is `+Inf`.
+    buckets: [u64; DURATION_BUCKETS.len() + 1],
+    sum: f64,
+}
+
+#[derive(Clone, Default)]
+struct UpstreamStats {
+    name: Box<str>,
+    opened: u64,
+    reused: u64,
+    failed: u64,
+    idle: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    apis: Vec<ApiStats>,
+    api_slots: HashMap<(Box<str>, Box<str>), usize>,
+    upstreams: Vec<UpstreamStats>,
+    upstream_slots: HashMap<Box<str>, usize>,
+    bytes_in: u64,
+    bytes_out: u64,
+    tls_done: u64,
+    tls_failed: [u64; TLS_FAILURE_REASONS.len()],
+    auth: Vec<(AuthFailure, u64)>,
+}
+
+/// One configuration's indexes mapped to a worker's slots.
+#[derive(Default)]
+pub struct Slots {
+    /// `apis[service][api]`.
+    apis: Vec<Vec<usize>>,
+    upstreams: Vec<usize>,
+}
+
+impl Slots {
+    pub fn api(&self, service: usize, api: usize) -> usize {
+        self.apis[service][api]
+    }
+
+    pub fn upstream(&self, upstream: usize) -> usize {
+        self.upstreams[upstream]
+    }
+}
+
+/// One request, as the one exit records it.
+pub struct RequestRecord {
+    pub slot: usize,
+    pub status: u16,
+    pub elapsed: Duration,
+    pub auth: Option<AuthFailure>,
+    /// Client bytes read and written since the last record.
+    pub bytes: (u64, u64),
+}
+
+/// One worker's counters.
+pub struct WorkerMetrics {
+    counters: Mutex<Counters>,
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        let mut c = Counters::default();
+        c.api_slot("", "");
+        WorkerMetrics {
+            counters: Mutex::new(c),
+        }
+    }
+}
+
+impl Counters {
+    fn api_slot(&mut self, service: &str, api: &str) -> usize {
+        let next = self.apis.len();
+        let key: (Box<str>, Box<str>) = (service.into(), api.into());
+        *self.api_slots.entry(key).or_insert_with(|| {
+            self.apis.push(ApiStats {
+                service: service.into(),
+                api: api.into(),
+                codes: Vec::new(),
+                buckets: [0; DURATION_BUCKETS.len() + 1],
+                sum: 0.0,
+            });
+            next
+        })
+    }
+
+    fn upstream_slot(&mut self, name: &str) -> usize {
+        let next = self.upstreams.len();
+        *self.upstream_slots.entry(name.into()).or_insert_with(|| {
+            self.upstreams.push(UpstreamStats {
+                name: name.into(),
+                ..UpstreamStats::default()
+            });
+            next
+        })
+    }
+}
+
+impl WorkerMetrics {
+    fn lock(&self) -> MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The slots of a configuration's APIs and upstreams (new names get new slots).
+    pub fn slots(&self, cfg: &Config) -> Slots {
+        let mut c = self.lock();
+        Slots {
+            apis: cfg
+                .services
+                .iter()
+                .map(|s| {
+                    s.apis
+                        .iter()
+                        .map(|a| c.api_slot(&s.name, &a.name))
+                        .collect()
+                })
+                .collect(),
+            upstreams: cfg
+                .upstreams
+                .iter()
+                .map(|u| c.upstream_slot(&u.name))
+                .collect(),
+        }
+    }
+
+    pub fn request(&self, r: RequestRecord) {
+        let mut c = self.lock();
+        c.bytes_in += r.bytes.0;
+        c.bytes_out += r.bytes.1;
+        if let Some(why) = r.auth {
+            match c.auth.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, n)) => *n += 1,
+                None => c.auth.push((why, 1)),
+            }
+        }
+        let Some(api) = c.apis.get_mut(r.slot) else {
+            return;
+        };
+        match api.codes.iter_mut().find(|(code, _)| *code == r.status) {
+            Some((_, n)) => *n += 1,
+            None => api.codes.push((r.status, 1)),
+        }
+        let secs = r.elapsed.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        api.buckets[bucket] += 1;
+        api.sum += secs;
+    }
+
+    /// Client bytes moved outside any request (a WebSocket tunnel, an idle read).
+    pub fn bytes(&self, bytes: (u64, u64)) {
+        let mut c = self.lock();
+        c.bytes_in += bytes.0;
+        c.bytes_out += bytes.1;
+    }
+
+    pub fn upstream(&self, slot: usize, event: UpstreamEvent) {
+        let mut c = self.lock();
+        if let Some(u) = c.upstreams.get_mut(slot) {
+            match event {
+                UpstreamEvent::Opened => u.opened += 1,
+                UpstreamEvent::Reused => u.reused += 1,
+                UpstreamEvent::Failed => u.failed += 1,
+            }
+        }
+    }
+
+    /// The idle connections in the pools, per upstream slot (a gauge, set by housekeeping).
+    pub fn set_idle(&self, idle: impl Iterator<Item = (usize, usize)>) {
+        let mut c = self.lock();
+        for u in &mut c.upstreams {
+            u.idle = 0;
+        }
+        for (slot, n) in idle {
+            if let Some(u) = c.upstreams.get_mut(slot) {
+                u.idle += n as u64;
+            }
+        }
+    }
+
+    pub fn tls(&self, outcome: TlsOutcome) {
+        let mut c = self.lock();
+        match TLS_FAILURE_REASONS.iter().position(|(o, _)| *o == outcome) {
+            Some(i) => c.tls_failed[i] += 1,
+            None => c.tls_done += 1,
+        }
+    }
+}
+
+/// Process-wide values the workers do not count.
+pub struct ProcessValues {
+    pub version: &'static str,
+    pub client_connections: usize,
+    pub reloads_succeeded: u64,
+    pub reloads_failed: u64,
+    pub last_reload_unix: u64,
+}
+
+/// The Prometheus text exposition of every worker's counters, summed, and `process`.
+pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut String) {
+    let mut sum = Counters::default();
+    for w in workers {
+        let c = w.lock();
+        for a in &c.apis {
+            let slot = sum.api_slot(&a.service, &a.api);
+            let s = &mut sum.apis[slot];
+            for &(code, n) in &a.codes {
+                match s.codes.iter_mut().find(|(c, _)| *c == code) {
+                    Some((_, m)) => *m += n,
+                    None => s.codes.push((code, n)),
+                }
+            }
+            for (b, n) in s.buckets.iter_mut().zip(a.buckets) {
+                *b += n;
+            }
+            s.sum += a.sum;
+        }
+        for u in &c.upstreams {
+            let slot = sum.upstream_slot(&u.name);
+            let s = &mut sum.upstreams[slot];
+            s.opened += u.opened;
+            s.reused += u.reused;
+            s.failed += u.failed;
+            s.idle += u.idle;
+        }
+        sum.bytes_in += c.bytes_in;
+        sum.bytes_out += c.bytes_out;
+        sum.tls_done += c.tls_done;
+        for (s, n) in sum.tls_failed.iter_mut().zip(c.tls_failed) {
+            *s += n;
+        }
+        for &(why, n) in &c.auth {
+            match sum.auth.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, m)) => *m += n,
+                None => sum.auth.push((why, n)),
+            }
+        }
+    }
+    write_families(&sum, process, out);
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
+    family(out, "ringway_build_info", "gauge", "The running version.");
+    let _ = writeln!(
+        out,
+        "ringway_build_info{{version=\"{}\"}} 1",
+        label(p.version)
+    );
+
+    family(
+        out,
+        "ringway_requests_total",
+        "counter",
+        "Requests answered, by service, API (empty: none matched) and status code.",
+    );
+    for a in &c.apis {
+        let (s, api) = (label(&a.service), label(&a.api));
+        for (code, n) in &a.codes {
+            let _ = writeln!(
+                out,
+                "ringway_requests_total{{service=\"{s}\",api=\"{api}\",code=\"{code}\"}} {n}"
+            );
+        }
+    }
+
+    family(
+        out,
+        "ringway_request_duration_seconds",
+        "histogram",
+        "Time from a complete request head to the end of the answer, by service and API.",
+    );
+    for a in c.apis.iter().filter(|a| a.buckets.iter().any(|&n| n > 0)) {
+        let (s, api) = (label(&a.service), label(&a.api));
+        let mut cumulative = 0;
+        for (i, n) in a.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = DURATION_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "ringway_request_duration_seconds_bucket{{service=\"{s}\",api=\"{api}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "ringway_request_duration_seconds_sum{{service=\"{s}\",api=\"{api}\"}} {}\nringway_request_duration_seconds_count{{service=\"{s}\",api=\"{api}\"}} {cumulative}",
+            a.sum
+        );
+    }
+
+    type Get = fn(&UpstreamStats) -> u64;
+    let upstream_families: [(&str, &str, &str, Get); 4] = [
+        (
+            "ringway_upstream_connections_opened_total",
+            "counter",
+            "New upstream connections (TCP, and TLS for https upstreams).",
+            |u| u.opened,
+        ),
+        (
+            "ringway_upstream_connections_reused_total",
+            "counter",
+            "Requests sent on a pooled upstream connection.",
+            |u| u.reused,
+        ),
+        (
+            "ringway_upstream_connections_failed_total",
+            "counter",
+            "Upstream connections that could not be made (refused, timed out, TLS failed).",
+            |u| u.failed,
+        ),
+        (
+            "ringway_upstream_idle_connections",
+            "gauge",
+            "Idle upstream connections in the keepalive pools.",
+            |u| u.idle,
+        ),
+    ];
+    for (name, kind, help, get) in upstream_families {
+        family(out, name, kind, help);
+        for u in &c.upstreams {
+            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", label(&u.name), get(u));
+        }
+    }
+
+    family(
+        out,
+        "ringway_client_bytes_received_total",
+        "counter",
+        "Bytes read from clients (after TLS decryption).",
+    );
+    let _ = writeln!(out, "ringway_client_bytes_received_total {}", c.bytes_in);
+    family(
+        out,
+        "ringway_client_bytes_sent_total",
+        "counter",
+        "Bytes written to clients (before TLS encryption).",
+    );
+    let _ = writeln!(out, "ringway_client_bytes_sent_total {}", c.bytes_out);
+    family(
+        out,
+        "ringway_client_connections",
+        "gauge",
+        "Open client connections.",
+    );
+    let _ = writeln!(out, "ringway_client_connections {}", p.client_connections);
+
+    family(
+        out,
+        "ringway_tls_handshakes_total",
+        "counter",
+        "Client TLS handshakes completed.",
+    );
+    let _ = writeln!(out, "ringway_tls_handshakes_total {}", c.tls_done);
+    family(
+        out,
+        "ringway_tls_handshake_failures_total",
+        "counter",
+        "Client TLS handshakes failed, by reason.",
+    );
+    for ((_, reason), n) in TLS_FAILURE_REASONS.iter().zip(c.tls_failed) {
+        let _ = writeln!(
+            out,
+            "ringway_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+
+    family(
+        out,
+        "ringway_auth_failures_total",
+        "counter",
+        "Requests refused by authentication (401), by scheme and reason.",
+    );
+    for (why, n) in &c.auth {
+        let _ = writeln!(
+            out,
+            "ringway_auth_failures_total{{scheme=\"{}\",reason=\"{}\"}} {n}",
+            why.scheme, why.reason
+        );
+    }
+
+    family(
+        out,
+        "ringway_config_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP), by result.",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_config_reloads_total{{result=\"success\"}} {}\nringway_config_reloads_total{{result=\"failure\"}} {}",
+        p.reloads_succeeded, p.reloads_failed
+    );
+    family(
+        out,
+        "ringway_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last configuration that loaded (start or reload).",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_config_last_reload_success_timestamp_seconds {}",
+        p.last_reload_unix
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process() -> ProcessValues {
+        ProcessValues {
+            version: "1.2.3",
+            client_connections: 3,
+            reloads_succeeded: 2,
+            reloads_failed: 1,
+            last_reload_unix: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn workers_are_summed_and_buckets_are_cumulative() {
+        let (a, b) = (WorkerMetrics::default(), WorkerMetrics::default());
+        // Slots are per worker: give the second worker a different order.
+        let sa = a.lock().api_slot("s", "x");
+        b.lock().api_slot("s", "other");
+        let sb = b.lock().api_slot("s", "x");
+        assert_ne!(sa, sb);
+        let rec = |slot, status, us| RequestRecord {
+            slot,
+            status,
+            elapsed: Duration::from_micros(us),
+            auth: None,
+            bytes: (10, 20),
+        };
+        a.request(rec(sa, 200, 50));
+        a.request(rec(sa, 404, 700));
+        b.request(rec(sb, 200, 2_000_000));
+        b.request(RequestRecord {
+            auth: Some(AuthFailure::TOKEN_MISSING),
+            ..rec(UNMATCHED, 401, 10)
+        });
+        let mut out = String::new();
+        render(&[a, b], &process(), &mut out);
+        for line in [
+            "ringway_requests_total{service=\"s\",api=\"x\",code=\"200\"} 2",
+            "ringway_requests_total{service=\"s\",api=\"x\",code=\"404\"} 1",
+            "ringway_requests_total{service=\"\",api=\"\",code=\"401\"} 1",
+            "ringway_request_duration_seconds_bucket{service=\"s\",api=\"x\",le=\"0.0001\"} 1",
+            "ringway_request_duration_seconds_bucket{service=\"s\",api=\"x\",le=\"0.001\"} 2",
+            "ringway_request_duration_seconds_bucket{service=\"s\",api=\"x\",le=\"2.5\"} 3",
+            "ringway_request_duration_seconds_bucket{service=\"s\",api=\"x\",le=\"+Inf\"} 3",
+            "ringway_request_duration_seconds_count{service=\"s\",api=\"x\"} 3",
+            "ringway_client_bytes_received_total 40",
+            "ringway_client_bytes_sent_total 80",
+            "ringway_auth_failures_total{scheme=\"oauth2\",reason=\"token_missing\"} 1",
+            "ringway_config_reloads_total{result=\"failure\"} 1",
+            "ringway_build_info{version=\"1.2.3\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+        }
+        assert!(
+            !out.contains("api=\"other\",le="),
+            "no histogram for an API without requests"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
