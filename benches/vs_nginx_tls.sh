@@ -42,11 +42,9 @@ bench_init vs-nginx-tls
 T=$BENCH_TMP
 mkdir -p "$T/wrk" "$T/tls" "$T/ringway"
 
-# One ECDSA P-256 certificate for localhost, used by both proxies: wrk sends the URL's host
-# as SNI, and localhost resolves to 127.0.0.1 here (checked below).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost" \
-    -keyout "$T/tls/key.pem" -out "$T/tls/cert.pem" 2>/dev/null
+# One ECDSA P-256 certificate for localhost (TLS_NAME), used by both proxies: wrk sends the
+# URL's host as SNI, and localhost resolves to 127.0.0.1 here (checked above).
+make_tls_cert "$T/tls"
 
 write_backend_conf "$T/backend"
 start_nginx backend "$T/backend" "$BACKEND_PORT"
@@ -54,39 +52,11 @@ INDEX=$T/backend/html/index.html
 
 # nginx terminating TLS: the HTTP proxy configuration with an ssl listener.
 write_nginx_proxy_conf "$T/nginx"
-sed -i "s|listen 127.0.0.1:$NGINX_PORT backlog=4096;|listen 127.0.0.1:$NGINX_PORT ssl backlog=4096;\n        ssl_certificate $T/tls/cert.pem;\n        ssl_certificate_key $T/tls/key.pem;\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:SSL:10m;|" \
-    "$T/nginx/conf/nginx.conf"
+nginx_conf_tls "$T/nginx" "$T/tls"
 start_nginx nginx "$T/nginx" "$NGINX_PORT"
 NGINX_PID=$LAST_PID
 
-cat >"$T/ringway/ringway.toml" <<EOF
-[server]
-listen_http = ["127.0.0.1:$((RINGWAY_PORT + 100))"]
-listen_https = ["127.0.0.1:$RINGWAY_PORT"]
-admin_listen = "off"
-workers = 1
-access_log = "off"
-
-[[certificates]]
-hosts = ["localhost"]
-cert = "$T/tls/cert.pem"
-key = "$T/tls/key.pem"
-
-[[upstreams]]
-name = "backend"
-url = "http://127.0.0.1:$BACKEND_PORT"
-keepalive = 1024
-
-[[services]]
-name = "bench"
-
-[[services.apis]]
-name = "all"
-path = "/"
-[services.apis.backend]
-upstream = "backend"
-path = "/"
-EOF
+write_ringway_conf "$T/ringway/ringway.toml" "" "$T/tls"
 start_ringway "$T/ringway/ringway.toml" "$T/ringway"
 
 declare -A PID PORT
@@ -96,9 +66,7 @@ PORT[nginx]=$NGINX_PORT
 PORT[ringway]=$RINGWAY_PORT
 
 for t in $TARGETS; do
-    code=$(curl -sS -m 3 --cacert "$T/tls/cert.pem" -o "$T/pre-$t" -w '%{http_code}' \
-        "https://localhost:${PORT[$t]}/index.html") || true
-    [[ $code == 200 ]] && cmp -s "$T/pre-$t" "$INDEX" || die "$t: preflight over TLS got ${code:-000}"
+    preflight "$t" "${PORT[$t]}" "$INDEX" "$T/tls/cert.pem" || die "$t: preflight over TLS failed"
 done
 log "preflight: both proxies serve the file over TLS"
 

@@ -3,12 +3,16 @@
 
     idle_client.py --port 18082 [-n 10000] [--path /index.html] [--concurrency 200]
                    [--timeout 10] [--release-file F] [--hold-max 300]
+                   [--tls [--server-name localhost] [--cafile CERT.pem]]
 
 Opens N connections to 127.0.0.1:PORT (at most --concurrency being set up at a time), sends
 one `GET PATH` on each and reads the whole answer (Content-Length or chunked), keeping every
-connection the server left open. Then it prints one line
+connection the server left open. With --tls each connection first completes a TLS handshake
+(SNI and Host: --server-name; the certificate verified against --cafile, or not verified at
+all without it; ALPN http/1.1; no session reuse, so every handshake is a full one). Then it
+prints one line
 
-    READY total=N ok=<200 answers> held=<connections still open> non200={...} errors={...} elapsed_s=T
+    READY total=N ok=<200 answers> held=<connections still open> non200={...} errors={...} tls=<version/cipher|-> elapsed_s=T
 
 on stdout and holds the connections, idle, until the file --release-file exists (or
 --hold-max seconds pass), then prints
@@ -25,6 +29,7 @@ import collections
 import json
 import os
 import resource
+import ssl
 import sys
 import time
 
@@ -72,7 +77,19 @@ async def main():
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per step")
     ap.add_argument("--release-file")
     ap.add_argument("--hold-max", type=float, default=300.0)
+    ap.add_argument("--tls", action="store_true", help="TLS handshake before the request")
+    ap.add_argument("--server-name", default="localhost", help="SNI and Host with --tls")
+    ap.add_argument("--cafile", help="trust this CA with --tls (default: no verification)")
     args = ap.parse_args()
+
+    tls = None
+    if args.tls:
+        tls = ssl.create_default_context(cafile=args.cafile)
+        if not args.cafile:
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+        tls.set_alpn_protocols(["http/1.1"])
+    negotiated = collections.Counter()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = args.connections + 256
@@ -82,8 +99,9 @@ async def main():
         if new < want:
             print(f"warning: open files limit {new} < {want}", file=sys.stderr)
 
+    host = args.server_name if args.tls else args.host
     request = (
-        f"GET {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+        f"GET {args.path} HTTP/1.1\r\nHost: {host}:{args.port}\r\n"
         "User-Agent: ringway-idle-client\r\n\r\n"
     ).encode()
     sem = asyncio.Semaphore(args.concurrency)
@@ -99,9 +117,17 @@ async def main():
         async with sem:
             writer = None
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(args.host, args.port), args.timeout
-                )
+                if tls is None:
+                    conn = asyncio.open_connection(args.host, args.port)
+                else:
+                    conn = asyncio.open_connection(
+                        args.host, args.port, ssl=tls, server_hostname=args.server_name,
+                        ssl_handshake_timeout=args.timeout,
+                    )
+                reader, writer = await asyncio.wait_for(conn, args.timeout)
+                if tls is not None:
+                    obj = writer.get_extra_info("ssl_object")
+                    negotiated[f"{obj.version()}/{obj.cipher()[0]}"] += 1
                 writer.write(request)
                 status, keep_alive = await read_answer(reader, args.timeout)
                 if status == 200:
@@ -126,7 +152,8 @@ async def main():
     elapsed = time.monotonic() - started
     print(
         f"READY total={args.connections} ok={ok} held={len(held)} "
-        f"non200={compact(non200)} errors={compact(errors)} elapsed_s={elapsed:.1f}",
+        f"non200={compact(non200)} errors={compact(errors)} "
+        f"tls={','.join(sorted(negotiated)) or '-'} elapsed_s={elapsed:.1f}",
         flush=True,
     )
 

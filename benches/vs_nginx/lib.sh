@@ -1,4 +1,5 @@
-# Shared helpers for benches/vs_nginx.sh and benches/idle_rss.sh (bash; sourced, not run).
+# Shared helpers for benches/vs_nginx.sh, benches/vs_nginx_tls.sh and benches/idle_rss.sh
+# (bash; sourced, not run).
 #
 # Everything listens on 127.0.0.1 with fixed high ports; every process started here is
 # recorded in BENCH_PIDS and stopped by bench_cleanup (installed as an EXIT trap by
@@ -7,6 +8,7 @@
 BACKEND_PORT=${BACKEND_PORT:-18080} # nginx serving the static file
 NGINX_PORT=${NGINX_PORT:-18081}     # nginx as a reverse proxy in front of the backend
 RINGWAY_PORT=${RINGWAY_PORT:-18082} # ringway in front of the same backend
+TLS_NAME=localhost                  # the name the TLS benchmarks' certificate covers (SNI)
 SERVER_CPU=${SERVER_CPU:-1}         # backend and proxies are pinned here
 CLIENT_CPU=${CLIENT_CPU:-0}         # wrk / the idle client are pinned here
 
@@ -231,18 +233,49 @@ EOF
     } >"$dir/conf/nginx.conf"
 }
 
-# write_ringway_conf FILE [EXTRA_SERVER_LINES]: one worker, no admin, no access log; every GET
-# goes to the backend with the path unchanged (a plain "/" prefix onto backend path "/":
-# /index.html -> /index.html).
+# make_tls_cert DIR: DIR/key.pem and DIR/cert.pem, one self-signed ECDSA P-256 certificate for
+# TLS_NAME (valid 2 days), made with openssl. Both proxies serve it; clients send TLS_NAME as
+# SNI and trust DIR/cert.pem as their CA.
+make_tls_cert() {
+    mkdir -p "$1"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=$TLS_NAME" -addext "subjectAltName=DNS:$TLS_NAME" \
+        -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null || die "openssl could not make a certificate in $1"
+}
+
+# nginx_conf_tls DIR CERT_DIR: make the listener of write_nginx_proxy_conf's DIR/conf/nginx.conf
+# terminate TLS 1.2/1.3 with CERT_DIR's certificate (make_tls_cert), with a session cache.
+nginx_conf_tls() {
+    local conf=$1/conf/nginx.conf cert=$2
+    sed -i "s|listen 127.0.0.1:$NGINX_PORT backlog=4096;|listen 127.0.0.1:$NGINX_PORT ssl backlog=4096;\n        ssl_certificate $cert/cert.pem;\n        ssl_certificate_key $cert/key.pem;\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:SSL:10m;|" \
+        "$conf"
+    grep -q "listen 127.0.0.1:$NGINX_PORT ssl" "$conf" || die "nginx_conf_tls: no listener to change in $conf"
+}
+
+# write_ringway_conf FILE [EXTRA_SERVER_LINES] [CERT_DIR]: one worker, no admin, no access log;
+# every GET goes to the backend with the path unchanged (a plain "/" prefix onto backend path
+# "/": /index.html -> /index.html). With CERT_DIR (make_tls_cert), RINGWAY_PORT is an HTTPS
+# listener serving that certificate for TLS_NAME (and plain HTTP moves to RINGWAY_PORT + 100).
 write_ringway_conf() {
+    local listen="listen_http = [\"127.0.0.1:$RINGWAY_PORT\"]" certs=
+    if [[ -n ${3:-} ]]; then
+        listen="listen_http = [\"127.0.0.1:$((RINGWAY_PORT + 100))\"]
+listen_https = [\"127.0.0.1:$RINGWAY_PORT\"]"
+        certs="
+[[certificates]]
+hosts = [\"$TLS_NAME\"]
+cert = \"$3/cert.pem\"
+key = \"$3/key.pem\"
+"
+    fi
     cat >"$1" <<EOF
 [server]
-listen_http = ["127.0.0.1:$RINGWAY_PORT"]
+$listen
 admin_listen = "off"
 workers = 1
 access_log = "off"
 ${2:-}
-
+$certs
 [[upstreams]]
 name = "backend"
 url = "http://127.0.0.1:$BACKEND_PORT"
@@ -299,12 +332,18 @@ start_ringway() {
     fi
 }
 
-# preflight NAME PORT EXPECTED_FILE: one GET /index.html must answer 200 with the file.
+# preflight NAME PORT EXPECTED_FILE [CA_FILE]: one GET /index.html must answer 200 with the
+# file. With CA_FILE, over TLS: https://TLS_NAME:PORT (resolved to 127.0.0.1), trusting CA_FILE.
 preflight() {
-    local name=$1 port=$2 want=$3 body code
+    local name=$1 port=$2 want=$3 ca=${4:-} body code url args=()
     mkdir -p "$BENCH_TMP/preflight"
     body=$(mktemp "$BENCH_TMP/preflight/$name.XXXXXX")
-    code=$(curl -sS -m 2 -o "$body" -w '%{http_code}' "http://127.0.0.1:$port/index.html" 2>"$body.err") || true
+    url=http://127.0.0.1:$port/index.html
+    if [[ -n $ca ]]; then
+        url=https://$TLS_NAME:$port/index.html
+        args=(--cacert "$ca" --resolve "$TLS_NAME:$port:127.0.0.1")
+    fi
+    code=$(curl -sS -m 3 "${args[@]}" -o "$body" -w '%{http_code}' "$url" 2>"$body.err") || true
     if [[ $code == 200 ]] && cmp -s "$body" "$want"; then
         log "$name: preflight GET /index.html -> 200, body matches"
         return 0
