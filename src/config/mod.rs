@@ -110,9 +110,6 @@ impl Config {
     pub fn not_served_yet(&self) -> Vec<String> {
         let mut notes = Vec::new();
         notes.extend(self.warnings.iter().cloned());
-        if let Some(admin) = self.server.admin_listen {
-            notes.push(format!("note: admin listener {admin} is not served yet"));
-        }
         notes
     }
 

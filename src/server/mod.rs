@@ -6,6 +6,7 @@
 //! connections, let in-flight requests finish within `shutdown_grace_ms`, and the process
 //! exits 0.
 
+pub mod admin;
 pub mod listen;
 pub mod reload;
 pub mod signals;
@@ -70,6 +71,17 @@ pub fn run(config: Config) -> Result<(), String> {
         })
         .collect();
     let shared = Arc::new(Shared::new(config.clone(), workers));
+    let mut admin = match server.admin_listen {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("cannot listen on {addr} (admin_listen): {e}"))?;
+            let bound = l.local_addr().map_err(|e| format!("admin_listen: {e}"))?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|a| a.1);
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let (done_tx, done_rx) = mpsc::channel::<usize>();
@@ -78,6 +90,11 @@ pub fn run(config: Config) -> Result<(), String> {
             index,
             cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
             listeners,
+            admin: if index == 0 {
+                admin.take().map(|a| a.0)
+            } else {
+                None
+            },
             shared: shared.clone(),
         };
         let (ready_tx, done_tx) = (ready_tx.clone(), done_tx.clone());
@@ -107,6 +124,9 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     for addr in &bound_https {
         eprintln!("ringway: listening https {addr}");
+    }
+    if let Some(addr) = admin_addr {
+        eprintln!("ringway: listening admin {addr}");
     }
 
     loop {

@@ -40,6 +40,8 @@ pub struct WorkerSpec {
     pub cpu: Option<usize>,
     /// `(listener, https)`.
     pub listeners: Vec<(std::net::TcpListener, bool)>,
+    /// The admin listener, for the one worker that serves it.
+    pub admin: Option<std::net::TcpListener>,
     pub shared: Arc<Shared>,
 }
 
@@ -96,7 +98,14 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
                 Err(e) => return ready(Err(format!("worker {}: listener: {e}", spec.index))),
             }
         }
+        let admin = match spec.admin.map(TcpListener::from_std).transpose() {
+            Ok(a) => a,
+            Err(e) => return ready(Err(format!("worker {}: admin listener: {e}", spec.index))),
+        };
         ready(Ok(driver));
+        if let Some(admin) = admin {
+            monoio::spawn(super::admin::serve(admin, worker.clone()));
+        }
         let accepts: Vec<_> = listeners
             .into_iter()
             .map(|(l, https)| monoio::spawn(accept_loop(l, https, worker.clone())))
