@@ -6,63 +6,11 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
-
-/// One GET to the admin listener: (status, body).
-fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    let text = String::from_utf8_lossy(&all).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The gateway's admin address, from its `ringway: listening admin ADDR` line.
-fn admin_addr(gw: &Gateway) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(addr) = gw
-            .stderr()
-            .lines()
-            .find_map(|l| l.strip_prefix("ringway: listening admin "))
-            .and_then(|a| a.trim().parse().ok())
-        {
-            return addr;
-        }
-        assert!(Instant::now() < deadline, "no admin line:\n{}", gw.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn with_admin(toml: &str) -> String {
-    toml.replace("admin_listen = \"off\"", "admin_listen = \"127.0.0.1:0\"")
-}
-
-/// The value of the sample `series` (name and labels exactly as printed).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
 
 #[test]
 fn metrics_count_what_was_sent() {
@@ -171,8 +119,10 @@ fn promtool_check(text: &str) {
 #[test]
 fn auth_failures_and_reloads_are_counted() {
     let backend = Backend::ok();
-    let cfg = with_admin(&proxy_config(backend.addr(), "", ""))
-        .replace("method = \"ANY\"\n", "method = \"ANY\"\nauth = \"key_pair\"\n");
+    let cfg = with_admin(&proxy_config(backend.addr(), "", "")).replace(
+        "method = \"ANY\"\n",
+        "method = \"ANY\"\nauth = \"key_pair\"\n",
+    );
     let gw = Gateway::start(&cfg);
     let admin = admin_addr(&gw);
     let mut c = gw.connect();

@@ -779,3 +779,37 @@ fn the_access_log_names_the_tls_version_and_sni() {
     assert_eq!(lines[1]["tls"], serde_json::Value::Null);
     assert_eq!(lines[1]["sni"], serde_json::Value::Null);
 }
+
+#[test]
+fn handshakes_and_their_failures_are_counted_by_reason() {
+    let pki = Pki::new();
+    let backend = Backend::ok();
+    let mut gw = Gateway::start(&with_admin(&tls_config(&pki, backend.addr())));
+    let https = gw.https_addr();
+    let admin = admin_addr(&gw);
+    assert!(tls_connect(https, "api.example.test", pki.client(&[], &[], false)).is_err());
+    assert!(tls_connect(https, "nope.example.test", pki.client(&[], &[], true)).is_err());
+    assert!(tls_connect(https, "nope.example.test", pki.client(&[], &[], true)).is_err());
+    let mut ok = tls_connect(https, "api.example.test", pki.client(&[], &[], true)).unwrap();
+    ok.write_all(get("api.example.test", "/hello").as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut ok, &mut Vec::new()).0, 200);
+    let (_, m) = admin_get(admin, "/metrics");
+    for (series, value) in [
+        (
+            "ringway_tls_handshake_failures_total{reason=\"no_sni\"}",
+            1.0,
+        ),
+        (
+            "ringway_tls_handshake_failures_total{reason=\"unknown_name\"}",
+            2.0,
+        ),
+        (
+            "ringway_tls_handshake_failures_total{reason=\"protocol\"}",
+            0.0,
+        ),
+        ("ringway_tls_handshakes_total", 1.0),
+    ] {
+        assert_eq!(sample(&m, series), Some(value), "{series} in\n{m}");
+    }
+}
