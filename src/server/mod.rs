@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod listen;
+pub mod notify;
 pub mod reload;
 pub mod signals;
 pub mod worker;
@@ -128,15 +129,21 @@ pub fn run(config: Config) -> Result<(), String> {
     if let Some(addr) = admin_addr {
         eprintln!("ringway: listening admin {addr}");
     }
+    notify::ready("serving");
 
     loop {
         match signals::wait() {
             Ok(Signal::Terminate) => break,
-            Ok(Signal::Reload) => reload::reload(&shared),
+            Ok(Signal::Reload) => {
+                notify::reloading();
+                reload::reload(&shared);
+                notify::ready("serving");
+            }
             Err(e) => return Err(format!("waiting for signals: {e}")),
         }
     }
     eprintln!("ringway: stopping: draining in-flight requests");
+    notify::stopping();
     shared.stopping.store(true, Ordering::Release);
     let deadline = Instant::now() + server.shutdown_grace + EXIT_SLACK;
     for _ in 0..workers {
