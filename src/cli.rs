@@ -101,7 +101,10 @@ pub fn docs_files(cfg: &Config) -> Vec<(String, String)> {
     let json = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
     let mut files = vec![
         (Layout::INDEX_HTML.to_string(), docs::index_html(cfg, "")),
-        (Layout::INDEX_JSON.to_string(), json(&docs::index(cfg, "")) + "\n"),
+        (
+            Layout::INDEX_JSON.to_string(),
+            json(&docs::index(cfg, "")) + "\n",
+        ),
     ];
     for (i, s) in cfg.services.iter().enumerate() {
         files.push((layout.html_file(i), docs::service_html(cfg, s, "")));
@@ -112,8 +115,7 @@ pub fn docs_files(cfg: &Config) -> Vec<(String, String)> {
 
 fn write_docs(cfg: &Config, out: &Path, written: &mut Vec<String>) -> Result<(), String> {
     let dir = out.join(crate::docs::Layout::OPENAPI_DIR);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     for (name, text) in docs_files(cfg) {
         let file = out.join(&name);
         std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;

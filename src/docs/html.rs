@@ -166,18 +166,30 @@ fn facts(out: &mut String, config: &Config, service: &Service) {
     if urls.is_empty() {
         out.push_str("<span class=\"muted\">no listener serves this service</span>");
     }
+    let mut meanings: Vec<(&str, &str)> = Vec::new();
     for u in &urls {
         let _ = write!(out, "<code>{}</code>", esc(&u.url));
-        for (name, default, what) in &u.variables {
+        if !u.variables.is_empty() {
             let _ = write!(
                 out,
-                " <span class=\"muted\">— <code>{{{}}}</code>: {} (e.g. <code>{}</code>)</span>",
-                esc(name),
-                inline_code(what),
-                esc(default)
+                " <span class=\"muted\">e.g. <code>{}</code></span>",
+                esc(&u.concrete())
             );
         }
+        for (name, _, what) in &u.variables {
+            if !meanings.iter().any(|(n, _)| n == name) {
+                meanings.push((name, what));
+            }
+        }
         out.push_str("<br>");
+    }
+    for (name, what) in meanings {
+        let _ = write!(
+            out,
+            "<span class=\"muted\"><code>{{{}}}</code>: {}</span><br>",
+            esc(name),
+            inline_code(what)
+        );
     }
     let _ = write!(
         out,
@@ -202,7 +214,11 @@ fn facts(out: &mut String, config: &Config, service: &Service) {
 }
 
 fn toc(out: &mut String, service: &Service) {
-    let _ = writeln!(out, "<h2>APIs ({})</h2>\n<ul class=\"toc\">", service.apis.len());
+    let _ = writeln!(
+        out,
+        "<h2>APIs ({})</h2>\n<ul class=\"toc\">",
+        service.apis.len()
+    );
     for (i, api) in service.apis.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -289,24 +305,23 @@ fn api_section(out: &mut String, config: &Config, service: &Service, i: usize, a
     if !api.description.is_empty() {
         let _ = writeln!(out, "<p>{}</p>", esc(&api.description));
     }
-    let mut notes = vec![tier_words(api)];
+    let mut matching = tier_words(api);
     if is_prefix(api) {
-        notes.push("The rest of the path after the prefix is passed on to the backend.".into());
+        matching.push_str(" The rest of the path after the prefix is passed on to the backend.");
     }
+    out.push_str("<table class=\"facts\">\n");
+    let _ = writeln!(out, "<tr><th>Path matching</th><td>{matching}</td></tr>");
     if api.methods.is_any() {
-        notes.push("Method <code>ANY</code>: every method is accepted; an API with the request's exact method on the same path wins.".into());
+        out.push_str("<tr><th>Methods</th><td>Any method (<code>ANY</code>); an API with the request&#39;s exact method on the same path wins.</td></tr>\n");
     }
     if api.frontend_type == FrontendType::Ws {
-        notes.push(format!(
-            "WebSocket: send an RFC 6455 Upgrade request (GET with <code>Connection: Upgrade</code>, <code>Upgrade: websocket</code>, <code>Sec-WebSocket-Version: 13</code>, <code>Sec-WebSocket-Key</code>), to <code>ws://</code> or <code>wss://</code>. Once the backend answers 101 the connection is a tunnel; it closes after {} s with no traffic. A plain request gets 400.",
+        let _ = writeln!(
+            out,
+            "<tr><th>WebSocket</th><td>Send an RFC 6455 Upgrade request (GET with <code>Connection: Upgrade</code>, <code>Upgrade: websocket</code>, <code>Sec-WebSocket-Version: 13</code>, <code>Sec-WebSocket-Key</code>) to <code>ws://</code> or <code>wss://</code>. Once the backend answers 101 the connection is a tunnel; it closes after {} s without traffic. A plain request gets 400.</td></tr>",
             config.server.ws_idle_timeout.as_secs()
-        ));
+        );
     }
-    let _ = writeln!(out, "<div class=\"note\">{}</div>", notes.join("<br>"));
-
-    params_table(out, api);
-
-    out.push_str("<h3>Auth</h3>\n<p>");
+    out.push_str("<tr><th>Auth</th><td>");
     match (api.auth, service.oauth2.as_ref()) {
         (Auth::None, _) => out.push_str("None: no credentials needed."),
         (Auth::KeyPair, _) => out.push_str(
@@ -321,10 +336,23 @@ fn api_section(out: &mut String, config: &Config, service: &Service, i: usize, a
         }
         (Auth::OAuth2, None) => out.push_str("OAuth 2.0 (JWT)."),
     }
-    out.push_str("</p>\n");
+    out.push_str("</td></tr>\n<tr><th>CORS</th><td>");
     if api.cors {
-        let _ = writeln!(out, "<h3>CORS</h3>\n<p>{}</p>", inline_code(CORS_HOWTO));
+        out.push_str(&inline_code(CORS_HOWTO));
+    } else {
+        out.push_str("Not enabled: browsers on other origins cannot read the answers.");
     }
+    out.push_str("</td></tr>\n");
+    if let BackendTarget::Vpc { .. } = api.backend.target {
+        let _ = writeln!(
+            out,
+            "<tr><th>Timeout</th><td>The backend has {} ms to answer; then 504.</td></tr>",
+            api.backend.timeout.as_millis()
+        );
+    }
+    out.push_str("</table>\n");
+
+    params_table(out, api);
 
     let _ = writeln!(
         out,
@@ -337,11 +365,11 @@ fn api_section(out: &mut String, config: &Config, service: &Service, i: usize, a
 }
 
 fn params_table(out: &mut String, api: &Api) {
-    out.push_str("<h3>Parameters</h3>\n");
     if api.params.is_empty() {
-        out.push_str("<p class=\"muted\">None.</p>\n");
+        out.push_str("<h3>Parameters</h3>\n<p class=\"muted\">None.</p>\n");
         return;
     }
+    out.push_str("<h3>Parameters</h3>\n");
     out.push_str("<table>\n<tr><th>Name</th><th>In</th><th>Type</th><th>Required</th><th>Default</th><th>Sample</th><th>Description</th></tr>\n");
     for p in &api.params {
         let required = p.required || p.location == Location::Path;
@@ -404,22 +432,23 @@ fn params_table(out: &mut String, api: &Api) {
 fn responses(out: &mut String, service: &Service, api: &Api) {
     out.push_str("<h3>Responses</h3>\n");
     let mt = media_type(api.response.kind);
-    let sample_block = |out: &mut String, status: &str, what: &str, ct: &str, body: Option<&str>| {
-        let _ = writeln!(
-            out,
-            "<div class=\"resp\">{} <span class=\"what\">{}{}</span></div>",
-            status_badge(status),
-            what,
-            if ct.is_empty() {
-                String::new()
-            } else {
-                format!(" · <code>{}</code>", esc(ct))
+    let sample_block =
+        |out: &mut String, status: &str, what: &str, ct: &str, body: Option<&str>| {
+            let _ = writeln!(
+                out,
+                "<div class=\"resp\">{} <span class=\"what\">{}{}</span></div>",
+                status_badge(status),
+                what,
+                if ct.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · <code>{}</code>", esc(ct))
+                }
+            );
+            if let Some(b) = body {
+                let _ = writeln!(out, "<pre><code>{}</code></pre>", esc(&pretty(b)));
             }
-        );
-        if let Some(b) = body {
-            let _ = writeln!(out, "<pre><code>{}</code></pre>", esc(&pretty(b)));
-        }
-    };
+        };
     match (&api.backend.target, api.frontend_type) {
         (_, FrontendType::Ws) => sample_block(
             out,
@@ -461,7 +490,13 @@ fn responses(out: &mut String, service: &Service, api: &Api) {
         ),
     }
     if let Some(f) = &api.response.failure_sample {
-        sample_block(out, "error", "Failure: the backend's error answer", mt, Some(f));
+        sample_block(
+            out,
+            "error",
+            "Failure: the backend's error answer",
+            mt,
+            Some(f),
+        );
     }
     if !api.response.error_codes.is_empty() {
         out.push_str("<h3>Error codes</h3>\n<table>\n<tr><th class=\"num\">Code</th><th>Message</th><th>Description</th></tr>\n");
@@ -581,7 +616,10 @@ mod tests {
     fn escaping() {
         let cases = [
             ("plain", "plain"),
-            ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+            (
+                "<script>alert(1)</script>",
+                "&lt;script&gt;alert(1)&lt;/script&gt;",
+            ),
             ("a&b \"c\" 'd'", "a&amp;b &quot;c&quot; &#39;d&#39;"),
         ];
         for (raw, want) in cases {
@@ -626,7 +664,10 @@ services = ["<svc>"]
         let page = service_html(&cfg, &cfg.services[0], "");
         let index = index_html(&cfg, "");
         for doc in [&page, &index] {
-            for raw in ["<script", "<img", "<b>", "<svc>", "<s>", "<fail>", "<m>", "<d>", "\"b<c>", "<y>", "q<"] {
+            for raw in [
+                "<script", "<img", "<b>", "<svc>", "<s>", "<fail>", "<m>", "<d>", "\"b<c>", "<y>",
+                "q<",
+            ] {
                 assert!(!doc.contains(raw), "unescaped {raw:?}");
             }
             assert!(!doc.contains("html-secret-never-shown"));
@@ -689,7 +730,7 @@ services = ["shop"]
             "<tr><td><code>X-Tenant</code></td><td>header</td><td>string</td><td><span class=\"req\">yes</span></td>",
             "sent to the backend as query <code>tenant</code>",
             "id=\"auth-key-pair\"",
-            "<h3>CORS</h3>",
+            "<th>CORS</th><td>Every response",
             "curl -i -X PUT &#39;http://shop.example.com:8080/orders/7&#39;",
             "&quot;ok&quot;: true",
             "<td class=\"num\"><code>4001</code></td><td><code>OrderLocked</code></td><td>The order is shipped</td>",
@@ -703,7 +744,16 @@ services = ["shop"]
         }
         assert!(!page.contains("127.0.0.1:9"), "backend address leaked");
         // Nothing is fetched: no script, style sheet, font, image or frame.
-        for fetch in ["<script", "<link", "@import", "url(", " src=", "<img", "<iframe", "@font-face"] {
+        for fetch in [
+            "<script",
+            "<link",
+            "@import",
+            "url(",
+            " src=",
+            "<img",
+            "<iframe",
+            "@font-face",
+        ] {
             assert!(!page.contains(fetch), "{fetch}");
         }
         let index = index_html(&cfg, "/docs/");

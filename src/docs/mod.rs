@@ -190,14 +190,21 @@ pub const GATEWAY_ERRORS: [GatewayErrorRow; 12] = [
 /// 403 with a required param; 413 for methods that carry a body; 426 when the service takes
 /// one protocol only; 502 and 504 through an upstream; 503 always. (404, 408, 414 and 431
 /// are about requests that do not reach an API; they are in the service-wide table.)
-pub fn api_gateway_errors(service: &Service, api: &Api, method: &str) -> Vec<&'static GatewayErrorRow> {
+pub fn api_gateway_errors(
+    service: &Service,
+    api: &Api,
+    method: &str,
+) -> Vec<&'static GatewayErrorRow> {
     let vpc = matches!(api.backend.target, BackendTarget::Vpc { .. });
     GATEWAY_ERRORS
         .iter()
         .filter(|e| match e.status {
             400 | 503 => true,
             401 => api.auth != Auth::None,
-            403 => api.params.iter().any(|p| p.required && p.location != Location::Path),
+            403 => api
+                .params
+                .iter()
+                .any(|p| p.required && p.location != Location::Path),
             413 => matches!(method, "POST" | "PUT" | "PATCH" | "DELETE" | "ANY"),
             426 => service.protocol != Protocol::Both,
             502 | 504 => vpc,

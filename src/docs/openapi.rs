@@ -288,7 +288,10 @@ fn api_description(api: &Api, t: &Template) -> String {
             "prefix: every path starting with it, by characters".to_string()
         }
         crate::router::Tier::Regex if t.catch_all.is_some() => {
-            format!("regex: any path the regex matches; `{{{}}}` stands for the rest of the path", t.catch_all.as_deref().unwrap_or("path"))
+            format!(
+                "regex: any path the regex matches; `{{{}}}` stands for the rest of the path",
+                t.catch_all.as_deref().unwrap_or("path")
+            )
         }
         crate::router::Tier::Regex => {
             "path parameters (a parameter may span several segments)".to_string()
@@ -557,13 +560,36 @@ services = ["users"]
         let (_, doc) = doc();
         assert_eq!(doc["openapi"], "3.0.3");
         assert_eq!(doc["info"]["title"], "users");
-        assert!(doc["info"]["description"].as_str().unwrap().starts_with("User accounts"));
-        assert_eq!(doc["servers"], json!([{ "url": "http://api.example.com:8080" }]));
+        assert!(
+            doc["info"]["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("User accounts")
+        );
+        assert_eq!(
+            doc["servers"],
+            json!([{ "url": "http://api.example.com:8080" }])
+        );
         let kp = &doc["components"]["securitySchemes"]["keyPair"];
-        assert_eq!((&kp["type"], &kp["in"], &kp["name"]), (&json!("apiKey"), &json!("header"), &json!("Authorization")));
-        assert!(kp["description"].as_str().unwrap().contains("lowercase(name)"));
-        assert!(doc["components"]["securitySchemes"].get("oauth2Jwt").is_none());
-        assert_eq!(doc["x-ringway-gateway-errors"].as_array().map(Vec::len), Some(12));
+        assert_eq!(
+            (&kp["type"], &kp["in"], &kp["name"]),
+            (&json!("apiKey"), &json!("header"), &json!("Authorization"))
+        );
+        assert!(
+            kp["description"]
+                .as_str()
+                .unwrap()
+                .contains("lowercase(name)")
+        );
+        assert!(
+            doc["components"]["securitySchemes"]
+                .get("oauth2Jwt")
+                .is_none()
+        );
+        assert_eq!(
+            doc["x-ringway-gateway-errors"].as_array().map(Vec::len),
+            Some(12)
+        );
         let text = doc.to_string();
         assert!(!text.contains("never-in-the-docs"), "a secret leaked");
         assert!(!text.contains("127.0.0.1:9"), "a backend address leaked");
@@ -586,20 +612,44 @@ services = ["users"]
                 "x-ringway-backend": { "name": "uid", "in": "query" },
             })
         );
-        assert_eq!(op["parameters"][1]["schema"], json!({ "type": "boolean", "default": false }));
+        assert_eq!(
+            op["parameters"][1]["schema"],
+            json!({ "type": "boolean", "default": false })
+        );
         assert_eq!(op["parameters"][1]["required"], false);
         let r = &op["responses"];
-        assert_eq!(r["200"]["content"]["application/json"]["example"], json!({ "id": 42 }));
-        assert_eq!(r["default"]["content"]["application/json"]["example"], json!({ "error": "nope" }));
+        assert_eq!(
+            r["200"]["content"]["application/json"]["example"],
+            json!({ "id": 42 })
+        );
+        assert_eq!(
+            r["default"]["content"]["application/json"]["example"],
+            json!({ "error": "nope" })
+        );
         let d = r["default"]["description"].as_str().unwrap();
-        assert!(d.contains("| 1001 | UserNotFound | No \\| such user |"), "{d}");
+        assert!(
+            d.contains("| 1001 | UserNotFound | No \\| such user |"),
+            "{d}"
+        );
         assert_eq!(op["x-ringway-error-codes"][0]["code"], 1001);
-        assert_eq!(r["401"]["content"]["application/json"]["example"]["message"], "HMAC signature does not match");
+        assert_eq!(
+            r["401"]["content"]["application/json"]["example"]["message"],
+            "HMAC signature does not match"
+        );
         assert!(r.get("403").is_none(), "a path param is never missing");
         assert!(r.get("502").is_some() && r.get("504").is_some());
-        assert!(r["200"]["headers"].get("Access-Control-Allow-Origin").is_some());
+        assert!(
+            r["200"]["headers"]
+                .get("Access-Control-Allow-Origin")
+                .is_some()
+        );
         assert!(op.get("requestBody").is_none());
-        assert!(op["x-codeSamples"][0]["source"].as_str().unwrap().contains("/user/42"));
+        assert!(
+            op["x-codeSamples"][0]["source"]
+                .as_str()
+                .unwrap()
+                .contains("/user/42")
+        );
     }
 
     #[test]
@@ -610,11 +660,22 @@ services = ["users"]
         assert_eq!(keys, ["/user/{id}", "/user", "/user#prefix"]);
         let user = paths["/user"].as_object().unwrap();
         let methods: Vec<&str> = user.keys().map(String::as_str).collect();
-        assert_eq!(methods, ["post", "get", "put", "delete", "head", "patch", "options"]);
+        assert_eq!(
+            methods,
+            ["post", "get", "put", "delete", "head", "patch", "options"]
+        );
         assert_eq!(user["post"]["operationId"], "exact");
         assert_eq!(user["post"]["x-ringway-match"], "exact");
-        assert_eq!(user["post"]["responses"]["201"]["content"]["application/json"]["example"], json!({ "made": true }));
-        assert!(user["post"]["requestBody"]["description"].as_str().unwrap().contains("16777216 bytes"));
+        assert_eq!(
+            user["post"]["responses"]["201"]["content"]["application/json"]["example"],
+            json!({ "made": true })
+        );
+        assert!(
+            user["post"]["requestBody"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("16777216 bytes")
+        );
         assert_eq!(user["get"]["operationId"], "any.get");
         assert_eq!(user["get"]["x-ringway-method"], "ANY");
         assert_eq!(user["get"]["x-ringway-match"], "priority_prefix");
@@ -625,21 +686,36 @@ services = ["users"]
     fn oauth2_schemes_by_token_location() {
         let jwk = include_str!("../../conf/demo/jwt-demo.jwk.json").trim();
         for (place, want) in [
-            ("header", json!({ "type": "http", "scheme": "bearer", "bearerFormat": "JWT" })),
-            ("cookie", json!({ "type": "apiKey", "in": "cookie", "name": "tok" })),
-            ("query", json!({ "type": "apiKey", "in": "query", "name": "tok" })),
+            (
+                "header",
+                json!({ "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }),
+            ),
+            (
+                "cookie",
+                json!({ "type": "apiKey", "in": "cookie", "name": "tok" }),
+            ),
+            (
+                "query",
+                json!({ "type": "apiKey", "in": "query", "name": "tok" }),
+            ),
         ] {
             let cfg = config(&format!(
                 "[[services]]\nname = \"s\"\n[services.oauth2]\npublic_key = '{jwk}'\ntoken_location = \"{place}\"\ntoken_name = \"tok\"\n[[services.apis]]\nname = \"me\"\npath = \"=/me\"\nauth = \"oauth2\"\n[services.apis.backend]\ntype = \"mock\"\n"
             ));
             let doc = openapi(&cfg, &cfg.services[0]);
             let mut scheme = doc["components"]["securitySchemes"]["oauth2Jwt"].clone();
-            assert!(scheme["description"].as_str().unwrap().contains("RS256"), "{place}");
+            assert!(
+                scheme["description"].as_str().unwrap().contains("RS256"),
+                "{place}"
+            );
             scheme.as_object_mut().unwrap().remove("description");
             assert_eq!(scheme, want, "{place}");
             let op = &doc["paths"]["/me"]["get"];
             assert_eq!(op["security"], json!([{ "oauth2Jwt": [] }]));
-            assert_eq!(op["responses"]["401"]["content"]["application/json"]["example"]["message"], "Oauth miss Oauth id_token");
+            assert_eq!(
+                op["responses"]["401"]["content"]["application/json"]["example"]["message"],
+                "Oauth miss Oauth id_token"
+            );
         }
     }
 
@@ -681,10 +757,19 @@ mock_content_type = "text/plain"
         let img = &doc["paths"]["/{path}"]["get"];
         assert_eq!(img["x-ringway-match"], "regex");
         assert_eq!(img["parameters"][0]["name"], "path");
-        assert_eq!(img["parameters"][0]["x-ringway-path-captures"][0]["description"], "Image name");
+        assert_eq!(
+            img["parameters"][0]["x-ringway-path-captures"][0]["description"],
+            "Image name"
+        );
         assert_eq!(img["parameters"].as_array().map(Vec::len), Some(1));
         let r400 = &img["responses"]["400"];
         assert_eq!(r400["content"]["text/plain"]["example"], "none");
-        assert!(r400["description"].as_str().unwrap().contains("Or the gateway"), "{r400}");
+        assert!(
+            r400["description"]
+                .as_str()
+                .unwrap()
+                .contains("Or the gateway"),
+            "{r400}"
+        );
     }
 }

@@ -257,13 +257,16 @@ mod tests {
         let cases: [(&str, Option<&str>); 14] = [
             (r"^/v(?P<version>\d+)/status$", Some("/v{version}/status")),
             (r"^/a/(?<x>[^/]+)/b/(?P<y>.*)$", Some("/a/{x}/b/{y}")),
-            (r"^/files/(?P<name>[a-z()]+\))\.json$", Some("/files/{name}.json")),
+            (
+                r"^/files/(?P<name>[a-z()]+\))\.json$",
+                Some("/files/{name}.json"),
+            ),
             (r"^/g/(?P<n>[)(])$", Some("/g/{n}")),
             (r"^/x\{y\}$", Some("/x%7By%7D")),
             (r"^/a-b_c~d$", Some("/a-b_c~d")),
             (r"/v(?P<version>\d+)/status$", None), // not anchored at the start
             (r"^/v(?P<version>\d+)/status", None), // not anchored at the end
-            (r"^/v(?P<version>\d+)?/s$", None),   // a quantified group
+            (r"^/v(?P<version>\d+)?/s$", None),    // a quantified group
             (r"^/a|/b$", None),
             (r"^/a\d$", None),
             (r"^/(a)/b$", None), // an unnamed group
@@ -291,9 +294,7 @@ mod tests {
     }
 
     fn path_param(name: &str, extra: &str) -> String {
-        format!(
-            "[[services.apis.params]]\nname = \"{name}\"\nlocation = \"path\"\n{extra}\n"
-        )
+        format!("[[services.apis.params]]\nname = \"{name}\"\nlocation = \"path\"\n{extra}\n")
     }
 
     #[test]
@@ -301,9 +302,23 @@ mod tests {
         let id = path_param("id", "data_type = \"int\"\nsample = \"42\"");
         let cases = [
             ("=/hello", String::new(), "/hello", None, "/hello", true),
-            ("^~/static/", String::new(), "/static/", None, "/static/", true),
+            (
+                "^~/static/",
+                String::new(),
+                "/static/",
+                None,
+                "/static/",
+                true,
+            ),
             ("/orders", String::new(), "/orders", None, "/orders", true),
-            ("/user/{id}", id.clone(), "/user/{id}", None, "/user/42", true),
+            (
+                "/user/{id}",
+                id.clone(),
+                "/user/{id}",
+                None,
+                "/user/42",
+                true,
+            ),
             (
                 "/f/{name}.json",
                 path_param("name", "sample = \"a b/c\""),

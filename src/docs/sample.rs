@@ -77,11 +77,7 @@ fn urls_for(service: &Service, addr: SocketAddr, https: bool) -> Vec<ServerUrl> 
         };
         return vec![ServerUrl {
             url: format!("{scheme}://{{host}}{port}"),
-            variables: vec![(
-                "host",
-                host,
-                "any host name: this service has no `hosts`",
-            )],
+            variables: vec![("host", host, "any host name: this service has no `hosts`")],
             https,
         }];
     }
@@ -144,9 +140,7 @@ pub fn curl(config: &Config, service: &Service, api: &Api) -> String {
     }
     match (api.auth, service.oauth2.as_ref()) {
         (Auth::KeyPair, _) => {
-            lines.push(
-                "XDATE=$(LC_ALL=C TZ=GMT date '+%a, %d %b %Y %H:%M:%S GMT')".to_string(),
-            );
+            lines.push("XDATE=$(LC_ALL=C TZ=GMT date '+%a, %d %b %Y %H:%M:%S GMT')".to_string());
             lines.push("SIG=$(printf 'x-date: %s' \"$XDATE\" | openssl dgst -sha256 -hmac \"$SECRET_KEY\" -binary | openssl base64 -A)".to_string());
             headers.push("\"X-Date: $XDATE\"".to_string());
             headers.push(
@@ -156,10 +150,13 @@ pub fn curl(config: &Config, service: &Service, api: &Api) -> String {
         }
         (Auth::OAuth2, Some(o)) => match o.token_location {
             TokenLocation::Header => headers.push(shell_quote("Authorization: Bearer <JWT>")),
-            TokenLocation::Cookie => {
-                headers.push(format!("-b {}", shell_quote(&format!("{}=<JWT>", o.token_name))))
+            TokenLocation::Cookie => headers.push(format!(
+                "-b {}",
+                shell_quote(&format!("{}=<JWT>", o.token_name))
+            )),
+            TokenLocation::Query => {
+                query.push(format!("{}=<JWT>", percent_encode(&o.token_name, b"")))
             }
-            TokenLocation::Query => query.push(format!("{}=<JWT>", percent_encode(&o.token_name, b""))),
         },
         _ => {}
     }
@@ -274,7 +271,8 @@ mod tests {
     use super::*;
     use crate::docs::tests::config;
 
-    const LISTEN: &str = "[server]\nlisten_http = [\"0.0.0.0:8080\", \"127.0.0.1:80\"]\nadmin_listen = \"off\"\n";
+    const LISTEN: &str =
+        "[server]\nlisten_http = [\"0.0.0.0:8080\", \"127.0.0.1:80\"]\nadmin_listen = \"off\"\n";
 
     fn urls(cfg: &Config) -> Vec<String> {
         servers(cfg, &cfg.services[0])
@@ -344,7 +342,10 @@ mod tests {
         let c = curl(&cfg, s, &s.apis[0]);
         let lines: Vec<&str> = c.lines().collect();
         assert!(lines[0].starts_with("XDATE=$("), "{c}");
-        assert!(lines[1].contains("openssl dgst -sha256 -hmac \"$SECRET_KEY\""), "{c}");
+        assert!(
+            lines[1].contains("openssl dgst -sha256 -hmac \"$SECRET_KEY\""),
+            "{c}"
+        );
         assert!(c.contains(r#"-H "X-Date: $XDATE""#), "{c}");
         assert!(c.contains(r#"signature=\"$SIG\""#), "{c}");
     }
