@@ -86,7 +86,10 @@ fn urls_for(service: &Service, addr: SocketAddr, https: bool) -> Vec<ServerUrl> 
         .iter()
         .map(|h| match h {
             HostPattern::Exact(name) => ServerUrl {
-                url: format!("{scheme}://{name}{port}"),
+                url: match name.parse::<std::net::Ipv6Addr>() {
+                    Ok(v6) => format!("{scheme}://[{v6}]{port}"),
+                    Err(_) => format!("{scheme}://{name}{port}"),
+                },
                 variables: Vec::new(),
                 https,
             },
@@ -297,6 +300,11 @@ mod tests {
         );
         let s = &servers(&cfg, &cfg.services[0])[1];
         assert_eq!(s.concrete(), "http://www.example.org:8080");
+
+        let cfg = config(&format!(
+            "{LISTEN}[[services]]\nname = \"v6\"\nhosts = [\"::1\"]\n"
+        ));
+        assert_eq!(urls(&cfg), ["http://[::1]:8080", "http://[::1]"]);
 
         let cfg = config(&format!("{LISTEN}[[services]]\nname = \"s\"\n"));
         let all = servers(&cfg, &cfg.services[0]);
