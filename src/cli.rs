@@ -1,5 +1,5 @@
-//! The `check`, `route` and `docs` commands (SPEC §7), as functions from arguments to
-//! `(exit code, stdout, stderr)` so that tests can call them without a process.
+//! The `check`, `route`, `docs` and `reload` commands (SPEC §7), as functions from
+//! arguments to `(exit code, stdout, stderr)` so that tests can call them without a process.
 
 use std::path::Path;
 

@@ -12,7 +12,7 @@
 //! - [`server`] runs the process: listeners, worker threads, signals.
 //! - [`docs`] the generated API documentation (OpenAPI 3.0 and HTML), pure functions of a
 //!   [`config::Config`].
-//! - [`cli`] implements the `check`, `route` and `docs` commands (SPEC §7).
+//! - [`cli`] implements the `check`, `route`, `docs` and `reload` commands (SPEC §7).
 //!
 //! Dependencies run one way: `server` → `proxy` → `runtime` → `gateway` → `config`,
 //! `router`, `auth`, `http`, `error`.
