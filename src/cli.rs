@@ -1,5 +1,5 @@
-//! The `check` and `route` commands (SPEC §7), as functions from arguments to
-//! `(exit code, stdout, stderr)` so that tests can call them without a process.
+//! The `check`, `route`, `docs` and `reload` commands (SPEC §7), as functions from
+//! arguments to `(exit code, stdout, stderr)` so that tests can call them without a process.
 
 use std::path::Path;
 
@@ -12,6 +12,8 @@ use crate::router::target::{parse_target, resolve_dot_segments};
 pub const EXIT_CONFIG: i32 = 1;
 /// Exit code of `route` when no API matches (or the target is bad).
 pub const EXIT_NO_ROUTE: i32 = 1;
+/// Exit code of `docs` when an output file cannot be written.
+pub const EXIT_WRITE: i32 = 1;
 
 pub struct Outcome {
     pub code: i32,
@@ -65,6 +67,61 @@ pub fn route(path: &Path, host: Option<&str>, method: &str, target: &str) -> Out
             stderr: errors.to_string(),
         },
     }
+}
+
+/// `ringway docs`: writes, under `out`, `index.html`, `index.json`, `<service>.html` and
+/// `openapi/<service>.json` for every service (names from [`crate::docs::Layout`]), and
+/// prints the path of each file written, one a line.
+pub fn docs(path: &Path, out: &Path) -> Outcome {
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            return Outcome {
+                code: EXIT_CONFIG,
+                stdout: String::new(),
+                stderr: format!("{errors}\n{}: {} error(s)", path.display(), errors.0.len()),
+            };
+        }
+    };
+    let mut written = Vec::new();
+    match write_docs(&cfg, out, &mut written) {
+        Ok(()) => Outcome::ok(written.join("\n")),
+        Err(e) => Outcome {
+            code: EXIT_WRITE,
+            stdout: written.join("\n"),
+            stderr: format!("ringway docs: {e}"),
+        },
+    }
+}
+
+/// The documents of `cfg`, as (path relative to the output directory, contents).
+pub fn docs_files(cfg: &Config) -> Vec<(String, String)> {
+    use crate::docs::{self, Layout};
+    let layout = Layout::new(cfg);
+    let json = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    let mut files = vec![
+        (Layout::INDEX_HTML.to_string(), docs::index_html(cfg, "")),
+        (
+            Layout::INDEX_JSON.to_string(),
+            json(&docs::index(cfg, "")) + "\n",
+        ),
+    ];
+    for (i, s) in cfg.services.iter().enumerate() {
+        files.push((layout.html_file(i), docs::service_html(cfg, s, "")));
+        files.push((layout.openapi_file(i), json(&docs::openapi(cfg, s)) + "\n"));
+    }
+    files
+}
+
+fn write_docs(cfg: &Config, out: &Path, written: &mut Vec<String>) -> Result<(), String> {
+    let dir = out.join(crate::docs::Layout::OPENAPI_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (name, text) in docs_files(cfg) {
+        let file = out.join(&name);
+        std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        written.push(file.display().to_string());
+    }
+    Ok(())
 }
 
 fn failure(status: u16, message: String) -> (i32, Value) {

@@ -10,7 +10,9 @@
 //! - [`runtime`] a worker's per-core state: configuration snapshot, pools, buffers, log.
 //! - [`proxy`] is a worker's data path: connections, the request pipeline, upstream exchange.
 //! - [`server`] runs the process: listeners, worker threads, signals.
-//! - [`cli`] implements the `check` and `route` commands (SPEC §7).
+//! - [`docs`] the generated API documentation (OpenAPI 3.0 and HTML), pure functions of a
+//!   [`config::Config`].
+//! - [`cli`] implements the `check`, `route`, `docs` and `reload` commands (SPEC §7).
 //!
 //! Dependencies run one way: `server` → `proxy` → `runtime` → `gateway` → `config`,
 //! `router`, `auth`, `http`, `error`.
@@ -18,6 +20,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod docs;
 pub mod error;
 pub mod gateway;
 pub mod http;

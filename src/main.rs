@@ -51,6 +51,13 @@ enum Command {
         #[arg(long)]
         pid: Option<i32>,
     },
+    /// Write the API documentation: an OpenAPI 3.0 document and an HTML page per service.
+    Docs {
+        /// Output directory (created if missing): index.html, index.json, <service>.html,
+        /// openapi/<service>.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +71,7 @@ fn main() -> ExitCode {
             target,
         } => cli::route(&args.config, host.as_deref(), &method, &target),
         Command::Reload { pid_file, pid } => cli::reload(&args.config, pid_file.as_deref(), pid),
+        Command::Docs { out } => cli::docs(&args.config, &out),
     };
     emit(outcome)
 }

@@ -1,0 +1,395 @@
+//! What a caller needs besides the path: the base URLs of a service, a `curl` sample request
+//! per API, and how to authenticate (the key-pair signing recipe, where an OAuth 2.0 token
+//! goes and which algorithms the service's key verifies).
+//!
+//! Server URLs come from the service's `hosts` × its `protocol` × the listener ports: an
+//! exact host as it is, a wildcard host as an OpenAPI variable (`{subdomain}.example.com`),
+//! and a service without hosts as `{host}` (defaulting to the listener's address, or
+//! `localhost` for an unspecified one). Ports 80/443 (and port 0: an ephemeral listener) are
+//! left out of the URL.
+
+use std::net::SocketAddr;
+
+use crate::auth::hmac;
+use crate::config::{
+    Api, Auth, Config, FrontendType, Location, OAuth2, Protocol, Service, TokenLocation,
+};
+use crate::router::HostPattern;
+
+use super::paths::{percent_encode, sample_path, sample_value};
+
+/// A server URL, with its variables as (name, default, description).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    pub url: String,
+    pub variables: Vec<(&'static str, String, &'static str)>,
+    pub https: bool,
+}
+
+impl ServerUrl {
+    /// The URL with every variable replaced by its default.
+    pub fn concrete(&self) -> String {
+        let mut url = self.url.clone();
+        for (name, default, _) in &self.variables {
+            url = url.replace(&format!("{{{name}}}"), default);
+        }
+        url
+    }
+}
+
+/// The service's base URLs: HTTP ones first, then HTTPS ones (see the module docs).
+pub fn servers(config: &Config, service: &Service) -> Vec<ServerUrl> {
+    let mut out: Vec<ServerUrl> = Vec::new();
+    let schemes = [
+        (false, &config.server.listen_http),
+        (true, &config.server.listen_https),
+    ];
+    for (https, listeners) in schemes {
+        if !service.protocol.allows(https) {
+            continue;
+        }
+        for addr in listeners.iter() {
+            for url in urls_for(service, *addr, https) {
+                if !out.contains(&url) {
+                    out.push(url);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn urls_for(service: &Service, addr: SocketAddr, https: bool) -> Vec<ServerUrl> {
+    let scheme = if https { "https" } else { "http" };
+    let default_port = if https { 443 } else { 80 };
+    let port = match addr.port() {
+        0 => String::new(),
+        p if p == default_port => String::new(),
+        p => format!(":{p}"),
+    };
+    if service.hosts.is_empty() {
+        let host = if addr.ip().is_unspecified() {
+            "localhost".to_string()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        return vec![ServerUrl {
+            url: format!("{scheme}://{{host}}{port}"),
+            variables: vec![("host", host, "any host name: this service has no `hosts`")],
+            https,
+        }];
+    }
+    service
+        .hosts
+        .iter()
+        .map(|h| match h {
+            HostPattern::Exact(name) => ServerUrl {
+                url: match name.parse::<std::net::Ipv6Addr>() {
+                    Ok(v6) => format!("{scheme}://[{v6}]{port}"),
+                    Err(_) => format!("{scheme}://{name}{port}"),
+                },
+                variables: Vec::new(),
+                https,
+            },
+            HostPattern::Wildcard(suffix) => ServerUrl {
+                url: format!("{scheme}://{{subdomain}}.{suffix}{port}"),
+                variables: vec![("subdomain", "www".into(), "any one DNS label")],
+                https,
+            },
+        })
+        .collect()
+}
+
+/// A string as one shell word (single-quoted).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A runnable `curl` command for the API (a few shell lines for key-pair APIs, which sign
+/// first). It calls the first server URL with the params' samples, defaults or type
+/// examples; `<JWT>` stands for an OAuth 2.0 token and `$SECRET_ID` / `$SECRET_KEY` for a
+/// key pair.
+pub fn curl(config: &Config, service: &Service, api: &Api) -> String {
+    let base = servers(config, service)
+        .first()
+        .map_or_else(|| "http://localhost".to_string(), ServerUrl::concrete);
+    let (path, complete) = sample_path(api);
+    let mut query: Vec<String> = api
+        .params
+        .iter()
+        .filter(|p| p.location == Location::Query && (p.required || p.sample.is_some()))
+        .map(|p| {
+            format!(
+                "{}={}",
+                percent_encode(&p.name, b""),
+                percent_encode(&sample_value(p), b"")
+            )
+        })
+        .collect();
+    let mut headers: Vec<String> = api
+        .params
+        .iter()
+        .filter(|p| p.location == Location::Header && (p.required || p.sample.is_some()))
+        .map(|p| shell_quote(&format!("{}: {}", p.name, sample_value(p))))
+        .collect();
+    let mut lines: Vec<String> = Vec::new();
+    if !complete {
+        lines.push(format!(
+            "# complete the path: it must match the regex {}",
+            api.path_source.replace('\n', " ")
+        ));
+    }
+    match (api.auth, service.oauth2.as_ref()) {
+        (Auth::KeyPair, _) => {
+            lines.push("XDATE=$(LC_ALL=C TZ=GMT date '+%a, %d %b %Y %H:%M:%S GMT')".to_string());
+            lines.push("SIG=$(printf 'x-date: %s' \"$XDATE\" | openssl dgst -sha256 -hmac \"$SECRET_KEY\" -binary | openssl base64 -A)".to_string());
+            headers.push("\"X-Date: $XDATE\"".to_string());
+            headers.push(
+                r#""Authorization: hmac id=\"$SECRET_ID\", algorithm=\"hmac-sha256\", headers=\"x-date\", signature=\"$SIG\"""#
+                    .to_string(),
+            );
+        }
+        (Auth::OAuth2, Some(o)) => match o.token_location {
+            TokenLocation::Header => headers.push(shell_quote("Authorization: Bearer <JWT>")),
+            TokenLocation::Cookie => headers.push(format!(
+                "-b {}",
+                shell_quote(&format!("{}=<JWT>", o.token_name))
+            )),
+            TokenLocation::Query => {
+                query.push(format!("{}=<JWT>", percent_encode(&o.token_name, b"")))
+            }
+        },
+        _ => {}
+    }
+    let mut url = format!("{base}{path}");
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
+    }
+    let method = api.methods.name();
+    let flags = match (api.frontend_type, method) {
+        (FrontendType::Ws, _) => {
+            let handshake = [
+                "Connection: Upgrade",
+                "Upgrade: websocket",
+                "Sec-WebSocket-Version: 13",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            ];
+            let mut all: Vec<String> = handshake.iter().map(|h| shell_quote(h)).collect();
+            all.append(&mut headers);
+            headers = all;
+            "-i -N --http1.1".to_string()
+        }
+        (_, "HEAD") => "-I".into(),
+        (_, "GET" | "ANY") => "-i".into(),
+        (_, m) => format!("-i -X {m}"),
+    };
+    let mut cmd = vec![format!("curl {flags} {}", shell_quote(&url))];
+    for h in headers {
+        if h.starts_with("-b ") {
+            cmd.push(h);
+        } else {
+            cmd.push(format!("-H {h}"));
+        }
+    }
+    lines.push(cmd.join(" \\\n  "));
+    lines.join("\n")
+}
+
+/// The key-pair (HMAC) recipe, as Markdown lines (also shown by the HTML page).
+pub fn key_pair_howto() -> Vec<String> {
+    let algs: Vec<&str> = hmac::Algorithm::ALL.iter().map(|a| a.name()).collect();
+    vec![
+        "Sign each request with a key pair (a `secret_id` and its `secret_key`, given to you by the gateway's operator) and send:".into(),
+        "`Authorization: hmac id=\"<secret_id>\", algorithm=\"hmac-sha256\", headers=\"x-date source\", signature=\"<base64>\"`".into(),
+        "The signing string is, for each header named in `headers`, in order, `lowercase(name) + \": \" + value`, joined by `\\n` (no trailing newline); the pseudo-header `request-line` stands for the request line (`GET /path?q HTTP/1.1`).".into(),
+        format!("`signature` is the standard (padded) base64 of the HMAC of the signing string with the secret key. Algorithms: {}.", algs.join(", ")),
+        format!("`x-date` (or `date`) must be signed: an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) within {} s of the gateway's clock.", hmac::MAX_CLOCK_SKEW.as_secs()),
+        "Failures get 401 with a message such as `HMAC signature does not match`, `HMAC id not found` or `Time skew exceeded`. The backend receives your `secret_id` as `X-Api-SecretId`; the `Authorization` header is not forwarded.".into(),
+    ]
+}
+
+/// Where an OAuth 2.0 token goes, e.g. "the `Authorization: Bearer <JWT>` header".
+pub fn token_place(o: &OAuth2) -> String {
+    match o.token_location {
+        TokenLocation::Header => "the `Authorization: Bearer <JWT>` header".into(),
+        TokenLocation::Cookie => format!("the cookie `{}`", o.token_name),
+        TokenLocation::Query => format!("the query parameter `{}`", o.token_name),
+    }
+}
+
+/// The JWT algorithms the service's key verifies: the JWK's `alg` if it names one, else
+/// every algorithm of its key type.
+pub fn jwt_algorithms(o: &OAuth2) -> Vec<String> {
+    if let Some(alg) = o.public_key.get("alg").and_then(|v| v.as_str()) {
+        return vec![alg.to_string()];
+    }
+    let kty = o.public_key.get("kty").and_then(|v| v.as_str());
+    let crv = o.public_key.get("crv").and_then(|v| v.as_str());
+    let algs: &[&str] = match (kty, crv) {
+        (Some("RSA"), _) => &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+        (Some("EC"), Some("P-256")) => &["ES256"],
+        (Some("EC"), Some("P-384")) => &["ES384"],
+        _ => &[],
+    };
+    algs.iter().map(|a| a.to_string()).collect()
+}
+
+/// The OAuth 2.0 recipe, as Markdown lines.
+pub fn oauth2_howto(o: &OAuth2) -> Vec<String> {
+    vec![
+        format!(
+            "Send a JWT signed by the service's identity provider in {}.",
+            token_place(o)
+        ),
+        format!(
+            "Algorithms: {}. `exp` and `nbf` are checked ({} s leeway); `alg: none` is refused.",
+            jwt_algorithms(o).join(", "),
+            crate::auth::jwt::LEEWAY_SECS
+        ),
+        format!(
+            "A missing token gets 401 `{}`, any other failure 401 `{}`. The backend receives the token's `sub` as `X-Api-Subject`.",
+            crate::auth::jwt::MSG_MISSING,
+            crate::auth::jwt::MSG_INVALID
+        ),
+    ]
+}
+
+/// What CORS means for an API with `cors = true`.
+pub const CORS_HOWTO: &str = "Every response (the backend's and the gateway's own errors) carries `Access-Control-Allow-Origin: *` and `Access-Control-Expose-Headers: X-Api-RequestId`. A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) is answered by the gateway: 204, the allowed methods, the requested headers echoed, max-age 86400; it needs no auth.";
+
+/// Whether the service is reachable over plain HTTP / over TLS, in words.
+pub fn protocol_words(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Http => "HTTP only (HTTPS requests get 426)",
+        Protocol::Https => "HTTPS only (plain HTTP requests get 426)",
+        Protocol::Both => "HTTP and HTTPS",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docs::tests::config;
+
+    const LISTEN: &str =
+        "[server]\nlisten_http = [\"0.0.0.0:8080\", \"127.0.0.1:80\"]\nadmin_listen = \"off\"\n";
+
+    fn urls(cfg: &Config) -> Vec<String> {
+        servers(cfg, &cfg.services[0])
+            .iter()
+            .map(|s| s.url.clone())
+            .collect()
+    }
+
+    #[test]
+    fn servers_from_hosts_protocol_and_ports() {
+        let cfg = config(&format!(
+            "{LISTEN}[[services]]\nname = \"s\"\nhosts = [\"api.example.com\", \"*.example.org\"]\n"
+        ));
+        assert_eq!(
+            urls(&cfg),
+            [
+                "http://api.example.com:8080",
+                "http://{subdomain}.example.org:8080",
+                "http://api.example.com",
+                "http://{subdomain}.example.org",
+            ]
+        );
+        let s = &servers(&cfg, &cfg.services[0])[1];
+        assert_eq!(s.concrete(), "http://www.example.org:8080");
+
+        let cfg = config(&format!(
+            "{LISTEN}[[services]]\nname = \"v6\"\nhosts = [\"::1\"]\n"
+        ));
+        assert_eq!(urls(&cfg), ["http://[::1]:8080", "http://[::1]"]);
+
+        let cfg = config(&format!("{LISTEN}[[services]]\nname = \"s\"\n"));
+        let all = servers(&cfg, &cfg.services[0]);
+        assert_eq!(urls(&cfg), ["http://{host}:8080", "http://{host}"]);
+        assert_eq!(all[0].concrete(), "http://localhost:8080");
+        assert_eq!(all[1].concrete(), "http://127.0.0.1");
+    }
+
+    fn one_api(api: &str, service_extra: &str) -> Config {
+        config(&format!(
+            "[server]\nlisten_http = [\"0.0.0.0:8080\"]\nadmin_listen = \"off\"\n[[services]]\nname = \"s\"\n{service_extra}\n[[services.apis]]\nname = \"a\"\n{api}\n[services.apis.backend]\ntype = \"mock\"\n"
+        ))
+    }
+
+    #[test]
+    fn curl_samples() {
+        let params = "[[services.apis.params]]\nname = \"id\"\nlocation = \"path\"\ndata_type = \"int\"\nsample = \"7\"\n[[services.apis.params]]\nname = \"q\"\nlocation = \"query\"\nrequired = true\nsample = \"a b\"\n[[services.apis.params]]\nname = \"opt\"\nlocation = \"query\"\ndefault = \"1\"\n[[services.apis.params]]\nname = \"X-T\"\nlocation = \"header\"\nrequired = true\n";
+        let cases = [
+            (
+                format!("path = \"/u/{{id}}\"\nmethod = \"POST\"\n{params}"),
+                "curl -i -X POST 'http://localhost:8080/u/7?q=a%20b' \\\n  -H 'X-T: my-X-T'",
+            ),
+            (
+                "path = \"=/h\"\nmethod = \"HEAD\"".to_string(),
+                "curl -I 'http://localhost:8080/h'",
+            ),
+            (
+                "path = \"=/it's\"".to_string(),
+                "curl -i 'http://localhost:8080/it'\\''s'",
+            ),
+        ];
+        for (api, want) in cases {
+            let cfg = one_api(&api, "");
+            let s = &cfg.services[0];
+            assert_eq!(curl(&cfg, s, &s.apis[0]), want, "{api}");
+        }
+    }
+
+    #[test]
+    fn curl_key_pair_signs_first() {
+        let cfg = one_api("path = \"=/s\"\nauth = \"key_pair\"", "");
+        let s = &cfg.services[0];
+        let c = curl(&cfg, s, &s.apis[0]);
+        let lines: Vec<&str> = c.lines().collect();
+        assert!(lines[0].starts_with("XDATE=$("), "{c}");
+        assert!(
+            lines[1].contains("openssl dgst -sha256 -hmac \"$SECRET_KEY\""),
+            "{c}"
+        );
+        assert!(c.contains(r#"-H "X-Date: $XDATE""#), "{c}");
+        assert!(c.contains(r#"signature=\"$SIG\""#), "{c}");
+    }
+
+    #[test]
+    fn curl_oauth2_token_places() {
+        let jwk = include_str!("../../conf/demo/jwt-demo.jwk.json").trim();
+        for (place, want) in [
+            ("header", "-H 'Authorization: Bearer <JWT>'"),
+            ("cookie", "-b 'tok=<JWT>'"),
+            ("query", "'http://localhost:8080/me?tok=<JWT>'"),
+        ] {
+            let cfg = one_api(
+                "path = \"=/me\"\nauth = \"oauth2\"",
+                &format!(
+                    "[services.oauth2]\npublic_key = '{jwk}'\ntoken_location = \"{place}\"\ntoken_name = \"tok\"\n"
+                ),
+            );
+            let s = &cfg.services[0];
+            let c = curl(&cfg, s, &s.apis[0]);
+            assert!(c.contains(want), "{place}: {c}");
+            let o = s.oauth2.as_ref().unwrap();
+            assert_eq!(jwt_algorithms(o)[0], "RS256");
+        }
+    }
+
+    #[test]
+    fn curl_websocket_handshake() {
+        let cfg = config(
+            "[server]\nlisten_http = [\"0.0.0.0:8080\"]\nadmin_listen = \"off\"\n[[upstreams]]\nname = \"u\"\nurl = \"http://127.0.0.1:9\"\n[[services]]\nname = \"s\"\n[[services.apis]]\nname = \"chat\"\nfrontend_type = \"ws\"\npath = \"=/chat\"\n[services.apis.backend]\nupstream = \"u\"\npath = \"/ws\"\n",
+        );
+        let s = &cfg.services[0];
+        let c = curl(&cfg, s, &s.apis[0]);
+        assert_eq!(
+            c,
+            "curl -i -N --http1.1 'http://localhost:8080/chat' \\\n  -H 'Connection: Upgrade' \\\n  -H 'Upgrade: websocket' \\\n  -H 'Sec-WebSocket-Version: 13' \\\n  -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='"
+        );
+    }
+}
