@@ -94,29 +94,10 @@ pub fn docs(path: &Path, out: &Path) -> Outcome {
     }
 }
 
-/// The documents of `cfg`, as (path relative to the output directory, contents).
-pub fn docs_files(cfg: &Config) -> Vec<(String, String)> {
-    use crate::docs::{self, Layout};
-    let layout = Layout::new(cfg);
-    let json = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
-    let mut files = vec![
-        (Layout::INDEX_HTML.to_string(), docs::index_html(cfg, "")),
-        (
-            Layout::INDEX_JSON.to_string(),
-            json(&docs::index(cfg, "")) + "\n",
-        ),
-    ];
-    for (i, s) in cfg.services.iter().enumerate() {
-        files.push((layout.html_file(i), docs::service_html(cfg, s, "")));
-        files.push((layout.openapi_file(i), json(&docs::openapi(cfg, s)) + "\n"));
-    }
-    files
-}
-
 fn write_docs(cfg: &Config, out: &Path, written: &mut Vec<String>) -> Result<(), String> {
     let dir = out.join(crate::docs::Layout::OPENAPI_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for (name, text) in docs_files(cfg) {
+    for (name, text) in crate::docs::files(cfg, "") {
         let file = out.join(&name);
         std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         written.push(file.display().to_string());

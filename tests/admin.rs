@@ -196,3 +196,63 @@ fn healthz_says_serving_then_draining() {
             .is_some_and(|s| s.success())
     );
 }
+
+#[test]
+fn docs_are_served_from_the_running_configuration() {
+    let backend = Backend::ok();
+    let cfg = with_admin(&proxy_config(backend.addr(), "", ""));
+    let gw = Gateway::start(&cfg);
+    let admin = admin_addr(&gw);
+
+    let (status, index) = admin_get(admin, "/docs");
+    assert_eq!(status, 200);
+    assert!(
+        index.contains("<html") && index.contains("/docs/s.html"),
+        "{index}"
+    );
+    let (status, page) = admin_get(admin, "/docs/s.html");
+    assert_eq!(status, 200);
+    assert!(page.contains("/api"), "{page}");
+
+    // The same OpenAPI document `ringway docs` writes for this file.
+    let out = tempfile::tempdir().unwrap();
+    let written = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["docs", "--config"])
+        .arg(&gw.config_path)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let file = std::fs::read_to_string(out.path().join("openapi/s.json")).unwrap();
+    let (status, served) = admin_get(admin, "/docs/openapi/s.json");
+    assert_eq!(status, 200);
+    assert_eq!(served, file);
+    // One service: /docs/openapi.json is its document.
+    let (status, single) = admin_get(admin, "/docs/openapi.json");
+    assert_eq!(status, 200);
+    let single: serde_json::Value = serde_json::from_str(&single).unwrap();
+    assert_eq!(single["openapi"], "3.0.3");
+    assert_eq!(admin_get(admin, "/docs/nope.html").0, 404);
+
+    // After a reload the docs follow the new configuration.
+    let renamed = cfg.replace("name = \"api\"", "name = \"renamed-api\"");
+    std::fs::write(&gw.config_path, renamed).unwrap();
+    gw.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, doc) = admin_get(admin, "/docs/openapi/s.json");
+        if doc.contains("renamed-api") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "docs did not follow the reload: {doc}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

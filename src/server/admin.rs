@@ -6,8 +6,10 @@
 //!   started the drain (the admin listener keeps answering through the grace period).
 //! - `/metrics`: the Prometheus text format of every worker's counters
 //!   ([`crate::runtime::metrics::render`]).
-//! - `/docs`, `/docs/openapi.json`, `/docs/<service>.html`, `/docs/<service>/openapi.json`:
-//!   the generated API documentation ([`crate::docs`]) of the running configuration.
+//! - `/docs` (the index page), `/docs/<service>.html`, `/docs/openapi/<service>.json`,
+//!   `/docs/index.json`: the generated API documentation ([`crate::docs`]) of the running
+//!   configuration, the same files `ringway docs` writes. `/docs/openapi.json`: the one
+//!   service's OpenAPI document, or with several services the JSON index of them.
 //!
 //! Anything else is a JSON 404 (or 405 for other methods), like the data path's errors.
 
@@ -134,6 +136,47 @@ fn route(worker: &Worker, method: Option<&str>, path: Option<&str>) -> Page {
                 body: text.into_bytes(),
             }
         }
-        _ => Page::message(404, "no such admin page"),
+        "/docs" | "/docs/" => Page {
+            status: 200,
+            content_type: HTML,
+            body: crate::docs::index_html(&worker.snapshot().config, DOCS_BASE).into_bytes(),
+        },
+        "/docs/openapi.json" => {
+            let config = worker.snapshot().config.clone();
+            let doc = match config.services.as_slice() {
+                [one] => crate::docs::openapi(&config, one),
+                _ => crate::docs::index(&config, DOCS_BASE),
+            };
+            Page::json(200, doc)
+        }
+        _ => match path.strip_prefix(DOCS_BASE) {
+            Some(file) => docs_file(worker, file),
+            None => Page::message(404, "no such admin page"),
+        },
+    }
+}
+
+/// Where the admin listener serves the generated docs.
+const DOCS_BASE: &str = "/docs/";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// One file of the running configuration's docs (`index.json`, `<service>.html`,
+/// `openapi/<service>.json`).
+fn docs_file(worker: &Worker, file: &str) -> Page {
+    let config = worker.snapshot().config.clone();
+    let found = crate::docs::files(&config, DOCS_BASE)
+        .into_iter()
+        .find(|(name, _)| name == file);
+    match found {
+        Some((name, body)) => Page {
+            status: 200,
+            content_type: if name.ends_with(".json") {
+                "application/json"
+            } else {
+                HTML
+            },
+            body: body.into_bytes(),
+        },
+        None => Page::message(404, "no such document"),
     }
 }
