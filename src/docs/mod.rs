@@ -364,6 +364,26 @@ pub fn index(config: &Config, base: &str) -> Value {
     json!({ "generator": GENERATOR, "services": services })
 }
 
+/// Every document of `cfg`, as (path relative to the output directory or URL prefix,
+/// contents); `base` goes before the links between them (`""` for files, `"/docs/"` for
+/// the admin listener).
+pub fn files(cfg: &Config, base: &str) -> Vec<(String, String)> {
+    let layout = Layout::new(cfg);
+    let json = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    let mut files = vec![
+        (Layout::INDEX_HTML.to_string(), index_html(cfg, base)),
+        (
+            Layout::INDEX_JSON.to_string(),
+            json(&index(cfg, base)) + "\n",
+        ),
+    ];
+    for (i, s) in cfg.services.iter().enumerate() {
+        files.push((layout.html_file(i), service_html(cfg, s, base)));
+        files.push((layout.openapi_file(i), json(&openapi(cfg, s)) + "\n"));
+    }
+    files
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -493,24 +513,4 @@ path = "/b"
         assert_eq!(v["services"][1]["hosts"][0], "b.example");
         assert_eq!(v["services"][1]["apis"].as_array().map(Vec::len), Some(0));
     }
-}
-
-/// Every document of `cfg`, as (path relative to the output directory or URL prefix,
-/// contents); `base` goes before the links between them (`""` for files, `"/docs/"` for
-/// the admin listener).
-pub fn files(cfg: &Config, base: &str) -> Vec<(String, String)> {
-    let layout = Layout::new(cfg);
-    let json = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
-    let mut files = vec![
-        (Layout::INDEX_HTML.to_string(), index_html(cfg, base)),
-        (
-            Layout::INDEX_JSON.to_string(),
-            json(&index(cfg, base)) + "\n",
-        ),
-    ];
-    for (i, s) in cfg.services.iter().enumerate() {
-        files.push((layout.html_file(i), service_html(cfg, s, base)));
-        files.push((layout.openapi_file(i), json(&openapi(cfg, s)) + "\n"));
-    }
-    files
 }
