@@ -27,5 +27,6 @@ pub mod http;
 pub mod proxy;
 pub mod router;
 pub mod runtime;
+pub mod say;
 pub mod server;
 pub mod tls;

@@ -97,11 +97,12 @@ fn run(config: &std::path::Path) -> ExitCode {
             return ExitCode::from(cli::EXIT_CONFIG as u8);
         }
     };
-    eprintln!("{}", cfg.summary());
+    ringway::say::set_json(cfg.server.log_json);
+    ringway::say!(info, "{}", cfg.summary());
     match ringway::server::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ringway: {e}");
+            ringway::say!(error, "{e}");
             ExitCode::from(1)
         }
     }

@@ -296,7 +296,19 @@ fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server
         }
         path
     });
+    let log_json = match s.log_format.as_deref().unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        other => {
+            cx.err(
+                "server.log_format",
+                format!("\"{other}\" is not \"text\" or \"json\""),
+            );
+            false
+        }
+    };
     Server {
+        log_json,
         pid_file,
         listen_http,
         listen_https,

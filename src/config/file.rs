@@ -60,6 +60,7 @@ pub struct FileServer {
     pub max_connections: Option<u64>,
     pub access_log: Option<String>,
     pub pid_file: Option<String>,
+    pub log_format: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -47,6 +47,8 @@ pub struct Server {
     pub access_log: AccessLog,
     /// `run` writes its process id here (for `ringway reload --pid-file`).
     pub pid_file: Option<PathBuf>,
+    /// The gateway's own messages on stderr as JSON lines (`log_format = "json"`).
+    pub log_json: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use super::tunnel::{self, Tunnel};
 use super::upstream::{Exchange, Outcome, Upgrade};
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::{self, Action, Inbound, Local, cors};
-use crate::http::head::{Progress, RequestHead, parse_head};
+use crate::http::head::{Progress, RequestHead, header_values, parse_head};
 use crate::http::reply::{Reply, write_error};
 use crate::runtime::Worker;
 use crate::runtime::access_log::Start;
@@ -248,6 +248,11 @@ impl<S: Stream> Conn<S> {
             method: self.head.method.get(&self.buf),
             host: self.head.host.map_or(&[][..], |h| h.get(&self.buf)),
             target: self.head.target.get(&self.buf),
+            user_agent: if self.worker.log.enabled() {
+                header_values(&self.head.headers, &self.buf, b"user-agent").next()
+            } else {
+                None
+            },
             tls: self.io.tls_info(),
         };
         let mut req = Request::begin(&self.worker, start);
@@ -269,6 +274,7 @@ impl<S: Stream> Conn<S> {
             method: b"",
             host: b"",
             target: b"",
+            user_agent: None,
             tls: self.io.tls_info(),
         };
         let mut req = Request::begin(&self.worker, start);

@@ -12,7 +12,7 @@ use crate::error::{AuthFailure, GatewayError};
 use crate::gateway::{Matched, cors};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{BodyFraming, RequestHead};
-use crate::runtime::access_log::Start;
+use crate::runtime::access_log::{End, Start};
 use crate::runtime::metrics::{self, RequestRecord};
 use crate::runtime::{RequestScratch, Snapshot, Worker};
 
@@ -105,6 +105,8 @@ pub struct Request {
     pub tunnel: Option<(u64, u64)>,
     /// Why authentication refused the request, for the metrics.
     pub auth_failure: Option<AuthFailure>,
+    /// The backend that answered and the time to its response head, for the access log.
+    pub upstream: Option<(std::net::SocketAddr, std::time::Duration)>,
 }
 
 impl Request {
@@ -131,6 +133,7 @@ impl Request {
             caller: None,
             tunnel: None,
             auth_failure: None,
+            upstream: None,
         }
     }
 
@@ -139,14 +142,16 @@ impl Request {
         let slot = self.matched.map_or(metrics::UNMATCHED, |m| {
             self.snapshot.slots.api(m.service, m.api)
         });
-        let (mut read, mut written) = self.worker.take_bytes();
+        let bytes = self.worker.take_bytes();
+        let (mut read, mut written) = bytes;
         if let Some((up, down)) = self.tunnel {
             (read, written) = (read + up, written + down);
         }
+        let elapsed = self.started.elapsed();
         self.worker.metrics().request(RequestRecord {
             slot,
             status: self.status,
-            elapsed: self.started.elapsed(),
+            elapsed,
             auth: self.auth_failure,
             bytes: (read, written),
         });
@@ -157,11 +162,15 @@ impl Request {
         });
         self.worker.log.finish(
             &self.s.log_line,
-            self.status,
-            route,
-            self.caller.as_deref(),
-            self.tunnel,
-            self.started.elapsed(),
+            &End {
+                status: self.status,
+                route,
+                caller: self.caller.as_deref(),
+                upstream: self.upstream,
+                bytes,
+                tunnel: self.tunnel,
+                elapsed,
+            },
         );
     }
 

@@ -158,6 +158,7 @@ impl<'a> Exchange<'a> {
         let mut head_deadline = deadline;
         let mut fresh = false;
         let mut attempt = 0;
+        let began = std::time::Instant::now();
         let outcome: Result<UpConn, GatewayError> = loop {
             attempt += 1;
             let mut up = match connect(
@@ -230,7 +231,10 @@ impl<'a> Exchange<'a> {
             )
             .await
             {
-                Ok(()) => break Ok(up),
+                Ok(()) => {
+                    req.upstream = Some((pool.addr(up.target), began.elapsed()));
+                    break Ok(up);
+                }
                 Err(e) if e.retryable && up.reused && may_replay && attempt < MAX_ATTEMPTS => {
                     fresh = true;
                 }
@@ -333,6 +337,7 @@ impl Exchange<'_> {
         let backend = &forward.api.backend;
         let target = pool.pick();
         write_head(client, req, forward, pool.host(target), true);
+        let began = std::time::Instant::now();
         let deadline = Instant::now() + backend.timeout;
         let mut up = match connect(pool, upstream, target, deadline, true, (worker, slot)).await {
             Ok(up) => up,
@@ -349,13 +354,20 @@ impl Exchange<'_> {
         }
         let mut ubuf = worker.take_buffer();
         let extra = req.extra_headers();
-        let response = &mut req.s.response;
-        if let Err(e) =
-            read_response_head(&mut up.stream, &mut ubuf, false, response, deadline).await
+        if let Err(e) = read_response_head(
+            &mut up.stream,
+            &mut ubuf,
+            false,
+            &mut req.s.response,
+            deadline,
+        )
+        .await
         {
             worker.put_buffer(ubuf);
             return failed(e);
         }
+        req.upstream = Some((pool.addr(up.target), began.elapsed()));
+        let response = &mut req.s.response;
         if response.status != 101 {
             // Refused (403, 404, ...): a normal answer, and no tunnel. The connection is not
             // pooled: it was opened for an upgrade.

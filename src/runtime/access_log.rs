@@ -1,36 +1,168 @@
-//! The JSON access log (`server.access_log`): one line per request, written by each worker
-//! into its own buffer and flushed in whole lines, when the buffer fills and every few tens
-//! of milliseconds, to stdout or to a file opened for appending (each flush is one `write`,
-//! so lines from different workers never interleave).
+//! The JSON access log (`server.access_log`): one line per request.
 //!
-//! A line: `{"time","request_id","client","method","host","target","tls","sni","status",
-//! "service","api","caller","duration_ms"}` (`tls`: the TLS version over HTTPS, `sni`: the
-//! client's server name; both null over plain HTTP), plus `"tunnel_bytes_up"` (client to
-//! backend) and `"tunnel_bytes_down"` for a WebSocket tunnel, logged when it ends. `service`
-//! and `api` are null when no API was matched; `caller`
-//! is the authenticated key pair's `secret_id` or the OAuth 2.0 token's `sub`, else null.
+//! Data flow: each worker writes lines into its own buffer ([`Log`]); when the buffer holds
+//! [`FLUSH_BYTES`], and on every housekeeping tick (50 ms), the buffer goes as one chunk over a
+//! queue bounded in bytes ([`QUEUE_BYTES`]) to the process's one logger thread ([`Logger`]), which
+//! writes it to stdout or to the file (opened for appending) with one `write_all`, so lines of
+//! different workers never interleave. A worker never blocks on the log: when the queue is
+//! full (a stalled stdout pipe, a slow disk) the chunk is dropped and its lines are counted
+//! (`ringway_access_log_dropped_lines_total`).
+//!
+//! A line: `{"time","request_id","client","method","host","target","user_agent","tls","sni",
+//! "status","service","api","caller","upstream","upstream_ms","bytes_in","bytes_out",
+//! "duration_ms"}`.
+//! - `tls`: the TLS version over HTTPS, `sni`: the client's server name (both null over
+//!   plain HTTP); `service`, `api`: null when no API matched; `caller`: the authenticated
+//!   key pair's `secret_id` or the OAuth 2.0 token's `sub`, else null.
+//! - `upstream`: the backend address the answer came from, `upstream_ms`: from the first
+//!   connection attempt to the backend's response head (both null without an exchange).
+//! - `bytes_in` / `bytes_out`: client bytes read and written while the request ran
+//!   (plaintext; a read may carry bytes of a pipelined next request).
+//! - A WebSocket tunnel adds `"tunnel_bytes_up"` (client to backend) and
+//!   `"tunnel_bytes_down"`, logged when it ends.
+//!
+//! Strings are escaped by serde_json (invalid UTF-8 replaced); times are RFC 3339 in UTC with
+//! milliseconds (humantime).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use crate::config::AccessLog;
 
-/// A worker flushes its buffer when it holds this much.
+/// A worker hands its buffer to the logger thread when it holds this much.
 pub const FLUSH_BYTES: usize = 32 * 1024;
+/// Bytes waiting for the logger thread, process-wide; past this, chunks are dropped.
+pub const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// How long the process waits at exit for the logger thread to write what is queued.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
-enum Sink {
-    Off,
+/// Where lines go.
+pub enum Sink {
     Stdout,
     File(File),
 }
 
+impl Sink {
+    /// `None` for `access_log = "off"`.
+    fn open(cfg: &AccessLog) -> io::Result<Option<Arc<Sink>>> {
+        Ok(match cfg {
+            AccessLog::Off => None,
+            AccessLog::Stdout => Some(Arc::new(Sink::Stdout)),
+            AccessLog::File(p) => Some(Arc::new(Sink::File(
+                OpenOptions::new().create(true).append(true).open(p)?,
+            ))),
+        })
+    }
+
+    fn write(&self, chunk: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Stdout => io::stdout().lock().write_all(chunk),
+            Sink::File(f) => (&*f).write_all(chunk),
+        }
+    }
+}
+
+enum Msg {
+    Chunk(Arc<Sink>, Vec<u8>),
+    /// Write what came before, then answer on the channel.
+    Sync(SyncSender<()>),
+    Stop,
+}
+
+/// The process's logger thread and its queue.
+pub struct Logger {
+    tx: Sender<Msg>,
+    /// Bytes sent and not yet written (shared with the thread, which takes them off).
+    queued: Arc<AtomicUsize>,
+    dropped: AtomicU64,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Logger {
+    /// Starts the logger thread.
+    pub fn start() -> io::Result<Logger> {
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = queued.clone();
+        let thread = std::thread::Builder::new()
+            .name("ringway-log".into())
+            .spawn(move || write_loop(rx, &taken))?;
+        Ok(Logger {
+            tx,
+            queued,
+            dropped: AtomicU64::new(0),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `chunk` (holding `lines` lines) for `sink`, or drops and counts it when the
+    /// queue is full. Never blocks.
+    fn send(&self, sink: Arc<Sink>, chunk: Vec<u8>, lines: u64) {
+        let len = chunk.len();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if before + len > QUEUE_BYTES || self.tx.send(Msg::Chunk(sink, chunk)).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.dropped.fetch_add(lines, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits (up to `timeout`) until everything queued so far is written.
+    pub fn sync(&self, timeout: Duration) -> bool {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx.send(Msg::Sync(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Writes what is queued and ends the thread (waiting at most [`STOP_TIMEOUT`] for a
+    /// stalled sink).
+    pub fn stop(&self) {
+        if self.sync(STOP_TIMEOUT) {
+            let _ = self.tx.send(Msg::Stop);
+            let handle = self
+                .thread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(h) = handle {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<Msg>, queued: &AtomicUsize) {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            // A failed write loses its lines, like a full queue; nothing to tell the worker.
+            Msg::Chunk(sink, chunk) => {
+                let _ = sink.write(&chunk);
+                queued.fetch_sub(chunk.len(), Ordering::AcqRel);
+            }
+            Msg::Sync(done) => {
+                let _ = done.send(());
+            }
+            Msg::Stop => return,
+        }
+    }
+}
+
+/// One worker's access log: its line buffer and the current sink.
 pub struct Log {
-    /// Replaced when a reload changes `access_log`.
-    sink: RefCell<Sink>,
+    /// `None` when off; replaced when a reload changes `access_log`.
+    sink: RefCell<Option<Arc<Sink>>>,
     buf: RefCell<Vec<u8>>,
+    lines: Cell<u64>,
+    logger: Arc<Logger>,
 }
 
 /// What is known of a request when it starts.
@@ -41,15 +173,48 @@ pub struct Start<'a> {
     pub method: &'a [u8],
     pub host: &'a [u8],
     pub target: &'a [u8],
+    pub user_agent: Option<&'a [u8]>,
     /// Over TLS: the protocol version (`TLSv1.3`) and the SNI name.
     pub tls: Option<(&'a str, Option<&'a str>)>,
 }
 
+/// What is known of a request when it ends.
+pub struct End<'a> {
+    pub status: u16,
+    pub route: Option<(&'a str, &'a str)>,
+    pub caller: Option<&'a str>,
+    /// The backend address and the time to its response head.
+    pub upstream: Option<(SocketAddr, Duration)>,
+    /// Client bytes (read, written).
+    pub bytes: (u64, u64),
+    /// A WebSocket tunnel's bytes (client to backend, backend to client).
+    pub tunnel: Option<(u64, u64)>,
+    pub elapsed: Duration,
+}
+
+/// `"text"` as a JSON string (invalid UTF-8 replaced).
+fn json_str(raw: &[u8], out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(raw));
+}
+
+fn json_opt(raw: Option<&[u8]>, out: &mut Vec<u8>) {
+    match raw {
+        Some(r) => json_str(r, out),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
 impl Log {
-    pub fn open(cfg: &AccessLog) -> io::Result<Log> {
+    pub fn open(cfg: &AccessLog, logger: Arc<Logger>) -> io::Result<Log> {
         Ok(Log {
             sink: RefCell::new(Sink::open(cfg)?),
             buf: RefCell::new(Vec::new()),
+            lines: Cell::new(0),
+            logger,
         })
     }
 
@@ -61,21 +226,22 @@ impl Log {
                 self.flush();
                 *self.sink.borrow_mut() = sink;
             }
-            Err(e) => eprintln!(
-                "ringway: worker {worker}: reload: access_log: cannot open: {e}; the old log stays"
+            Err(e) => crate::say!(
+                warn,
+                "worker {worker}: reload: access_log: cannot open: {e}; the old log stays"
             ),
         }
     }
 
     pub fn enabled(&self) -> bool {
-        !matches!(*self.sink.borrow(), Sink::Off)
+        self.sink.borrow().is_some()
     }
 
     /// Writes the first half of a line (the request) into `line` (cleared first).
     pub fn start(s: &Start<'_>, line: &mut Vec<u8>) {
         line.clear();
         line.extend_from_slice(b"{\"time\":\"");
-        rfc3339(s.time, line);
+        let _ = write!(line, "{}", humantime::format_rfc3339_millis(s.time));
         line.extend_from_slice(b"\",\"request_id\":");
         json_str(s.request_id.as_bytes(), line);
         let _ = write!(line, ",\"client\":\"{}\",\"method\":", s.client);
@@ -84,199 +250,188 @@ impl Log {
         json_str(s.host, line);
         line.extend_from_slice(b",\"target\":");
         json_str(s.target, line);
-        match s.tls {
-            Some((version, sni)) => {
-                line.extend_from_slice(b",\"tls\":");
-                json_str(version.as_bytes(), line);
-                line.extend_from_slice(b",\"sni\":");
-                match sni {
-                    Some(n) => json_str(n.as_bytes(), line),
-                    None => line.extend_from_slice(b"null"),
-                }
-            }
-            None => line.extend_from_slice(b",\"tls\":null,\"sni\":null"),
-        }
+        line.extend_from_slice(b",\"user_agent\":");
+        json_opt(s.user_agent, line);
+        line.extend_from_slice(b",\"tls\":");
+        json_opt(s.tls.map(|t| t.0.as_bytes()), line);
+        line.extend_from_slice(b",\"sni\":");
+        json_opt(s.tls.and_then(|t| t.1).map(str::as_bytes), line);
     }
 
-    /// Completes `line` with the outcome and queues it.
-    pub fn finish(
-        &self,
-        line: &[u8],
-        status: u16,
-        route: Option<(&str, &str)>,
-        caller: Option<&str>,
-        tunnel: Option<(u64, u64)>,
-        elapsed: Duration,
-    ) {
+    /// Completes `line` (from [`Log::start`]) and buffers it.
+    pub fn finish(&self, line: &[u8], end: &End<'_>) {
         if line.is_empty() {
             return;
         }
         let mut buf = self.buf.borrow_mut();
         buf.extend_from_slice(line);
-        let _ = write!(buf, ",\"status\":{status},\"service\":");
-        match route {
-            Some((service, api)) => {
-                json_str(service.as_bytes(), &mut buf);
-                buf.extend_from_slice(b",\"api\":");
-                json_str(api.as_bytes(), &mut buf);
-            }
-            None => buf.extend_from_slice(b"null,\"api\":null"),
-        }
+        let _ = write!(buf, ",\"status\":{},\"service\":", end.status);
+        json_opt(end.route.map(|r| r.0.as_bytes()), &mut buf);
+        buf.extend_from_slice(b",\"api\":");
+        json_opt(end.route.map(|r| r.1.as_bytes()), &mut buf);
         buf.extend_from_slice(b",\"caller\":");
-        match caller {
-            Some(c) => json_str(c.as_bytes(), &mut buf),
-            None => buf.extend_from_slice(b"null"),
+        json_opt(end.caller.map(str::as_bytes), &mut buf);
+        match end.upstream {
+            Some((addr, t)) => {
+                let _ = write!(
+                    buf,
+                    ",\"upstream\":\"{addr}\",\"upstream_ms\":{}",
+                    millis(t)
+                );
+            }
+            None => buf.extend_from_slice(b",\"upstream\":null,\"upstream_ms\":null"),
         }
-        if let Some((up, down)) = tunnel {
+        let _ = write!(
+            buf,
+            ",\"bytes_in\":{},\"bytes_out\":{}",
+            end.bytes.0, end.bytes.1
+        );
+        if let Some((up, down)) = end.tunnel {
             let _ = write!(
                 buf,
                 ",\"tunnel_bytes_up\":{up},\"tunnel_bytes_down\":{down}"
             );
         }
-        let _ = writeln!(buf, ",\"duration_ms\":{:.3}}}", elapsed.as_secs_f64() * 1e3);
+        let _ = writeln!(buf, ",\"duration_ms\":{}}}", millis(end.elapsed));
+        self.lines.set(self.lines.get() + 1);
         if buf.len() >= FLUSH_BYTES {
             drop(buf);
             self.flush();
         }
     }
 
-    /// Writes out the buffered lines.
+    /// Hands the buffered lines to the logger thread.
     pub fn flush(&self) {
         let mut buf = self.buf.borrow_mut();
         if buf.is_empty() {
             return;
         }
-        let _ = match &*self.sink.borrow() {
-            Sink::Off => Ok(()),
-            Sink::Stdout => io::stdout().lock().write_all(&buf),
-            Sink::File(f) => (&*f).write_all(&buf),
-        };
-        buf.clear();
-    }
-}
-
-impl Sink {
-    fn open(cfg: &AccessLog) -> io::Result<Sink> {
-        Ok(match cfg {
-            AccessLog::Off => Sink::Off,
-            AccessLog::Stdout => Sink::Stdout,
-            AccessLog::File(p) => Sink::File(OpenOptions::new().create(true).append(true).open(p)?),
-        })
-    }
-}
-
-/// A JSON string of `raw` (invalid UTF-8 replaced).
-fn json_str(raw: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    for c in String::from_utf8_lossy(raw).chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
+        let chunk = std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_BYTES));
+        let lines = self.lines.replace(0);
+        if let Some(sink) = self.sink.borrow().as_ref() {
+            self.logger.send(sink.clone(), chunk, lines);
         }
     }
-    out.push(b'"');
-}
-
-/// `2026-11-25T05:30:00.123Z`.
-fn rfc3339(t: SystemTime, out: &mut Vec<u8>) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days as i64);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_millis()
-    );
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
-    #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_417), (2025, 11, 25));
-        let mut out = Vec::new();
-        rfc3339(
-            UNIX_EPOCH + Duration::from_millis(1_764_048_600_123),
-            &mut out,
-        );
-        assert_eq!(out, b"2025-11-25T05:30:00.123Z");
+    fn start(target: &'static [u8]) -> Start<'static> {
+        Start {
+            time: UNIX_EPOCH + Duration::from_millis(1_764_048_600_123),
+            request_id: "rid",
+            client: "192.0.2.1:5000".parse().unwrap(),
+            method: b"GET",
+            host: b"h",
+            target,
+            user_agent: Some(b"curl/8"),
+            tls: Some(("TLSv1.3", Some("a.example.com"))),
+        }
+    }
+
+    fn end() -> End<'static> {
+        End {
+            status: 200,
+            route: Some(("s", "a")),
+            caller: Some("AKIDx"),
+            upstream: Some(("10.0.0.1:80".parse().unwrap(), Duration::from_micros(250))),
+            bytes: (100, 200),
+            tunnel: Some((3, 4)),
+            elapsed: Duration::from_micros(1500),
+        }
     }
 
     #[test]
     fn a_line_is_valid_json_with_escapes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
-        let log = Log::open(&AccessLog::File(path.clone())).unwrap();
+        let logger = Arc::new(Logger::start().unwrap());
+        let log = Log::open(&AccessLog::File(path.clone()), logger.clone()).unwrap();
         let mut line = Vec::new();
-        Log::start(
-            &Start {
-                time: UNIX_EPOCH,
-                request_id: "rid",
-                client: "192.0.2.1:5000".parse().unwrap(),
-                method: b"GET",
-                host: b"h",
-                target: b"/a\"b\\c\x01\xff",
-                tls: Some(("TLSv1.3", Some("a.example.com"))),
-            },
-            &mut line,
-        );
+        Log::start(&start(b"/a\"b\\c\x01\xff"), &mut line);
+        log.finish(&line, &end());
+        let mut plain = Start {
+            tls: None,
+            user_agent: None,
+            ..start(b"/")
+        };
+        plain.method = b"POST";
+        Log::start(&plain, &mut line);
         log.finish(
             &line,
-            200,
-            Some(("s", "a")),
-            Some("AKIDx"),
-            Some((3, 4)),
-            Duration::from_micros(1500),
+            &End {
+                status: 404,
+                route: None,
+                caller: None,
+                upstream: None,
+                bytes: (0, 0),
+                tunnel: None,
+                elapsed: Duration::ZERO,
+            },
         );
-        log.finish(&line, 404, None, None, None, Duration::ZERO);
         log.flush();
+        assert!(logger.sync(Duration::from_secs(5)));
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0]["target"], "/a\"b\\c\u{1}\u{fffd}");
-        assert_eq!(lines[0]["status"], 200);
-        assert_eq!(lines[0]["api"], "a");
-        assert_eq!(lines[0]["duration_ms"], 1.5);
-        assert_eq!(lines[0]["caller"], "AKIDx");
-        assert_eq!(lines[0]["tunnel_bytes_up"], 3);
-        assert_eq!(lines[0]["tunnel_bytes_down"], 4);
-        assert_eq!(lines[1].get("tunnel_bytes_up"), None);
-        assert_eq!(lines[1]["service"], serde_json::Value::Null);
-        assert_eq!(lines[1]["caller"], serde_json::Value::Null);
-        assert_eq!(lines[0]["time"], "1970-01-01T00:00:00.000Z");
-        assert_eq!(lines[0]["tls"], "TLSv1.3");
-        assert_eq!(lines[0]["sni"], "a.example.com");
+        let a = &lines[0];
+        assert_eq!(a["time"], "2025-11-25T05:30:00.123Z");
+        assert_eq!(a["target"], "/a\"b\\c\u{1}\u{fffd}");
+        assert_eq!(a["user_agent"], "curl/8");
+        assert_eq!(a["status"], 200);
+        assert_eq!(a["api"], "a");
+        assert_eq!(a["caller"], "AKIDx");
+        assert_eq!(a["upstream"], "10.0.0.1:80");
+        assert_eq!(a["upstream_ms"], 0.25);
+        assert_eq!(a["bytes_in"], 100);
+        assert_eq!(a["bytes_out"], 200);
+        assert_eq!(a["tunnel_bytes_up"], 3);
+        assert_eq!(a["tunnel_bytes_down"], 4);
+        assert_eq!(a["duration_ms"], 1.5);
+        assert_eq!(a["tls"], "TLSv1.3");
+        assert_eq!(a["sni"], "a.example.com");
+        let b = &lines[1];
+        assert_eq!(b["method"], "POST");
+        assert_eq!(b.get("tunnel_bytes_up"), None);
+        for null in [
+            "service",
+            "caller",
+            "upstream",
+            "upstream_ms",
+            "tls",
+            "sni",
+            "user_agent",
+        ] {
+            assert_eq!(b[null], serde_json::Value::Null, "{null}");
+        }
+        logger.stop();
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        // A logger whose thread never reads: the queue fills, then every chunk is dropped.
+        let (tx, _rx) = mpsc::channel();
+        let logger = Logger {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            dropped: AtomicU64::new(0),
+            thread: Mutex::new(None),
+        };
+        let sink = Arc::new(Sink::Stdout);
+        let chunk = vec![b'x'; QUEUE_BYTES / 2];
+        for _ in 0..5 {
+            logger.send(sink.clone(), chunk.clone(), 3);
+        }
+        assert_eq!(
+            logger.dropped(),
+            9,
+            "3 chunks of 3 lines past the 2 that fit"
+        );
     }
 }

@@ -264,6 +264,8 @@ pub struct ProcessValues {
     pub reloads_succeeded: u64,
     pub reloads_failed: u64,
     pub last_reload_unix: u64,
+    /// Access-log lines dropped because the logger thread fell behind.
+    pub access_log_dropped: u64,
 }
 
 /// The Prometheus text exposition of every worker's counters, summed, and `process`.
@@ -462,6 +464,18 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
 
     family(
         out,
+        "ringway_access_log_dropped_lines_total",
+        "counter",
+        "Access-log lines dropped because the log writer fell behind (a stalled sink).",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_access_log_dropped_lines_total {}",
+        p.access_log_dropped
+    );
+
+    family(
+        out,
         "ringway_config_reloads_total",
         "counter",
         "Configuration reloads (SIGHUP), by result.",
@@ -495,6 +509,7 @@ mod tests {
             reloads_succeeded: 2,
             reloads_failed: 1,
             last_reload_unix: 1_700_000_000,
+            access_log_dropped: 5,
         }
     }
 
@@ -536,6 +551,7 @@ mod tests {
             "ringway_auth_failures_total{scheme=\"oauth2\",reason=\"token_missing\"} 1",
             "ringway_config_reloads_total{result=\"failure\"} 1",
             "ringway_build_info{version=\"1.2.3\"} 1",
+            "ringway_access_log_dropped_lines_total 5",
         ] {
             assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
         }

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::gateway::auth::AuthState;
 use crate::gateway::params::ParamValues;
 use crate::http::reply::RequestIds;
-use access_log::Log;
+use access_log::{Log, Logger};
 use drain::Drain;
 use metrics::{Slots, WorkerMetrics};
 use pool::UpstreamPool;
@@ -78,10 +78,12 @@ pub struct Shared {
     pub reloads: ReloadStats,
     /// One per worker, by index: written by that worker, summed by the admin listener.
     pub metrics: Vec<WorkerMetrics>,
+    /// The access log's writer thread.
+    pub logger: Arc<Logger>,
 }
 
 impl Shared {
-    pub fn new(config: Arc<Config>, workers: usize) -> Shared {
+    pub fn new(config: Arc<Config>, workers: usize, logger: Arc<Logger>) -> Shared {
         Shared {
             config: Mutex::new(config),
             generation: AtomicU64::new(1),
@@ -89,6 +91,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             reloads: ReloadStats::new_loaded(),
             metrics: (0..workers).map(|_| WorkerMetrics::default()).collect(),
+            logger,
         }
     }
 
@@ -257,8 +260,9 @@ impl TlsFailures {
         if unknown + other == 0 || !self.due() {
             return;
         }
-        eprintln!(
-            "ringway: worker {worker}: {} TLS handshake(s) failed: {unknown} with no or an unknown server name, {other} other; last: {}",
+        crate::say!(
+            warn,
+            "worker {worker}: {} TLS handshake(s) failed: {unknown} with no or an unknown server name, {other} other; last: {}",
             unknown + other,
             self.last.borrow()
         );
@@ -272,7 +276,7 @@ impl TlsFailures {
 impl Worker {
     pub fn new(index: usize, shared: Arc<Shared>) -> Result<Worker, String> {
         let (generation, config) = shared.current();
-        let log = Log::open(&config.server.access_log)
+        let log = Log::open(&config.server.access_log, shared.logger.clone())
             .map_err(|e| format!("server.access_log: cannot open: {e}"))?;
         let metrics = shared
             .metrics

@@ -127,6 +127,7 @@ fn route(worker: &Worker, method: Option<&str>, path: Option<&str>) -> Page {
                 reloads_succeeded: shared.reloads.succeeded.load(Ordering::Relaxed),
                 reloads_failed: shared.reloads.failed.load(Ordering::Relaxed),
                 last_reload_unix: shared.reloads.last_success_unix.load(Ordering::Relaxed),
+                access_log_dropped: shared.logger.dropped(),
             };
             let mut text = String::new();
             metrics::render(&shared.metrics, &process, &mut text);

@@ -58,7 +58,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let cpus = allowed_cpus();
     signals::block().map_err(|e| format!("cannot block signals: {e}"))?;
     for note in config.not_served_yet() {
-        eprintln!("ringway: {note}");
+        crate::say!(warn, "{note}");
     }
     let (bound, plain) = listen::bind_all(&server.listen_http, workers)?;
     let (bound_https, https) = listen::bind_all(&server.listen_https, workers)?;
@@ -71,7 +71,10 @@ pub fn run(config: Config) -> Result<(), String> {
             p.chain(s.into_iter().map(|l| (l, true))).collect()
         })
         .collect();
-    let shared = Arc::new(Shared::new(config.clone(), workers));
+    let logger = crate::runtime::access_log::Logger::start()
+        .map(Arc::new)
+        .map_err(|e| format!("cannot start the log thread: {e}"))?;
+    let shared = Arc::new(Shared::new(config.clone(), workers, logger));
     let mut admin = match server.admin_listen {
         Some(addr) => {
             let l = std::net::TcpListener::bind(addr)
@@ -119,15 +122,15 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     // Before the listening lines: whoever waits for them finds the pid file.
     let pid_file = server.pid_file.as_deref().map(PidFile::write).transpose()?;
-    eprintln!("ringway: {workers} worker(s), {driver} driver");
+    crate::say!(info, "{workers} worker(s), {driver} driver");
     for addr in &bound {
-        eprintln!("ringway: listening http {addr}");
+        crate::say!(info, "listening http {addr}");
     }
     for addr in &bound_https {
-        eprintln!("ringway: listening https {addr}");
+        crate::say!(info, "listening https {addr}");
     }
     if let Some(addr) = admin_addr {
-        eprintln!("ringway: listening admin {addr}");
+        crate::say!(info, "listening admin {addr}");
     }
     notify::ready("serving");
 
@@ -142,19 +145,20 @@ pub fn run(config: Config) -> Result<(), String> {
             Err(e) => return Err(format!("waiting for signals: {e}")),
         }
     }
-    eprintln!("ringway: stopping: draining in-flight requests");
+    crate::say!(info, "stopping: draining in-flight requests");
     notify::stopping();
     shared.stopping.store(true, Ordering::Release);
     let deadline = Instant::now() + server.shutdown_grace + EXIT_SLACK;
     for _ in 0..workers {
         let left = deadline.saturating_duration_since(Instant::now());
         if done_rx.recv_timeout(left).is_err() {
-            eprintln!("ringway: workers did not stop in time; exiting");
+            crate::say!(warn, "workers did not stop in time; exiting");
             break;
         }
     }
     drop(pid_file);
-    eprintln!("ringway: stopped");
+    shared.logger.stop();
+    crate::say!(info, "stopped");
     Ok(())
 }
 

@@ -35,26 +35,32 @@ pub fn reload(shared: &Shared) {
         Ok(c) => c,
         Err(e) => {
             shared.reloads.failed.fetch_add(1, Ordering::Relaxed);
-            eprintln!("ringway: reload failed; the running configuration stays:\n{e}");
+            crate::say!(
+                error,
+                "reload failed; the running configuration stays:\n{e}"
+            );
             return;
         }
     };
     for note in keep_listeners(&running, &mut next) {
-        eprintln!("ringway: reload: {note}");
+        crate::say!(warn, "reload: {note}");
     }
     carry_tls(&running, &mut next);
     for note in next.not_served_yet() {
-        eprintln!("ringway: {note}");
+        crate::say!(warn, "{note}");
     }
     let summary = next.summary();
+    let next_json = next.server.log_json;
     shared.publish(Arc::new(next));
     shared.reloads.succeeded.fetch_add(1, Ordering::Relaxed);
     shared
         .reloads
         .last_success_unix
         .store(unix_now(), Ordering::Relaxed);
-    eprintln!(
-        "ringway: reloaded in {:.1} ms: {summary}",
+    crate::say::set_json(next_json);
+    crate::say!(
+        info,
+        "reloaded in {:.1} ms: {summary}",
         started.elapsed().as_secs_f64() * 1e3
     );
 }

@@ -51,10 +51,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
     if let Some(cpu) = spec.cpu
         && let Err(e) = monoio::utils::bind_to_cpu_set([cpu])
     {
-        eprintln!(
-            "ringway: worker {} not pinned to CPU {cpu}: {e:?}",
-            spec.index
-        );
+        crate::say!(warn, "worker {} not pinned to CPU {cpu}: {e:?}", spec.index);
     }
     let driver = if monoio::utils::detect_uring() {
         "io_uring"
@@ -188,7 +185,7 @@ async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                eprintln!("ringway: worker {}: accept: {e}", worker.index);
+                crate::say!(warn, "worker {}: accept: {e}", worker.index);
                 monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             }

@@ -80,6 +80,8 @@ pub struct Gateway {
     log: Arc<Mutex<String>>,
     events: mpsc::Receiver<StderrEvent>,
     pub config_path: PathBuf,
+    /// Kept open and never read (see [`Gateway::start_with_stdout_unread`]).
+    _unread_stdout: Option<std::process::ChildStdout>,
     _dir: tempfile::TempDir,
 }
 
@@ -106,7 +108,23 @@ impl Gateway {
         }
     }
 
+    /// [`Gateway::start`] with stdout a pipe that nobody reads (a stalled log consumer).
+    pub fn start_with_stdout_unread(config_toml: &str) -> Gateway {
+        match Gateway::spawn(config_toml, &[], true) {
+            Ok(g) => g,
+            Err(e) => panic!("{e}\n--- configuration ---\n{config_toml}"),
+        }
+    }
+
     pub fn try_start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
+        Gateway::spawn(config_toml, env, false)
+    }
+
+    fn spawn(
+        config_toml: &str,
+        env: &[(&str, &str)],
+        stdout_unread: bool,
+    ) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("ringway.toml");
         std::fs::write(&config_path, config_toml).unwrap();
@@ -117,11 +135,16 @@ impl Gateway {
             .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(if stdout_unread {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot spawn ringway: {e}"))?;
         let stderr = child.stderr.take().unwrap();
+        let unread_stdout = child.stdout.take();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, events) = mpsc::channel();
         {
@@ -161,6 +184,7 @@ impl Gateway {
             log,
             events,
             config_path,
+            _unread_stdout: unread_stdout,
             _dir: dir,
         };
         match g.events.recv_timeout(START_TIMEOUT) {
