@@ -83,7 +83,9 @@ struct UpstreamStats {
 #[derive(Default)]
 struct Counters {
     apis: Vec<ApiStats>,
-    api_slots: HashMap<(Box<str>, Box<str>), usize>,
+    /// service → API → slot (looked up by `&str`: a reload of 10,000 APIs allocates nothing
+    /// for the names it already knows).
+    api_slots: HashMap<Box<str>, HashMap<Box<str>, usize>>,
     upstreams: Vec<UpstreamStats>,
     upstream_slots: HashMap<Box<str>, usize>,
     bytes_in: u64,
@@ -138,29 +140,35 @@ impl Default for WorkerMetrics {
 
 impl Counters {
     fn api_slot(&mut self, service: &str, api: &str) -> usize {
-        let next = self.apis.len();
-        let key: (Box<str>, Box<str>) = (service.into(), api.into());
-        *self.api_slots.entry(key).or_insert_with(|| {
-            self.apis.push(ApiStats {
-                service: service.into(),
-                api: api.into(),
-                codes: Vec::new(),
-                buckets: [0; DURATION_BUCKETS.len() + 1],
-                sum: 0.0,
-            });
-            next
-        })
+        if let Some(&slot) = self.api_slots.get(service).and_then(|m| m.get(api)) {
+            return slot;
+        }
+        let slot = self.apis.len();
+        self.apis.push(ApiStats {
+            service: service.into(),
+            api: api.into(),
+            codes: Vec::new(),
+            buckets: [0; DURATION_BUCKETS.len() + 1],
+            sum: 0.0,
+        });
+        self.api_slots
+            .entry(service.into())
+            .or_default()
+            .insert(api.into(), slot);
+        slot
     }
 
     fn upstream_slot(&mut self, name: &str) -> usize {
-        let next = self.upstreams.len();
-        *self.upstream_slots.entry(name.into()).or_insert_with(|| {
-            self.upstreams.push(UpstreamStats {
-                name: name.into(),
-                ..UpstreamStats::default()
-            });
-            next
-        })
+        if let Some(&slot) = self.upstream_slots.get(name) {
+            return slot;
+        }
+        let slot = self.upstreams.len();
+        self.upstreams.push(UpstreamStats {
+            name: name.into(),
+            ..UpstreamStats::default()
+        });
+        self.upstream_slots.insert(name.into(), slot);
+        slot
     }
 }
 

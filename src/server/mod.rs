@@ -120,6 +120,10 @@ pub fn run(config: Config) -> Result<(), String> {
             Err(_) => return Err("a worker stopped while starting".into()),
         }
     }
+    // The main thread only waits for signals and builds reloaded configurations: at a
+    // lower priority, a reload's build takes the CPU the workers leave (threads started
+    // from here on inherit this, so only after the workers and the log thread).
+    lower_priority();
     // Before the listening lines: whoever waits for them finds the pid file.
     let pid_file = server.pid_file.as_deref().map(PidFile::write).transpose()?;
     crate::say!(info, "{workers} worker(s), {driver} driver");
@@ -161,6 +165,18 @@ pub fn run(config: Config) -> Result<(), String> {
     crate::say!(info, "stopped");
     Ok(())
 }
+
+/// Nice 10 for the calling thread only (Linux: `setpriority` on a thread id).
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, MAIN_THREAD_NICE);
+    }
+}
+
+/// The main thread's nice value (reloads yield to the workers).
+pub const MAIN_THREAD_NICE: libc::c_int = 10;
 
 /// `server.pid_file`: written once the listeners are up, removed at exit if it still holds
 /// this process's id.

@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{self, Config};
 use crate::runtime::pool::UpstreamPool;
@@ -52,6 +52,7 @@ pub fn reload(shared: &Shared) {
     let summary = next.summary();
     let next_json = next.server.log_json;
     shared.publish(Arc::new(next));
+    let old = running;
     shared.reloads.succeeded.fetch_add(1, Ordering::Relaxed);
     shared
         .reloads
@@ -63,6 +64,28 @@ pub fn reload(shared: &Shared) {
         "reloaded in {:.1} ms: {summary}",
         started.elapsed().as_secs_f64() * 1e3
     );
+    release(old);
+}
+
+/// How long the main thread waits for the workers to let go of the old configuration.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// Frees the old configuration here, once the workers have moved to the new one (they do
+/// within a housekeeping tick unless a request still runs on it), and gives the freed
+/// memory back to the OS: it was allocated on this thread, and without a trim glibc keeps
+/// it in this thread's arena. If a long request still holds it, that request's worker frees
+/// it when it ends.
+fn release(old: Arc<Config>) {
+    let deadline = Instant::now() + RELEASE_WAIT;
+    while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let freed_here = Arc::strong_count(&old) == 1;
+    drop(old);
+    if freed_here {
+        // SAFETY: malloc_trim only releases free memory; any thread may call it.
+        unsafe { libc::malloc_trim(0) };
+    }
 }
 
 /// Puts the running listener settings into `next`; one note per setting that differed.
