@@ -116,18 +116,28 @@ fn fifty_reloads_under_keepalive_load_drop_nothing_and_keep_the_pool() {
     for c in clients {
         c.join().unwrap();
     }
-    wait_reloads(&gw, 50);
+    // SIGHUPs that arrive while a reload runs coalesce into one more: most of the 50 are
+    // separate reloads, and the last one applied the last file.
+    thread::sleep(Duration::from_millis(500));
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
         "requests failed across reloads"
     );
+    let served = ok.load(Ordering::Relaxed);
+    assert!(served > 1000, "the load ran: {served}");
+    let reloads = reload_lines(&gw);
     assert!(
-        ok.load(Ordering::Relaxed) > 1000,
-        "the load ran: {}",
-        ok.load(Ordering::Relaxed)
+        (25..=50).contains(&reloads),
+        "{reloads} reloads:\n{}",
+        gw.stderr()
     );
-    assert_eq!(reload_lines(&gw), 50, "{}", gw.stderr());
+    let stderr = gw.stderr();
+    let last = stderr.lines().rfind(|l| l.starts_with("ringway: reloaded"));
+    assert!(
+        last.is_some_and(|l| l.contains("1 APIs")),
+        "the last file (v1, one API) is the one serving:\n{stderr}"
+    );
     assert!(!gw.stderr().contains("reload failed"), "{}", gw.stderr());
     assert_eq!(
         backend.connections(),

@@ -137,6 +137,9 @@ pub fn run(config: Config) -> Result<(), String> {
         crate::say!(info, "listening admin {addr}");
     }
     notify::ready("serving");
+    // From here on the configuration is the published one (`shared`): holding the first
+    // one would keep it alive across every reload.
+    drop(config);
 
     loop {
         match signals::wait() {
@@ -152,7 +155,8 @@ pub fn run(config: Config) -> Result<(), String> {
     crate::say!(info, "stopping: draining in-flight requests");
     notify::stopping();
     shared.stopping.store(true, Ordering::Release);
-    let deadline = Instant::now() + server.shutdown_grace + EXIT_SLACK;
+    let grace = shared.config().server.shutdown_grace;
+    let deadline = Instant::now() + grace + EXIT_SLACK;
     for _ in 0..workers {
         let left = deadline.saturating_duration_since(Instant::now());
         if done_rx.recv_timeout(left).is_err() {
