@@ -1,6 +1,7 @@
 //! `ringway::config::load_str` on arbitrary text: it must never panic, an `Err` must hold at
 //! least one error and render, and an `Ok` config must summarise. For configurations that
-//! load, a few fixed requests also go through both route matchers, which must agree.
+//! load, a few fixed requests also go through both route matchers, which must agree, and the
+//! API docs are generated (every JSON document must parse).
 //!
 //! Loading reads the files a configuration names (`cert`, `key`, `ca`, `public_key_file`).
 //! Those reads are bounded in size, but `/dev/stdin`, a terminal or a FIFO could still block
@@ -38,6 +39,12 @@ fuzz_target!(|data: &[u8]| {
     }
     match ringway::config::load_str(&text, Path::new("fuzz.toml")) {
         Ok(cfg) => {
+            // The generated docs (OpenAPI and HTML) of any loadable configuration.
+            for (name, text) in ringway::docs::files(&cfg, "/docs/") {
+                if name.ends_with(".json") {
+                    assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "{name}");
+                }
+            }
             let _ = cfg.summary();
             for host in [None, Some("api.example.com"), Some("x.example.com:443")] {
                 for method in ["GET", "POST", "PUT"] {

@@ -131,8 +131,10 @@ pub fn regex_parts(source: &str) -> Option<Vec<Part>> {
         match c {
             '\\' => {
                 let e = chars.next()?;
-                if e.is_ascii_alphanumeric() || e == ' ' {
-                    return None; // \d, \w, \b, \x.., ...
+                // Only escaped ASCII punctuation means itself; `\<` and `\>` are word
+                // boundaries, and letters, digits, spaces and the rest are classes or errors.
+                if !e.is_ascii_punctuation() || e == '<' || e == '>' {
+                    return None;
                 }
                 lit.push(e);
             }
@@ -254,7 +256,7 @@ mod tests {
 
     #[test]
     fn regex_templates() {
-        let cases: [(&str, Option<&str>); 14] = [
+        let cases: [(&str, Option<&str>); 17] = [
             (r"^/v(?P<version>\d+)/status$", Some("/v{version}/status")),
             (r"^/a/(?<x>[^/]+)/b/(?P<y>.*)$", Some("/a/{x}/b/{y}")),
             (
@@ -272,6 +274,9 @@ mod tests {
             (r"^/(a)/b$", None), // an unnamed group
             (r"^/a.b$", None),
             (r"\.(png|jpe?g|gif)$", None),
+            (r"^/a\<b$", None), // `\<` is a word boundary, not `<` (found by fuzzing)
+            (r"^/a\ b$", None),
+            (r"^/a\/b\.c$", Some("/a/b.c")),
         ];
         for (re, want) in cases {
             let got = regex_parts(re).map(|parts| {
