@@ -324,3 +324,44 @@ fn reload_command_and_pid_file() {
     gw.terminate();
     assert!(!pid_file.exists(), "the pid file is removed at exit");
 }
+
+#[test]
+fn sighups_every_50_ms_coalesce_and_the_last_file_wins() {
+    let backend = Backend::ok();
+    let gw = Gateway::start(&config(1, &[("up", backend.addr())], &[("a", "/a", "up")]));
+    let mut c = gw.connect();
+    for i in 0..20 {
+        // Written whole, then renamed: a reload never reads a half-written file.
+        let next = config(
+            1,
+            &[("up", backend.addr())],
+            &[(&format!("v{i}"), &format!("=/v{i}"), "up")],
+        );
+        let tmp = gw.config_path.with_extension("tmp");
+        std::fs::write(&tmp, next).unwrap();
+        std::fs::rename(&tmp, &gw.config_path).unwrap();
+        gw.signal(libc::SIGHUP);
+        assert_eq!(
+            c.roundtrip(get("/nothing")).status,
+            404,
+            "served throughout"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if c.roundtrip(get("/v19")).status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last file never served:\n{}",
+            gw.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.roundtrip(get("/v18")).status, 404);
+    let reloads = reload_lines(&gw);
+    assert!((1..=20).contains(&reloads), "{reloads}");
+    assert!(!gw.stderr().contains("reload failed"), "{}", gw.stderr());
+}
