@@ -33,6 +33,9 @@ pub const DEFAULT_WS_IDLE_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 65_536;
 pub const DEFAULT_KEEPALIVE: u64 = 64;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Passive health, as nginx: one failed connect takes a target out for 10 s.
+pub const DEFAULT_MAX_FAILS: u64 = 1;
+pub const DEFAULT_FAIL_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Upper bounds that catch typos (an extra zero) rather than express real limits.
 pub const MAX_WORKERS: u64 = 1024;
@@ -556,6 +559,18 @@ fn build_upstreams(cx: &mut Ctx, ups: &[FileUpstream]) -> Vec<Upstream> {
                 &key(&k, "idle_timeout_ms"),
                 u.idle_timeout_ms,
                 DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
+            ),
+            max_fails: cx.number(
+                &key(&k, "max_fails"),
+                u.max_fails,
+                DEFAULT_MAX_FAILS,
+                0,
+                1_000,
+            ) as u32,
+            fail_timeout: cx.millis(
+                &key(&k, "fail_timeout_ms"),
+                u.fail_timeout_ms,
+                DEFAULT_FAIL_TIMEOUT_MS,
             ),
             tls,
         };

@@ -80,6 +80,8 @@ pub struct FileUpstream {
     pub keepalive: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub max_fails: Option<u64>,
+    pub fail_timeout_ms: Option<u64>,
     pub tls_server_name: Option<String>,
     pub ca: Option<String>,
 }

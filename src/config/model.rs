@@ -80,6 +80,10 @@ pub struct Upstream {
     pub keepalive: usize,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Passive health: a target that fails to connect this many times within
+    /// `fail_timeout` is skipped for `fail_timeout` (0: never skipped).
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
     /// `Some` for `https://` upstreams.
     pub tls: Option<UpstreamTls>,
 }

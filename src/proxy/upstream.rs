@@ -536,7 +536,8 @@ impl Relay<'_> {
 }
 
 /// A connection to the upstream: a pooled one unless `fresh`, else a new one, trying each
-/// target once from `first` on (round-robin order) until one accepts. Each outcome is
+/// target once from `first` on (round-robin order, skipping targets passive health took
+/// down while another is up) until one accepts. Each outcome is
 /// counted in the worker's metrics under the upstream's `slot`.
 async fn connect(
     pool: &UpstreamPool,
@@ -557,12 +558,19 @@ async fn connect(
     }
     let n = pool.target_count();
     let mut last = broke("backend has no targets");
+    // Passive health: targets that are down are skipped, unless every target is down, then
+    // all are tried anyway rather than failing without a try.
+    let skip_down = pool.any_up(Instant::now());
     for i in 0..n {
         let target = (first + i) % n;
+        if skip_down && pool.is_down(target, Instant::now()) {
+            continue;
+        }
         let connect_deadline = deadline.min(Instant::now() + cfg.connect_timeout);
         let opened = open(pool.addr(target), cfg.tls.as_ref());
         match monoio::time::timeout_at(connect_deadline, opened).await {
             Ok(Ok(stream)) => {
+                pool.connect_succeeded(target);
                 metrics.upstream(slot, UpstreamEvent::Opened);
                 return Ok(UpConn {
                     stream,
@@ -574,6 +582,9 @@ async fn connect(
             Err(_) => last = GatewayError::new(ErrorKind::GatewayTimeout),
         }
         metrics.upstream(slot, UpstreamEvent::Failed);
+        if pool.connect_failed(target, Instant::now()) {
+            metrics.upstream(slot, UpstreamEvent::MarkedDown);
+        }
         if Instant::now() >= deadline {
             break;
         }

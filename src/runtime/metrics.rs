@@ -37,6 +37,8 @@ pub enum UpstreamEvent {
     Reused,
     /// A connection could not be made (refused, timed out, TLS handshake failed).
     Failed,
+    /// Passive health took a target down (`max_fails` within `fail_timeout_ms`).
+    MarkedDown,
 }
 
 /// How a client TLS handshake ended.
@@ -77,7 +79,10 @@ struct UpstreamStats {
     opened: u64,
     reused: u64,
     failed: u64,
+    marked_down: u64,
     idle: u64,
+    /// Targets down now (a gauge, with `idle`).
+    down: u64,
 }
 
 #[derive(Default)]
@@ -239,19 +244,22 @@ impl WorkerMetrics {
                 UpstreamEvent::Opened => u.opened += 1,
                 UpstreamEvent::Reused => u.reused += 1,
                 UpstreamEvent::Failed => u.failed += 1,
+                UpstreamEvent::MarkedDown => u.marked_down += 1,
             }
         }
     }
 
-    /// The idle connections in the pools, per upstream slot (a gauge, set by housekeeping).
-    pub fn set_idle(&self, idle: impl Iterator<Item = (usize, usize)>) {
+    /// The gauges of the pools, per upstream slot: (slot, idle connections, targets down),
+    /// set by housekeeping.
+    pub fn set_pool_gauges(&self, pools: impl Iterator<Item = (usize, usize, usize)>) {
         let mut c = self.lock();
         for u in &mut c.upstreams {
-            u.idle = 0;
+            (u.idle, u.down) = (0, 0);
         }
-        for (slot, n) in idle {
+        for (slot, idle, down) in pools {
             if let Some(u) = c.upstreams.get_mut(slot) {
-                u.idle += n as u64;
+                u.idle += idle as u64;
+                u.down = u.down.max(down as u64);
             }
         }
     }
@@ -301,7 +309,9 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
             s.opened += u.opened;
             s.reused += u.reused;
             s.failed += u.failed;
+            s.marked_down += u.marked_down;
             s.idle += u.idle;
+            s.down = s.down.max(u.down);
         }
         sum.bytes_in += c.bytes_in;
         sum.bytes_out += c.bytes_out;
@@ -381,7 +391,7 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
     }
 
     type Get = fn(&UpstreamStats) -> u64;
-    let upstream_families: [(&str, &str, &str, Get); 4] = [
+    let upstream_families: [(&str, &str, &str, Get); 6] = [
         (
             "ringway_upstream_connections_opened_total",
             "counter",
@@ -405,6 +415,18 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
             "gauge",
             "Idle upstream connections in the keepalive pools.",
             |u| u.idle,
+        ),
+        (
+            "ringway_upstream_targets_marked_down_total",
+            "counter",
+            "Times passive health took a target down (max_fails within fail_timeout_ms).",
+            |u| u.marked_down,
+        ),
+        (
+            "ringway_upstream_targets_down",
+            "gauge",
+            "Targets passive health has down now (the most any worker has).",
+            |u| u.down,
         ),
     ];
     for (name, kind, help, get) in upstream_families {

@@ -29,6 +29,18 @@ struct TargetPool {
     /// `Host` for requests that came without one (HTTP/1.0).
     host: String,
     idle: RefCell<Vec<Idle>>,
+    health: Health,
+}
+
+/// Passive health of one target, as this worker saw it (nginx's `max_fails` /
+/// `fail_timeout`): failed connects are counted in a window of `fail_timeout` from the
+/// first; at `max_fails` the target is down until `fail_timeout` has passed. A success
+/// clears the count.
+#[derive(Default)]
+struct Health {
+    fails: Cell<u32>,
+    window_start: Cell<Option<Instant>>,
+    down_until: Cell<Option<Instant>>,
 }
 
 pub struct UpstreamPool {
@@ -39,6 +51,8 @@ pub struct UpstreamPool {
     /// The upstream changed or went away in a reload: idle connections were closed, and
     /// connections in use are closed when their exchange ends instead of coming back.
     retired: Cell<bool>,
+    max_fails: Cell<u32>,
+    fail_timeout: Cell<Duration>,
 }
 
 impl UpstreamPool {
@@ -51,13 +65,70 @@ impl UpstreamPool {
                     addr,
                     host: addr.to_string(),
                     idle: RefCell::new(Vec::new()),
+                    health: Health::default(),
                 })
                 .collect(),
             next: Cell::new(0),
             keepalive: Cell::new(upstream.keepalive),
             idle_timeout: Cell::new(upstream.idle_timeout),
             retired: Cell::new(false),
+            max_fails: Cell::new(upstream.max_fails),
+            fail_timeout: Cell::new(upstream.fail_timeout),
         }
+    }
+
+    /// Whether `target` is out (passive health) at `now`.
+    pub fn is_down(&self, target: usize, now: Instant) -> bool {
+        self.targets[target]
+            .health
+            .down_until
+            .get()
+            .is_some_and(|until| now < until)
+    }
+
+    /// Whether any target is up at `now`.
+    pub fn any_up(&self, now: Instant) -> bool {
+        (0..self.targets.len()).any(|t| !self.is_down(t, now))
+    }
+
+    /// Targets down at `now`.
+    pub fn down_count(&self, now: Instant) -> usize {
+        (0..self.targets.len())
+            .filter(|&t| self.is_down(t, now))
+            .count()
+    }
+
+    /// A connect to `target` failed at `now`; `true` when this takes it down.
+    pub fn connect_failed(&self, target: usize, now: Instant) -> bool {
+        let (max, window) = (self.max_fails.get(), self.fail_timeout.get());
+        if max == 0 {
+            return false;
+        }
+        let h = &self.targets[target].health;
+        let fresh_window = h
+            .window_start
+            .get()
+            .is_none_or(|start| now.saturating_duration_since(start) >= window);
+        if fresh_window {
+            h.window_start.set(Some(now));
+            h.fails.set(0);
+        }
+        h.fails.set(h.fails.get() + 1);
+        if h.fails.get() >= max && !self.is_down(target, now) {
+            h.down_until.set(Some(now + window));
+            h.fails.set(0);
+            h.window_start.set(None);
+            return true;
+        }
+        false
+    }
+
+    /// A connect to `target` succeeded: its failures are forgiven.
+    pub fn connect_succeeded(&self, target: usize) {
+        let h = &self.targets[target].health;
+        h.fails.set(0);
+        h.window_start.set(None);
+        h.down_until.set(None);
     }
 
     /// Whether a reloaded `new` upstream reaches the same endpoints as `old` the same way
@@ -76,6 +147,8 @@ impl UpstreamPool {
     pub fn adopt(&self, new: &Upstream) {
         self.keepalive.set(new.keepalive);
         self.idle_timeout.set(new.idle_timeout);
+        self.max_fails.set(new.max_fails);
+        self.fail_timeout.set(new.fail_timeout);
         for t in &self.targets {
             t.idle.borrow_mut().truncate(new.keepalive);
         }
@@ -167,6 +240,8 @@ mod tests {
             keepalive,
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_millis(idle_ms),
+            max_fails: 2,
+            fail_timeout: Duration::from_millis(idle_ms),
             tls: None,
         }
     }
@@ -226,5 +301,46 @@ mod tests {
             pool.sweep(Instant::now());
             assert_eq!(pool.idle_count(), 0, "idle_timeout expired");
         });
+    }
+
+    #[test]
+    fn max_fails_within_fail_timeout_take_a_target_down_for_fail_timeout() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        // max_fails 2, fail_timeout 1000 ms.
+        let pool = UpstreamPool::new(&upstream(vec![a, b], 4, 1000));
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert!(!pool.connect_failed(0, ms(0)), "one failure of two");
+        assert!(!pool.is_down(0, ms(1)));
+        // The window restarts after fail_timeout: the old failure no longer counts.
+        assert!(!pool.connect_failed(0, ms(1500)));
+        assert!(
+            pool.connect_failed(0, ms(1600)),
+            "two within the window: down"
+        );
+        assert!(pool.is_down(0, ms(1601)) && pool.any_up(ms(1601)));
+        assert_eq!(pool.down_count(ms(1601)), 1);
+        assert!(!pool.is_down(0, ms(2600)), "back after fail_timeout");
+        // A success forgives.
+        assert!(!pool.connect_failed(1, ms(1600)));
+        pool.connect_succeeded(1);
+        assert!(!pool.connect_failed(1, ms(1610)));
+        assert!(!pool.is_down(1, ms(1611)));
+        assert!(pool.connect_failed(1, ms(1620)));
+        assert!(!pool.any_up(ms(1650)), "both down");
+    }
+
+    #[test]
+    fn max_fails_zero_never_takes_a_target_down() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut u = upstream(vec![a], 4, 1000);
+        u.max_fails = 0;
+        let pool = UpstreamPool::new(&u);
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert!(!pool.connect_failed(0, now));
+        }
+        assert!(!pool.is_down(0, now));
     }
 }

@@ -148,13 +148,14 @@ async fn housekeeping(worker: Rc<Worker>) {
         // pools of changed upstreams, letting the old configuration go).
         let snapshot = worker.snapshot();
         let metrics = worker.metrics();
-        metrics.set_idle(
-            snapshot
-                .pools
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (snapshot.slots.upstream(i), p.idle_count())),
-        );
+        let now = Instant::now();
+        metrics.set_pool_gauges(snapshot.pools.iter().enumerate().map(|(i, p)| {
+            (
+                snapshot.slots.upstream(i),
+                p.idle_count(),
+                p.down_count(now),
+            )
+        }));
         metrics.bytes(worker.take_bytes());
         let now = Instant::now();
         if now.saturating_duration_since(last_sweep) >= POOL_SWEEP {
