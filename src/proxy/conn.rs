@@ -39,6 +39,10 @@ use crate::tls::stream::{TlsReadHalf, TlsStream, TlsWriteHalf};
 /// back to this size when the connection turns idle (10,000 idle keepalive connections must
 /// stay small).
 pub const INITIAL_READ_BYTES: usize = 2048;
+/// Above this many connections on a worker, an idle connection waits for readability with
+/// no buffer (a poll, then the read: one more io_uring op per request) instead of parking a
+/// read with its buffer; below it, the buffer is cheaper than the op.
+pub const PARK_ABOVE_CONNECTIONS: usize = 512;
 
 /// A client stream: plain TCP or TLS.
 pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
@@ -50,6 +54,12 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
     fn tls_info(&self) -> Option<(&str, Option<&str>)>;
     /// Before the connection closes (TLS: `close_notify`, within `deadline`).
     fn finish(&mut self, deadline: Instant) -> impl Future<Output = ()>;
+    /// Waits until a read would find something, holding no buffer meanwhile (a poll, not a
+    /// read: dropping it loses no byte).
+    fn readable(&mut self) -> impl Future<Output = std::io::Result<()>>;
+    /// The connection is parked idle: let go of buffers it can do without (TLS: its
+    /// ciphertext and record buffers).
+    fn park(&mut self);
 }
 
 impl Stream for TcpStream {
@@ -62,6 +72,10 @@ impl Stream for TcpStream {
         None
     }
     async fn finish(&mut self, _deadline: Instant) {}
+    async fn readable(&mut self) -> std::io::Result<()> {
+        TcpStream::readable(self, false).await
+    }
+    fn park(&mut self) {}
 }
 
 impl Stream for TlsStream {
@@ -75,6 +89,12 @@ impl Stream for TlsStream {
     }
     async fn finish(&mut self, deadline: Instant) {
         self.close_notify(deadline).await;
+    }
+    async fn readable(&mut self) -> std::io::Result<()> {
+        TlsStream::readable(self).await
+    }
+    fn park(&mut self) {
+        TlsStream::park(self);
     }
 }
 
@@ -211,6 +231,24 @@ impl<S: Stream> Conn<S> {
                     .reserve(self.buf.capacity().max(INITIAL_READ_BYTES));
             }
             let deadline = header_deadline.unwrap_or(idle_deadline);
+            if self.buf.is_empty() && worker.active.get() > PARK_ABOVE_CONNECTIONS {
+                // Many connections: wait holding nothing, then read into a fresh buffer.
+                self.buf = Vec::new();
+                self.head.headers = Vec::new();
+                self.io.park();
+                let ready = monoio::select! {
+                    _ = worker.drain.wait() => return HeadRead::Gone,
+                    r = monoio::time::timeout_at(deadline, self.io.readable()) => r,
+                };
+                match ready {
+                    Ok(Ok(())) => self.buf.reserve(INITIAL_READ_BYTES),
+                    Ok(Err(_)) => return HeadRead::Gone,
+                    Err(_) if header_deadline.is_some() => {
+                        return HeadRead::Failed(GatewayError::new(ErrorKind::HeaderTimeout));
+                    }
+                    Err(_) => return HeadRead::Gone,
+                }
+            }
             let read = if self.buf.is_empty() {
                 // Idle: race the drain, so a stopping worker closes idle connections now.
                 let owned = std::mem::take(&mut self.buf);
@@ -412,5 +450,46 @@ impl<S: Stream> Conn<S> {
             }
             None => Persist::Close,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What an idle connection's task costs: the future of `serve` (a task is allocated at
+    /// the size of its largest state). Printed for the README; bounded so that a change that
+    /// blows it up shows.
+    #[test]
+    fn the_connection_task_stays_small() {
+        use super::*;
+        use std::sync::Arc;
+        fn size<F: Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        let Ok(mut rt) = rt else { return };
+        rt.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let tcp = TcpStream::connect_addr(addr).await.unwrap();
+            let cfg = crate::config::load_str(
+                "[server]\nlisten_http = [\"127.0.0.1:0\"]\nadmin_listen = \"off\"\n",
+                std::path::Path::new("t.toml"),
+            )
+            .unwrap();
+            let logger = Arc::new(crate::runtime::access_log::Logger::start().unwrap());
+            let shared = Arc::new(crate::runtime::Shared::new(Arc::new(cfg), 1, logger));
+            let worker = Rc::new(Worker::new(0, shared).unwrap());
+            eprintln!(
+                "Conn: {} bytes, RequestHead: {} bytes",
+                std::mem::size_of::<Conn<Metered<TcpStream>>>(),
+                std::mem::size_of::<RequestHead>()
+            );
+            let fut = serve(tcp, addr, false, worker);
+            let n = size(&fut);
+            eprintln!("serve::<TcpStream> future: {n} bytes");
+            assert!(n < 4096, "{n}");
+        });
     }
 }

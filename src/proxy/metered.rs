@@ -80,4 +80,10 @@ impl<S: Stream> Stream for Metered<S> {
     async fn finish(&mut self, deadline: Instant) {
         self.inner.finish(deadline).await
     }
+    async fn readable(&mut self) -> std::io::Result<()> {
+        self.inner.readable().await
+    }
+    fn park(&mut self) {
+        self.inner.park();
+    }
 }

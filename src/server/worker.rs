@@ -203,15 +203,19 @@ async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
         }
         worker.active.set(worker.active.get() + 1);
         let guard = Counted(worker.clone());
-        monoio::spawn(async move {
-            let worker = guard.0.clone();
-            if https {
-                serve_tls(stream, peer, worker).await;
-            } else {
-                conn::serve(stream, peer, false, worker).await;
-            }
-            drop(guard);
-        });
+        // Two spawns, not one future with an `if`: a task is allocated at the size of its
+        // largest state, and a plain connection should not carry room for a TLS handshake.
+        if https {
+            monoio::spawn(async move {
+                serve_tls(stream, peer, guard.0.clone()).await;
+                drop(guard);
+            });
+        } else {
+            monoio::spawn(async move {
+                conn::serve(stream, peer, false, guard.0.clone()).await;
+                drop(guard);
+            });
+        }
     }
 }
 

@@ -124,6 +124,22 @@ impl TlsStream<ServerConnection> {
     pub fn server_name(&self) -> Option<&str> {
         self.conn.server_name()
     }
+
+    /// Waits until a read would find something: plaintext rustls already holds, or
+    /// ciphertext on the socket (a poll; no buffer is held).
+    pub async fn readable(&mut self) -> io::Result<()> {
+        if self.avail > 0 || self.closed {
+            return Ok(());
+        }
+        self.tcp.readable(false).await
+    }
+
+    /// Idle: drops the ciphertext and record buffers (the next read or write makes new
+    /// ones).
+    pub fn park(&mut self) {
+        self.rbuf = Vec::new();
+        self.wbuf = Vec::new();
+    }
 }
 
 impl TlsStream<ClientConnection> {
