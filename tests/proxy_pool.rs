@@ -290,3 +290,27 @@ fn pool_keeps_at_most_keepalive_idle_connections() {
     assert_eq!(c1.roundtrip(get("/api/4")).status, 200);
     assert_eq!(backend.connections(), 3, "the kept connection is reused");
 }
+
+/// Past 512 connections on a worker, idle connections wait for readability holding no
+/// buffer, then read into a fresh one: 600 keepalive clients each make a request, then a
+/// second one (one of them pipelined with a third) through that parked path.
+#[test]
+fn many_idle_connections_park_and_still_answer() {
+    let backend = Backend::ok();
+    let gw = Gateway::start(&proxy_config(backend.addr(), "", ""));
+    let mut clients: Vec<Client> = (0..600)
+        .map(|i| {
+            let mut c = gw.connect();
+            assert_eq!(c.roundtrip(get(&format!("/api/first{i}"))).status, 200);
+            c
+        })
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut two = get(&format!("/api/second{i}"));
+        two.extend_from_slice(&get(&format!("/api/third{i}")));
+        c.send(two);
+        assert_eq!(c.read_response().status, 200, "connection {i}");
+        assert_eq!(c.read_response().status, 200, "connection {i}");
+    }
+    assert_eq!(backend.requests().len(), 1800);
+}

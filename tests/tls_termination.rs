@@ -813,3 +813,28 @@ fn handshakes_and_their_failures_are_counted_by_reason() {
         assert_eq!(sample(&m, series), Some(value), "{series} in\n{m}");
     }
 }
+
+/// Past 512 connections on a worker, idle connections wait for readability with no buffer
+/// (TLS: with no ciphertext or record buffer either). 600 TLS connections each make a
+/// request, then each makes another one through that parked path.
+#[test]
+fn many_idle_tls_connections_park_and_still_answer() {
+    let s = setup();
+    let cfg = s.pki.client(&[], &[b"http/1.1"], true);
+    let mut conns = Vec::new();
+    for _ in 0..600 {
+        let mut c = tls_connect(s.https, "api.example.test", cfg.clone()).unwrap();
+        c.write_all(get("api.example.test", "/hello").as_bytes())
+            .unwrap();
+        assert_eq!(read_response(&mut c, &mut Vec::new()).0, 200);
+        conns.push(c);
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        // Two pipelined requests at once: the second waits in the read buffer.
+        let two = get("api.example.test", "/hello").repeat(2);
+        c.write_all(two.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(read_response(c, &mut buf).0, 200, "connection {i}");
+        assert_eq!(read_response(c, &mut buf).0, 200, "connection {i}");
+    }
+}
