@@ -164,7 +164,8 @@ fn tls_records_that_arrive_while_idle_do_not_spoil_a_pooled_connection() {
     for i in 0..3 {
         let r = c.roundtrip(get(&format!("/api/{i}")));
         assert_eq!(r.status, 200, "{}", r.text());
-        std::thread::sleep(Duration::from_millis(100));
+        // Past the pool's FRESH_REUSE (200 ms), so the stale check runs.
+        std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(backend.connections(), 1, "the pooled connection was kept");
 }

@@ -6,7 +6,8 @@
 //! target, each at most `idle_timeout`; [`UpstreamPool::sweep`] closes the expired ones so the
 //! upstream sees them go. Before a pooled connection is reused, a non-blocking check
 //! ([`UpstreamStream::still_open`]: `MSG_PEEK` for plain TCP, a read through rustls for TLS)
-//! tells whether the upstream closed it (or sent stray bytes) while it sat idle. Over TLS
+//! tells whether the upstream closed it (or sent stray bytes) while it sat idle, unless it
+//! came back less than [`FRESH_REUSE`] ago. Over TLS
 //! the pool holds whole sessions: a reused connection costs no handshake.
 
 use std::cell::{Cell, RefCell};
@@ -16,6 +17,12 @@ use std::time::Duration;
 use monoio::time::Instant;
 
 use super::upstream_stream::UpstreamStream;
+
+/// A connection back in the pool for less than this is reused without the stale check (a
+/// `recv` syscall per request): an upstream does not close a connection it answered a
+/// moment ago (idle timeouts are seconds), and a close racing the reuse is the same race
+/// the check itself has, which the retry rule covers for idempotent requests.
+pub const FRESH_REUSE: Duration = Duration::from_millis(200);
 
 use crate::config::Upstream;
 
@@ -185,9 +192,8 @@ impl UpstreamPool {
         let mut idle = self.targets[target].idle.borrow_mut();
         let now = Instant::now();
         while let Some(mut c) = idle.pop() {
-            if now.saturating_duration_since(c.since) < self.idle_timeout.get()
-                && c.stream.still_open()
-            {
+            let age = now.saturating_duration_since(c.since);
+            if age < self.idle_timeout.get() && (age < FRESH_REUSE || c.stream.still_open()) {
                 return Some(c.stream);
             }
         }
@@ -272,7 +278,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         runtime().block_on(async move {
-            let pool = UpstreamPool::new(&upstream(vec![addr], 2, 200));
+            let pool = UpstreamPool::new(&upstream(vec![addr], 2, 1000));
             let mut peers = Vec::new();
             for _ in 0..3 {
                 let s = plain(addr).await;
@@ -283,10 +289,11 @@ mod tests {
             // The newest idle connection is taken first: its peer is peers[1].
             // Close that peer: the pool must notice before handing it out.
             drop(peers.remove(1));
-            monoio::time::sleep(Duration::from_millis(50)).await;
+            monoio::time::sleep(Duration::from_millis(100)).await;
             // peers[0] (the first connection) is still open; make it chatty.
             peers[0].write_all(b"x").unwrap();
-            monoio::time::sleep(Duration::from_millis(50)).await;
+            // Past FRESH_REUSE, so the check runs.
+            monoio::time::sleep(Duration::from_millis(150)).await;
             assert!(pool.take(0).is_none(), "a closed and a chatty connection");
             assert_eq!(pool.idle_count(), 0);
 
@@ -294,10 +301,17 @@ mod tests {
             let _peer = listener.accept().unwrap().0;
             pool.put(0, s);
             assert!(pool.take(0).is_some(), "a live connection is reused");
+            // Back for less than FRESH_REUSE: reused without the check (the trade-off).
+            let s = plain(addr).await;
+            let mut chatty = listener.accept().unwrap().0;
+            pool.put(0, s);
+            chatty.write_all(b"x").unwrap();
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            assert!(pool.take(0).is_some(), "a fresh connection skips the check");
             let s = plain(addr).await;
             let _peer2 = listener.accept().unwrap().0;
             pool.put(0, s);
-            monoio::time::sleep(Duration::from_millis(300)).await;
+            monoio::time::sleep(Duration::from_millis(1100)).await;
             pool.sweep(Instant::now());
             assert_eq!(pool.idle_count(), 0, "idle_timeout expired");
         });
