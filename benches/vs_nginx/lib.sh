@@ -1,5 +1,5 @@
-# Shared helpers for benches/vs_nginx.sh, benches/vs_nginx_tls.sh and benches/idle_rss.sh
-# (bash; sourced, not run).
+# Shared helpers for benches/vs_nginx.sh, benches/vs_nginx_tls.sh, benches/idle_rss.sh and
+# the other end-to-end benches (bash; sourced, not run).
 #
 # Everything listens on 127.0.0.1 with fixed high ports; every process started here is
 # recorded in BENCH_PIDS and stopped by bench_cleanup (installed as an EXIT trap by
@@ -8,6 +8,9 @@
 BACKEND_PORT=${BACKEND_PORT:-18080} # nginx serving the static file
 NGINX_PORT=${NGINX_PORT:-18081}     # nginx as a reverse proxy in front of the backend
 RINGWAY_PORT=${RINGWAY_PORT:-18082} # ringway in front of the same backend
+HAPROXY_PORT=${HAPROXY_PORT:-18083}         # HAProxy, HTTP mode, in front of the backend
+HAPROXY_TCP_PORT=${HAPROXY_TCP_PORT:-18084} # HAProxy, TCP mode (L4)
+RELAY_PORT=${RELAY_PORT:-18085}             # benches/l4relay, the monoio copy relay (L4)
 TLS_NAME=localhost                  # the name the TLS benchmarks' certificate covers (SNI)
 SERVER_CPU=${SERVER_CPU:-1}         # backend and proxies are pinned here
 CLIENT_CPU=${CLIENT_CPU:-0}         # wrk / the idle client are pinned here
@@ -16,6 +19,12 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/../.." && pwd)
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 RINGWAY=${RINGWAY:-${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/ringway}
+HAPROXY=${HAPROXY:-$(command -v haproxy || echo /usr/sbin/haproxy)}
+# benches/l4relay is its own crate (own workspace); its binary goes to its own target dir.
+RELAY_TARGET_DIR=${RELAY_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO_DIR/target}/l4relay}
+L4RELAY=${L4RELAY:-$RELAY_TARGET_DIR/release/l4relay}
+# The path every preflight GETs (benches/vs_nginx.sh's ORIGIN changes it).
+BENCH_PATH=/index.html
 
 BENCH_PIDS=()
 BENCH_TMP=
@@ -156,7 +165,7 @@ nginx_http_common() {
     local dir=$1
     cat <<EOF
     access_log off;
-    types { text/html html; }
+    types { text/html html; text/plain txt; }
     default_type application/octet-stream;
     sendfile on;
     tcp_nodelay on;
@@ -170,11 +179,15 @@ nginx_http_common() {
 EOF
 }
 
-# write_backend_conf DIR: nginx, one worker, serving DIR/html/index.html on BACKEND_PORT.
+# write_backend_conf DIR: nginx, one worker, on BACKEND_PORT, serving DIR/html/index.html
+# (616 bytes), DIR/html/hello.txt (6 bytes, "hello\n") and /hello from memory (`return 200
+# "hello\n"`, no file; DIR/hello.expected holds its body for the preflight).
 write_backend_conf() {
     local dir=$1
     mkdir -p "$dir/conf" "$dir/logs" "$dir/tmp"
     write_index "$dir/html"
+    printf 'hello\n' >"$dir/html/hello.txt"
+    printf 'hello\n' >"$dir/hello.expected"
     {
         nginx_main_conf "$dir"
         echo "http {"
@@ -185,6 +198,7 @@ write_backend_conf() {
         server_name _;
         root $dir/html;
         location / { }
+        location = /hello { default_type text/plain; return 200 "hello\\n"; }
     }
 }
 EOF
@@ -332,26 +346,27 @@ start_ringway() {
     fi
 }
 
-# preflight NAME PORT EXPECTED_FILE [CA_FILE]: one GET /index.html must answer 200 with the
-# file. With CA_FILE, over TLS: https://TLS_NAME:PORT (resolved to 127.0.0.1), trusting CA_FILE.
+# preflight NAME PORT EXPECTED_FILE [CA_FILE]: one GET $BENCH_PATH (/index.html unless the
+# script changed it) must answer 200 with the file. With CA_FILE, over TLS:
+# https://TLS_NAME:PORT (resolved to 127.0.0.1), trusting CA_FILE.
 preflight() {
     local name=$1 port=$2 want=$3 ca=${4:-} body code url args=()
     mkdir -p "$BENCH_TMP/preflight"
     body=$(mktemp "$BENCH_TMP/preflight/$name.XXXXXX")
-    url=http://127.0.0.1:$port/index.html
+    url=http://127.0.0.1:$port$BENCH_PATH
     if [[ -n $ca ]]; then
-        url=https://$TLS_NAME:$port/index.html
+        url=https://$TLS_NAME:$port$BENCH_PATH
         args=(--cacert "$ca" --resolve "$TLS_NAME:$port:127.0.0.1")
     fi
     code=$(curl -sS -m 3 "${args[@]}" -o "$body" -w '%{http_code}' "$url" 2>"$body.err") || true
     if [[ $code == 200 ]] && cmp -s "$body" "$want"; then
-        log "$name: preflight GET /index.html -> 200, body matches"
+        log "$name: preflight GET $BENCH_PATH -> 200, body matches"
         return 0
     fi
     if [[ $code == 200 ]]; then
-        log "$name: preflight GET /index.html -> 200 but the body differs from the backend's file"
+        log "$name: preflight GET $BENCH_PATH -> 200 but the body differs from the backend's file"
     else
-        log "$name: preflight GET /index.html failed: HTTP ${code:-000} $(tr '\n' ' ' <"$body.err")"
+        log "$name: preflight GET $BENCH_PATH failed: HTTP ${code:-000} $(tr '\n' ' ' <"$body.err")"
     fi
     return 1
 }
@@ -406,4 +421,113 @@ build_ringway_if_needed() {
         log "cargo build --release"
         cargo build --release >&2 || die "cargo build --release failed"
     fi
+}
+
+# write_haproxy_conf FILE MODE: HAProxy in front of the backend, one process with one thread
+# (`nbthread 1`), no logs. MODE http: on HAPROXY_PORT, keep-alive on both sides
+# (`option http-keep-alive`), idle backend connections shared between clients
+# (`http-reuse always`), and with NGINX_PARITY=1 (the default) the per-request work of
+# write_nginx_proxy_conf's nginx: Host kept (HAProxy does not rewrite it), X-Forwarded-For
+# added (`option forwardfor`), X-Real-IP, X-Forwarded-Proto, a random request id (a UUID)
+# sent upstream and returned on every response. MODE tcp: on HAPROXY_TCP_PORT, forwards the
+# bytes, one backend connection per client connection (L4).
+write_haproxy_conf() {
+    local file=$1 mode=$2 maxconn=$((NOFILE / 2 - 64))
+    ((maxconn > 100000)) && maxconn=100000
+    {
+        cat <<EOF
+global
+    nbthread 1
+    maxconn $maxconn
+defaults
+    mode $mode
+    maxconn $maxconn
+    timeout connect 5s
+    timeout client 600s
+    timeout server 600s
+    timeout client-fin 5s
+    timeout server-fin 5s
+EOF
+        if [[ $mode == http ]]; then
+            cat <<EOF
+    timeout http-request 10s
+    timeout http-keep-alive 600s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend origin
+EOF
+            if [[ ${NGINX_PARITY:-1} == 1 ]]; then
+                cat <<'EOF'
+    option forwardfor
+    http-request set-header X-Real-IP %[src]
+    http-request set-header X-Forwarded-Proto http
+    unique-id-format %[uuid()]
+    unique-id-header X-Api-RequestId
+    http-after-response set-header X-Api-RequestId %[unique-id]
+EOF
+            fi
+            cat <<EOF
+backend origin
+    server origin 127.0.0.1:$BACKEND_PORT
+EOF
+        else
+            cat <<EOF
+listen l4
+    bind 127.0.0.1:$HAPROXY_TCP_PORT
+    server origin 127.0.0.1:$BACKEND_PORT
+EOF
+        fi
+    } >"$file"
+}
+
+# start_haproxy NAME CONF PORT LOGDIR: check the config, start HAProxy pinned to SERVER_CPU in
+# the foreground (-db: no daemon, no master process; $! is the one process), wait for PORT.
+# Sets LAST_PID.
+start_haproxy() {
+    local name=$1 conf=$2 port=$3 logs=$4
+    port_free "$port"
+    "$HAPROXY" -c -q -f "$conf" >"$logs/$name.check" 2>&1 ||
+        die "$name: haproxy -c failed for $conf:$(printf '\n'; cat "$logs/$name.check")"
+    taskset -c "$SERVER_CPU" "$HAPROXY" -db -f "$conf" \
+        </dev/null >"$logs/$name.stdout" 2>"$logs/$name.stderr" &
+    LAST_PID=$!
+    BENCH_PIDS+=("$LAST_PID")
+    wait_port "$port" "$LAST_PID" "$name" "$logs/$name.stderr"
+    log "$name: haproxy pid $LAST_PID on 127.0.0.1:$port"
+}
+
+# build_relay: cargo build --release --locked of benches/l4relay (a standalone crate) into
+# RELAY_TARGET_DIR, unless SKIP_BUILD=1 and the binary exists. Fails (and says why) when
+# there is no binary after it.
+build_relay() {
+    if [[ ${SKIP_BUILD:-0} == 1 && -x $L4RELAY ]]; then
+        return 0
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        log "l4relay: no cargo to build benches/l4relay"
+        [[ -x $L4RELAY ]]
+        return
+    fi
+    log "l4relay: cargo build --release (benches/l4relay)"
+    if ! (cd "$REPO_DIR/benches/l4relay" &&
+        CARGO_TARGET_DIR=$RELAY_TARGET_DIR cargo build --release --locked >&2); then
+        log "l4relay: cargo build failed"
+        return 1
+    fi
+    [[ -x $L4RELAY ]]
+}
+
+# start_relay LOGDIR: benches/l4relay pinned to SERVER_CPU, RELAY_PORT -> the backend, wait for
+# the port. Sets LAST_PID.
+start_relay() {
+    local logs=$1
+    port_free "$RELAY_PORT"
+    taskset -c "$SERVER_CPU" "$L4RELAY" "127.0.0.1:$RELAY_PORT" "127.0.0.1:$BACKEND_PORT" \
+        </dev/null >"$logs/l4relay.stdout" 2>"$logs/l4relay.stderr" &
+    LAST_PID=$!
+    BENCH_PIDS+=("$LAST_PID")
+    wait_port "$RELAY_PORT" "$LAST_PID" l4relay "$logs/l4relay.stderr"
+    log "l4relay: pid $LAST_PID on 127.0.0.1:$RELAY_PORT"
 }
