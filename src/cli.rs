@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use crate::config::{self, Config};
+use crate::http::authority::check_host;
 use crate::router::target::{parse_target, resolve_dot_segments};
 
 /// Exit code when the configuration cannot be loaded (`check` and `route`).
@@ -118,7 +119,11 @@ pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) 
         Ok(t) => t,
         Err(e) => return failure(400, e.message().to_string()),
     };
-    // An absolute-form target's authority replaces the Host header (RFC 9112 §3.2.2).
+    // `--host` is checked as the Host header would be (SPEC §6), even where an absolute-form
+    // target's authority replaces it (RFC 9112 §3.2.2), as on the data path.
+    if let Some(Err(e)) = host.map(|h| check_host(h.as_bytes())) {
+        return failure(400, e.host_message().to_string());
+    }
     let host = t.authority.or(host);
     let mut buf = String::new();
     let path = match resolve_dot_segments(t.path, &mut buf) {

@@ -424,3 +424,108 @@ fn target_climbing_above_root_is_400() {
     }
     assert_eq!(backend.connections(), 0);
 }
+
+/// SPEC §6: a request-target outside visible ASCII, a Host that is not `uri-host[:port]` of
+/// RFC 3986, and an absolute-form authority that breaks the same rules: 400 with the exact
+/// message, `Connection: close`, EOF, and nothing reaches the backend.
+#[test]
+fn bad_target_bytes_hosts_and_authorities_are_400_and_close() {
+    let backend = Backend::ok();
+    let gw = Gateway::start(&proxy_config(backend.addr(), "", ""));
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"GET /api/\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "request target contains a forbidden character",
+        ),
+        (
+            b"GET /api/\x80 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "request target contains a forbidden character",
+        ),
+        (
+            b"GET /api/a\x01b HTTP/1.1\r\nHost: h\r\n\r\n",
+            "request target contains a forbidden character",
+        ),
+        (
+            b"GET /api/a\tb HTTP/1.1\r\nHost: h\r\n\r\n",
+            "request target contains a forbidden character",
+        ),
+        (
+            b"GET /api/a b HTTP/1.1\r\nHost: h\r\n\r\n",
+            "request target contains a forbidden character",
+        ),
+        (
+            b"GET /api/a\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
+            "request target contains a forbidden character",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: u@h\r\n\r\n",
+            "bad Host (userinfo is not allowed)",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: h h\r\n\r\n",
+            "bad Host (whitespace is not allowed)",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: h:65536\r\n\r\n",
+            "bad Host (the port is not a number in 0-65535)",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: h:-1\r\n\r\n",
+            "bad Host (the port is not a number in 0-65535)",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            "bad Host (a bad IPv6 literal)",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: ::1\r\n\r\n",
+            "bad Host (an IPv6 address must be in brackets)",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n",
+            "bad Host (IPv6 zone ids are not supported)",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: [v1.x]\r\n\r\n",
+            "bad Host (IPvFuture literals are not supported)",
+        ),
+        (
+            b"GET /api/x HTTP/1.1\r\nHost: h\xc3\xa9\r\n\r\n",
+            "bad Host (a character not allowed in a host name)",
+        ),
+        (
+            b"GET http://u@h/api/x HTTP/1.1\r\nHost: h\r\n\r\n",
+            "bad authority in the request target (userinfo is not allowed)",
+        ),
+        (
+            b"GET http://h:99999/api/x HTTP/1.1\r\nHost: h\r\n\r\n",
+            "bad authority in the request target (the port is not a number in 0-65535)",
+        ),
+        (
+            b"GET http://:80/api/x HTTP/1.1\r\nHost: h\r\n\r\n",
+            "bad authority in the request target (a port without a host name)",
+        ),
+    ];
+    for &(request, message) in cases {
+        assert_refused(&gw, &backend, request, 400, message);
+    }
+    // The accepted forms of the same rules are served, and the Host goes up as sent.
+    for host in ["[::1]:8080", "a.b-c_d~e", "%41", "h:", "h:65535", ""] {
+        let mut c = gw.connect();
+        let r = c.roundtrip(format!("GET /api/ok HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert_eq!(r.status, 200, "Host {host:?}: {}", r.text());
+    }
+    let mut c = gw.connect();
+    let r = c.roundtrip("GET http://[::1]:8080/api/abs HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(r.status, 200, "absolute-form: {}", r.text());
+    let hosts: Vec<String> = backend
+        .wait_requests(7)
+        .iter()
+        .map(|r| r.header("host").unwrap_or("<none>").to_string())
+        .collect();
+    assert_eq!(
+        hosts,
+        ["[::1]:8080", "a.b-c_d~e", "%41", "h:", "h:65535", "", "h"],
+        "Host headers the backend saw"
+    );
+}

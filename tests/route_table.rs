@@ -780,3 +780,38 @@ fn miss_messages_follow_the_spec() {
     let (_, v) = route_line(&cfg, Some("h"), "GET", "/nope?q=1");
     assert_eq!(v["message"], "There is no api match uri[/nope] host[h]");
 }
+
+/// `ringway route` judges `--host` and an absolute-form authority as the data path judges
+/// the Host header and the target (SPEC §6): 400 with the same messages.
+#[test]
+fn bad_hosts_and_authorities_are_400() {
+    let cfg = config();
+    for (host, target, message) in [
+        (Some("u@h"), "/a", "bad Host (userinfo is not allowed)"),
+        (
+            Some("h:65536"),
+            "/a",
+            "bad Host (the port is not a number in 0-65535)",
+        ),
+        (
+            Some("::1"),
+            "/a",
+            "bad Host (an IPv6 address must be in brackets)",
+        ),
+        (
+            None,
+            "http://[fe80::1%25eth0]/a",
+            "bad authority in the request target (IPv6 zone ids are not supported)",
+        ),
+        (
+            Some("h"),
+            "/caf\u{e9}",
+            "request target contains a forbidden character",
+        ),
+    ] {
+        let (code, v) = route_line(&cfg, host, "GET", target);
+        assert_eq!(code, 1, "{host:?} {target}");
+        assert_eq!(v["status"], 400, "{host:?} {target}");
+        assert_eq!(v["message"], message, "{host:?} {target}");
+    }
+}

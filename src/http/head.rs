@@ -6,9 +6,13 @@
 //! Everything that could let a request be read two ways by two parties is refused before
 //! any byte reaches a backend: Content-Length with Transfer-Encoding, bad or repeated
 //! Content-Length, a Transfer-Encoding whose last coding is not `chunked`, bare CR or LF,
-//! obs-fold, whitespace before a colon, a missing or repeated Host on HTTP/1.1, and control
-//! bytes in values.
+//! obs-fold, whitespace before a colon, a missing or repeated Host on HTTP/1.1, a Host that
+//! is not `uri-host[:port]` ([`super::authority`]), a request-target with a byte outside
+//! visible ASCII, and control bytes in values.
 
+use std::ops::RangeInclusive;
+
+use super::authority::check_host;
 use super::limits::Limits;
 use crate::error::{ErrorKind, GatewayError};
 
@@ -17,6 +21,12 @@ use crate::error::{ErrorKind, GatewayError};
 pub const MAX_HEADERS_CAP: usize = 256;
 /// Room for `METHOD ` and ` HTTP/1.1\r\n` around the target when judging a partial line.
 const REQUEST_LINE_OVERHEAD: usize = 64;
+/// The bytes a request-target may hold (SPEC §6): visible ASCII, `!` to `~`. No control
+/// byte, space, DEL, nor any byte of 0x80 and above (httparse lets UTF-8 through).
+pub const TARGET_BYTES: RangeInclusive<u8> = 0x21..=0x7e;
+/// The 400 message for a target byte outside [`TARGET_BYTES`]; `router::target` gives the
+/// same one for a `#`.
+pub const BAD_TARGET_BYTE: &str = "request target contains a forbidden character";
 
 /// A byte range of the read buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,7 +122,7 @@ pub fn parse_head(
         Err(httparse::Error::TooManyHeaders) => {
             return Err(GatewayError::new(ErrorKind::HeadTooLarge));
         }
-        Err(e) => return Err(bad(parse_error_message(e))),
+        Err(e) => return Err(bad(request_line_message(buf, e))),
     };
     if len > limits.max_header_bytes {
         return Err(GatewayError::new(ErrorKind::HeadTooLarge));
@@ -123,6 +133,9 @@ pub fn parse_head(
     };
     if path.len() > limits.max_uri_bytes {
         return Err(GatewayError::new(ErrorKind::UriTooLong));
+    }
+    if !path.bytes().all(|b| TARGET_BYTES.contains(&b)) {
+        return Err(bad(BAD_TARGET_BYTE));
     }
     if req.headers.len() > limits.max_headers {
         return Err(GatewayError::new(ErrorKind::HeadTooLarge));
@@ -157,6 +170,7 @@ pub fn parse_head(
             if head.host.is_some() {
                 return Err(bad("duplicate Host"));
             }
+            check_host(value).map_err(|e| bad(e.host_message()))?;
             head.host = Some(Span::of(buf, value));
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
@@ -255,6 +269,45 @@ impl TransferCodings {
         }
         Ok(())
     }
+}
+
+/// The message for a request line httparse refused. httparse stops a target at its first
+/// byte outside `!`..`~` (and 0x80.. when not UTF-8) and then reports a bad token, or a bad
+/// version when that byte was a space: when the target is the culprit, say so instead.
+fn request_line_message(buf: &[u8], e: httparse::Error) -> &'static str {
+    if matches!(e, httparse::Error::Token | httparse::Error::Version)
+        && target_has_forbidden_byte(buf)
+    {
+        return BAD_TARGET_BYTE;
+    }
+    parse_error_message(e)
+}
+
+/// Whether the request line at the start of `buf` (up to its CRLF, or all of `buf`) has a
+/// valid method, one space, then a target with a byte outside [`TARGET_BYTES`]. The target
+/// ends before ` HTTP/`, else before the line's last space (a bad version), else with the
+/// line.
+fn target_has_forbidden_byte(buf: &[u8]) -> bool {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n");
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (method, rest) = (&line[..sp], &line[sp + 1..]);
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return false;
+    }
+    let end = rest
+        .windows(6)
+        .position(|w| w == b" HTTP/")
+        .or_else(|| rest.iter().rposition(|&b| b == b' '));
+    let target = &rest[..end.unwrap_or(rest.len())];
+    target.first().is_some_and(|&b| b != b' ') && target.iter().any(|b| !TARGET_BYTES.contains(b))
+}
+
+/// A `tchar` of RFC 9110 §5.6.2 (the bytes of a method).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn parse_error_message(e: httparse::Error) -> &'static str {

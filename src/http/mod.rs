@@ -2,6 +2,7 @@
 //!
 //! - [`head`] parses a client's request head into offsets into the connection's read buffer,
 //!   refusing every malformed case of SPEC §6 and enforcing the head limits of SPEC §1.
+//! - [`authority`] the syntax of a Host header and of an absolute-form authority.
 //! - [`chunked`] scans a chunked body as it streams through, to find where it ends.
 //! - [`limits`] the size limits those parsers enforce (SPEC §1).
 //! - [`reply`] writes the responses the gateway makes itself (errors, mocks) and request ids.
@@ -10,6 +11,7 @@
 //! Nothing here knows the configuration or the gateway's APIs: the layers above
 //! ([`crate::gateway`], [`crate::proxy`]) drive these pieces.
 
+pub mod authority;
 pub mod chunked;
 pub mod head;
 pub mod limits;

@@ -128,7 +128,8 @@ fn malformed_framing_is_400() {
         (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", "bad method"),
         // httparse reports an empty target as a bad token, which becomes "bad method".
         (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", "bad method"),
-        (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", "unsupported HTTP version"),
+        // A space inside the target: httparse sees a bad version; the target is named.
+        (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", BAD_TARGET_BYTE),
     ];
     for (raw, message) in cases {
         let shown = String::from_utf8_lossy(raw);
@@ -197,4 +198,137 @@ fn the_header_list_is_reused() {
     assert_eq!(head.headers.len(), 1);
     assert_eq!(head.headers.capacity(), cap);
     assert_eq!(head.target.get(b), b"/b");
+}
+
+/// SPEC §6: a request-target is visible ASCII (0x21-0x7E) only, whichever byte httparse
+/// stops at; the message names the target.
+#[test]
+fn target_bytes_outside_visible_ascii_are_400() {
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    for b in (0x00..=0x20).chain(0x7f..=0xff) {
+        if b == b'\r' || b == b'\n' {
+            continue;
+        }
+        cases.push([&b"GET /a"[..], &[b], b"b HTTP/1.1\r\nHost: a\r\n\r\n"].concat());
+        cases.push([&b"GET /a"[..], &[b], b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat());
+    }
+    // Valid UTF-8 gets past httparse: refused by the head parser itself.
+    cases.push("GET /é HTTP/1.1\r\nHost: a\r\n\r\n".into());
+    cases.push("GET /a?q=\u{1F600} HTTP/1.1\r\nHost: a\r\n\r\n".into());
+    cases.push("GET http://h/\u{7ff} HTTP/1.1\r\nHost: a\r\n\r\n".into());
+    // A bare CR inside the target; a bad byte before the head is complete.
+    cases.push(b"GET /a\rb HTTP/1.1\r\nHost: a\r\n\r\n".to_vec());
+    cases.push(b"GET /a\x01".to_vec());
+    for raw in &cases {
+        let shown = String::from_utf8_lossy(raw);
+        match parse(raw) {
+            Err(e) => {
+                assert_eq!(e.status(), 400, "{shown:?}: {e}");
+                assert!(e.closes_connection());
+                assert_eq!(e.message(), BAD_TARGET_BYTE, "{shown:?}");
+            }
+            Ok((p, _)) => panic!("{shown:?} accepted as {p:?}"),
+        }
+    }
+    // Every visible byte passes the head parser (`#` is refused later, by `router::target`).
+    let all: Vec<u8> = (0x21..=0x7e).collect();
+    let raw = [&b"GET /"[..], &all[..62], b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+    assert_eq!(status(&raw), 200);
+    let raw = [&b"GET /"[..], &all[62..], b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+    assert_eq!(status(&raw), 200);
+    // Not the target's fault: httparse's own messages stay.
+    assert_eq!(
+        parse(b"G(T /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap_err()
+            .message(),
+        "bad method"
+    );
+    for raw in [
+        &b"GET /a HTTP/9.9\r\nHost: a\r\n\r\n"[..],
+        b"GET /a HTTX/1.1\r\nHost: a\r\n\r\n",
+        b"GET /a http/1.1\r\nHost: a\r\n\r\n",
+        b"GET /a HTTX",
+    ] {
+        let shown = String::from_utf8_lossy(raw);
+        let e = parse(raw).unwrap_err();
+        assert_eq!(e.message(), "unsupported HTTP version", "{shown:?}");
+    }
+}
+
+/// SPEC §6: Host is `uri-host[:port]` of RFC 3986 (the syntax table is in
+/// `http::authority`); here, that the head parser applies it, with the Host message.
+#[test]
+fn host_syntax() {
+    let head = |host: &[u8]| [&b"GET / HTTP/1.1\r\nHost:"[..], host, b"\r\n\r\n"].concat();
+    for ok in [
+        &b" [::1]:8080"[..],
+        b" a.b-c_d~e",
+        b" %41",
+        b" h:",
+        b" h:65535",
+        b" 10.0.0.1:80",
+        // OWS around a field value is not part of it (RFC 9110 §5.5): this Host is `h`.
+        b" h\t",
+        b"\th ",
+        // Present but empty: RFC 9112 §3.2 asks exactly that of a client whose target has
+        // no authority; it reaches only services without hosts.
+        b"",
+        b" ",
+    ] {
+        let raw = head(ok);
+        assert_eq!(status(&raw), 200, "{:?}", String::from_utf8_lossy(&raw));
+    }
+    let cases: &[(&[u8], &str)] = &[
+        (b" u@h", "bad Host (userinfo is not allowed)"),
+        (b" h h", "bad Host (whitespace is not allowed)"),
+        (b" h\tx", "bad Host (whitespace is not allowed)"),
+        (
+            b" h:65536",
+            "bad Host (the port is not a number in 0-65535)",
+        ),
+        (b" h:-1", "bad Host (the port is not a number in 0-65535)"),
+        (b" [::1", "bad Host (a bad IPv6 literal)"),
+        (b" ::1", "bad Host (an IPv6 address must be in brackets)"),
+        (
+            b" [fe80::1%25eth0]",
+            "bad Host (IPv6 zone ids are not supported)",
+        ),
+        (
+            b" [v1.x]",
+            "bad Host (IPvFuture literals are not supported)",
+        ),
+        (b" :80", "bad Host (a port without a host name)"),
+        (b" h/", "bad Host (a character not allowed in a host name)"),
+        (
+            b" h\xc3\xa9",
+            "bad Host (a character not allowed in a host name)",
+        ),
+        (b" %zz", "bad Host (a bad percent-encoding)"),
+    ];
+    for &(host, message) in cases {
+        let raw = head(host);
+        let shown = String::from_utf8_lossy(&raw);
+        match parse(&raw) {
+            Err(e) => {
+                assert_eq!(e.status(), 400, "{shown:?}: {e}");
+                assert!(e.closes_connection());
+                assert_eq!(e.message(), message, "{shown:?}");
+            }
+            Ok((p, _)) => panic!("{shown:?} accepted as {p:?}"),
+        }
+    }
+    // HTTP/1.0 needs no Host, but one that is sent is checked; a duplicate is named first.
+    assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n"), 200);
+    assert_eq!(
+        parse(b"GET / HTTP/1.0\r\nHost: u@h\r\n\r\n")
+            .unwrap_err()
+            .message(),
+        "bad Host (userinfo is not allowed)"
+    );
+    assert_eq!(
+        parse(b"GET / HTTP/1.1\r\nHost: a\r\nHost: u@h\r\n\r\n")
+            .unwrap_err()
+            .message(),
+        "duplicate Host"
+    );
 }
