@@ -4,7 +4,9 @@
 #   benches/vs_nginx_tls.sh            # wrk -t1 -d10s, median of 3
 #   QUICK=1 benches/vs_nginx_tls.sh    # smoke test: -d2s, one repetition
 #
-# One backend (nginx, one worker, the 616-byte file over plain HTTP), and in front of it,
+# One backend (nginx, one worker, over plain HTTP; ORIGIN picks what it answers, as in
+# benches/vs_nginx.sh: tiny = `return 200 "hello\n"` from memory (default), tiny-file = a
+# 6-byte static file, index = the 616-byte static file of the first runs), and in front of it,
 # each with one worker and the same ECDSA P-256 certificate (made here with openssl):
 #   nginx    TLS 1.2/1.3, HTTP/1.1, upstream keepalive 1024, the forwarding headers ringway
 #            adds by contract (NGINX_PARITY=1)                     https://127.0.0.1:18081
@@ -16,7 +18,7 @@
 #               own handshakes on its core, so compare proxy CPU per request)
 # Prints a markdown table: req/s, p50/p99 µs, proxy CPU µs per request, ringway/nginx.
 #
-# Environment: QUICK=1, DURATION=10s, REPS=3, SKIP_BUILD=1, KEEP_TMP=1, and the ports/CPUs of
+# Environment: QUICK=1, DURATION=10s, REPS=3, ORIGIN=tiny, SKIP_BUILD=1, KEEP_TMP=1, and the ports/CPUs of
 # benches/vs_nginx/lib.sh. Needs nginx, wrk, curl, openssl, taskset.
 set -euo pipefail
 
@@ -30,6 +32,8 @@ if [[ ${QUICK:-0} == 1 ]]; then
 fi
 DURATION=${DURATION:-10s}
 REPS=${REPS:-3}
+ORIGIN=${ORIGIN:-tiny}
+case $ORIGIN in tiny | tiny-file | index) ;; *) die "unknown ORIGIN '$ORIGIN' (tiny tiny-file index)" ;; esac
 TARGETS="nginx ringway"
 need_tools nginx wrk curl openssl taskset pgrep getconf timeout
 CLK_TCK=$(getconf CLK_TCK)
@@ -47,8 +51,12 @@ mkdir -p "$T/wrk" "$T/tls" "$T/ringway"
 make_tls_cert "$T/tls"
 
 write_backend_conf "$T/backend"
+case $ORIGIN in
+tiny) BENCH_PATH=/hello INDEX=$T/backend/hello.expected ;;
+tiny-file) BENCH_PATH=/hello.txt INDEX=$T/backend/html/hello.txt ;;
+index) BENCH_PATH=/index.html INDEX=$T/backend/html/index.html ;;
+esac
 start_nginx backend "$T/backend" "$BACKEND_PORT"
-INDEX=$T/backend/html/index.html
 
 # nginx terminating TLS: the HTTP proxy configuration with an ssl listener.
 write_nginx_proxy_conf "$T/nginx"
@@ -77,7 +85,7 @@ run_wrk() {
     [[ $mode == handshake ]] && args+=(-H "Connection: close")
     timeout --foreground $((secs + 30)) taskset -c "$CLIENT_CPU" \
         wrk -t1 -c"$c" -d"$DURATION" --timeout 2s -s "$LUA" "${args[@]}" \
-        "https://localhost:${PORT[$t]}/index.html" >"$out" 2>&1 || true
+        "https://localhost:${PORT[$t]}$BENCH_PATH" >"$out" 2>&1 || true
 }
 
 RESULTS=$T/results.tsv
@@ -103,7 +111,7 @@ for run in "keepalive 64" "keepalive 256" "handshake 64"; do
 done
 
 echo "ringway $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) vs $("$NGINX" -v 2>&1 | sed 's/^nginx version: //');" \
-    "ECDSA P-256; wrk -t1 -d$DURATION, median of $REPS; proxies + backend on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU."
+    "ECDSA P-256; GET $BENCH_PATH (ORIGIN=$ORIGIN); wrk -t1 -d$DURATION, median of $REPS; proxies + backend on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU."
 echo
 awk -F'\t' -v clk="$CLK_TCK" '
 function median(s,    a, n, i, j, x) {
