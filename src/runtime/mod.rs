@@ -33,10 +33,16 @@ use drain::Drain;
 use metrics::{Slots, WorkerMetrics};
 use pool::UpstreamPool;
 
-/// Relay buffers (response bodies, streamed request bodies).
+/// Relay buffers (response heads and bodies, streamed request bodies): the size every
+/// proxied request starts with.
 pub const RELAY_BUFFER_BYTES: usize = 64 * 1024;
+/// What a relay grows its buffer to for a body larger than [`RELAY_BUFFER_BYTES`]
+/// (`proxy::body::relay`): a quarter of the reads and writes per byte.
+pub const LARGE_RELAY_BUFFER_BYTES: usize = 256 * 1024;
 /// Buffers of each kind kept for reuse per worker.
 pub const MAX_POOLED_BUFFERS: usize = 256;
+/// Of those, how many may be large relay buffers (the rest are dropped when returned).
+pub const MAX_POOLED_LARGE_BUFFERS: usize = 16;
 /// Head-sized output buffers (upstream request heads, client response heads): a request's
 /// scratch starts at this size and goes back to it when it grew past the limit below.
 pub const SMALL_BUFFER_BYTES: usize = 4096;
@@ -197,6 +203,8 @@ pub struct Worker {
     /// Client connections being served by this worker.
     pub active: Cell<usize>,
     buffers: RefCell<Vec<Vec<u8>>>,
+    /// How many of `buffers` are larger than [`RELAY_BUFFER_BYTES`].
+    large_buffers: Cell<usize>,
     scratch: RefCell<Vec<RequestScratch>>,
     pub log: Log,
     pub tls_failures: TlsFailures,
@@ -294,6 +302,7 @@ impl Worker {
             cut: Drain::default(),
             active: Cell::new(0),
             buffers: RefCell::new(Vec::new()),
+            large_buffers: Cell::new(0),
             scratch: RefCell::new(Vec::new()),
             tls_failures: TlsFailures::default(),
             bytes_in: Cell::new(0),
@@ -336,18 +345,32 @@ impl Worker {
 
     /// An empty relay buffer with [`RELAY_BUFFER_BYTES`] of capacity.
     pub fn take_buffer(&self) -> Vec<u8> {
-        self.buffers
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(RELAY_BUFFER_BYTES))
+        match self.buffers.borrow_mut().pop() {
+            Some(buf) => {
+                if buf.capacity() > RELAY_BUFFER_BYTES {
+                    self.large_buffers.set(self.large_buffers.get() - 1);
+                }
+                buf
+            }
+            None => Vec::with_capacity(RELAY_BUFFER_BYTES),
+        }
     }
 
+    /// Takes a relay buffer back for reuse: at most [`MAX_POOLED_BUFFERS`], of which at
+    /// most [`MAX_POOLED_LARGE_BUFFERS`] grown ones.
     pub fn put_buffer(&self, mut buf: Vec<u8>) {
         let mut pool = self.buffers.borrow_mut();
-        if buf.capacity() >= RELAY_BUFFER_BYTES && pool.len() < MAX_POOLED_BUFFERS {
-            buf.clear();
-            pool.push(buf);
+        if buf.capacity() < RELAY_BUFFER_BYTES || pool.len() >= MAX_POOLED_BUFFERS {
+            return;
         }
+        if buf.capacity() > RELAY_BUFFER_BYTES {
+            if self.large_buffers.get() >= MAX_POOLED_LARGE_BUFFERS {
+                return;
+            }
+            self.large_buffers.set(self.large_buffers.get() + 1);
+        }
+        buf.clear();
+        pool.push(buf);
     }
 }
 
