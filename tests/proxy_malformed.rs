@@ -14,6 +14,14 @@ const VALID: &str = "GET /api/valid HTTP/1.1\r\nHost: h\r\n\r\n";
 /// Every malformed framing case of SPEC §6, as raw bytes.
 const FRAMING_CASES: &[(&str, &[u8])] = &[
     (
+        "Transfer_Encoding (underscore) with a body framed as chunked",
+        b"POST /api/m HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ),
+    (
+        "Content_Length (underscore)",
+        b"POST /api/m HTTP/1.1\r\nHost: h\r\nContent_Length: 5\r\n\r\nhello",
+    ),
+    (
         "Content-Length with Transfer-Encoding",
         b"POST /api/m HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ),

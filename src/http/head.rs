@@ -102,6 +102,32 @@ pub enum Progress {
     Partial,
 }
 
+/// The 400 message for a header named like a framing header with `_` for `-`.
+pub const FRAMING_LOOKALIKE: &str =
+    "header name is Content-Length or Transfer-Encoding with '_' for '-'";
+
+/// `Content_Length`, `Transfer_Encoding` (any case, any mix of `_` and `-`, at least one
+/// `_`): a backend that folds `_` into `-` (as CGI-style servers do) would frame the body by
+/// a header the gateway did not, a request-smuggling vector (the `underjoin` payloads of
+/// the smuggler scanner). nginx drops such names by default (`underscores_in_headers off`);
+/// ringway refuses the request.
+fn framing_lookalike(name: &[u8]) -> bool {
+    fn same(name: &[u8], want: &[u8]) -> bool {
+        name.len() == want.len()
+            && name.iter().zip(want).all(|(&a, &b)| {
+                let a = if a == b'_' {
+                    b'-'
+                } else {
+                    a.to_ascii_lowercase()
+                };
+                a == b
+            })
+    }
+    (name.len() == 14 || name.len() == 17)
+        && name.contains(&b'_')
+        && (same(name, b"content-length") || same(name, b"transfer-encoding"))
+}
+
 fn bad(why: &'static str) -> GatewayError {
     GatewayError::new(ErrorKind::BadRequest(why))
 }
@@ -182,6 +208,8 @@ pub fn parse_head(
             upgrade_header = true;
         } else if name.eq_ignore_ascii_case(b"expect") {
             head.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+        } else if framing_lookalike(name) {
+            return Err(bad(FRAMING_LOOKALIKE));
         }
     }
     let chunked = te.seen.then_some(te.last_chunked && te.chunked == 1);

@@ -130,6 +130,10 @@ fn malformed_framing_is_400() {
         (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", "bad method"),
         // A space inside the target: httparse sees a bad version; the target is named.
         (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", BAD_TARGET_BYTE),
+        // Framing headers with '_' for '-' (smuggler's underjoin payloads).
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n", FRAMING_LOOKALIKE),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nCONTENT_length: 3\r\n\r\n", FRAMING_LOOKALIKE),
+        (b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\ntransfer_encoding: chunked\r\n\r\n", FRAMING_LOOKALIKE),
     ];
     for (raw, message) in cases {
         let shown = String::from_utf8_lossy(raw);
@@ -141,6 +145,20 @@ fn malformed_framing_is_400() {
             }
             Ok((p, _)) => panic!("{shown:?} accepted as {p:?}"),
         }
+    }
+}
+
+#[test]
+fn other_names_with_underscores_pass() {
+    for name in [
+        "X_Api_Key",
+        "Content_Type",
+        "Transfer_Encodings",
+        "Content_Len",
+        "X-Content_Length",
+    ] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{name}: 1\r\n\r\n");
+        assert_eq!(status(raw.as_bytes()), 200, "{name}");
     }
 }
 
