@@ -104,13 +104,7 @@ echo "ringway $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo
     "wrk -t1 -c64 -d$DURATION (admitted, keepalive), $REPS rounds; flood: $FLOOD_N attempts, $FLOOD_THREADS threads," \
     "on CPU $CLIENT_CPU with wrk; ringway + backend on CPU $SERVER_CPU."
 echo
-awk -F'\t' -v clk="$CLK_TCK" '
-function median(s,    a, n, i, j, x) {
-    n = split(s, a, " ")
-    for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-    return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function add(arr, k, v) { arr[k] = (k in arr) ? arr[k] " " v : v }
+awk -F'\t' -v clk="$CLK_TCK" "$AWK_STATS"'
 {
     add(rps, $1, $3 * 1e6 / $4); add(p50, $1, $5); add(p99, $1, $6); add(cpu, $1, $7 / clk)
     flood[$1] = $8; err[$1] += $9

@@ -158,12 +158,7 @@ echo "| measure | value |"
 echo "|---|---:|"
 echo "| SIGHUP to the new config serving, median of $LAT_REPS | $lat_ms ms |"
 echo "| build time ringway logs (parse, validate, compile), median | $build_ms ms |"
-awk -F'\t' '
-function median(s,    a, n, i, j, x) {
-    n = split(s, a, " ")
-    for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-    return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk -F'\t' "$AWK_STATS"'
 { rps[$1] = rps[$1] " " $2; p99[$1] = p99[$1] " " $3; bad[$1] += $4; err[$1] += $5 }
 END {
     printf "| wrk -c64 req/s, steady / with a SIGHUP every second (median) | %d / %d (%.3fx) |\n", median(rps["steady"]), median(rps["reloading"]), median(rps["reloading"]) / median(rps["steady"])

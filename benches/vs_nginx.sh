@@ -250,14 +250,7 @@ echo "ringway $rw_rev vs $peers, $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $
 echo
 skipped=""
 for t in $TARGETS; do ((OK[$t])) || skipped+="$t=${WHY[$t]:-skipped};"; done
-awk -F'\t' -v clk="$CLK_TCK" -v conns="$CONNS" -v targets="$TARGETS" -v skipped="$skipped" '
-function median(s,    a, n, i, j, x) {
-    n = split(s, a, " ")
-    if (n == 0) return ""
-    for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-    return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function add(arr, k, v) { arr[k] = (k in arr) ? arr[k] " " v : v }
+awk -F'\t' -v clk="$CLK_TCK" -v conns="$CONNS" -v targets="$TARGETS" -v skipped="$skipped" "$AWK_STATS"'
 {
     k = $1 SUBSEP $2
     runs[k]++

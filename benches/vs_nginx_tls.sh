@@ -113,13 +113,7 @@ done
 echo "ringway $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) vs $("$NGINX" -v 2>&1 | sed 's/^nginx version: //');" \
     "ECDSA P-256; GET $BENCH_PATH (ORIGIN=$ORIGIN); wrk -t1 -d$DURATION, median of $REPS; proxies + backend on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU."
 echo
-awk -F'\t' -v clk="$CLK_TCK" '
-function median(s,    a, n, i, j, x) {
-    n = split(s, a, " ")
-    for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-    return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function add(arr, k, v) { arr[k] = (k in arr) ? arr[k] " " v : v }
+awk -F'\t' -v clk="$CLK_TCK" "$AWK_STATS"'
 {
     k = $1 SUBSEP $2; runs[$2] = 1
     add(rps, k, $3 * 1e6 / $4); add(p50, k, $5); add(p99, k, $6)

@@ -29,6 +29,19 @@ BENCH_PATH=/index.html
 BENCH_PIDS=()
 BENCH_TMP=
 
+# awk functions the benches' report programs share: median of a space-separated list ("" for
+# none), and add, which appends a value to such a list. Use: awk ... "$AWK_STATS"' { ... }'.
+# shellcheck disable=SC2034
+AWK_STATS='
+function median(s,    a, n, i, j, x) {
+    n = split(s, a, " ")
+    if (n == 0) return ""
+    for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+    return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function add(arr, k, v) { arr[k] = (k in arr) ? arr[k] " " v : v }
+'
+
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
     log "error: $*"
