@@ -15,6 +15,7 @@
 //! gateway makes itself is written by [`Conn::answer`].
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
@@ -43,6 +44,10 @@ pub const INITIAL_READ_BYTES: usize = 2048;
 /// no buffer (a poll, then the read: one more io_uring op per request) instead of parking a
 /// read with its buffer; below it, the buffer is cheaper than the op.
 pub const PARK_ABOVE_CONNECTIONS: usize = 512;
+/// A parked plain connection still idle after this long leaves its task for the worker's
+/// idle set (`runtime::idle`), where it costs about 100 bytes instead of a task. Busy
+/// keepalive connections come back well within it, so they never pay for the move.
+pub const IDLE_SET_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A client stream: plain TCP or TLS.
 pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
@@ -60,6 +65,10 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
     /// The connection is parked idle: let go of buffers it can do without (TLS: its
     /// ciphertext and record buffers).
     fn park(&mut self);
+    /// The socket, when an idle connection can leave its task for the worker's idle set
+    /// (`runtime::idle`): plain TCP only; a TLS connection keeps its rustls state in its
+    /// task.
+    fn idle_fd(&self) -> Option<RawFd>;
 }
 
 impl Stream for TcpStream {
@@ -76,6 +85,9 @@ impl Stream for TcpStream {
         TcpStream::readable(self, false).await
     }
     fn park(&mut self) {}
+    fn idle_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
 }
 
 impl Stream for TlsStream {
@@ -95,6 +107,9 @@ impl Stream for TlsStream {
     }
     fn park(&mut self) {
         TlsStream::park(self);
+    }
+    fn idle_fd(&self) -> Option<RawFd> {
+        None
     }
 }
 
@@ -136,6 +151,9 @@ enum HeadRead {
     Complete,
     /// The connection ended quietly (end of stream, idle timeout, a drain while idle).
     Gone,
+    /// Idle for [`IDLE_SET_AFTER`] with nothing read: the connection may move to the idle
+    /// set until this idle deadline.
+    Idle(Instant),
     /// The head is malformed, too large, or late: answer and close.
     Failed(GatewayError),
 }
@@ -153,8 +171,17 @@ pub struct Conn<S> {
     pub phase: Phase,
 }
 
-/// Serves a client connection until it closes.
-pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<Worker>) {
+/// How [`serve`] let go of a connection.
+pub enum Ended {
+    /// Closed.
+    Closed,
+    /// Idle: the socket (a duplicate; the stream was dropped) is for the worker's idle set,
+    /// until `deadline`.
+    Idle { fd: OwnedFd, deadline: Instant },
+}
+
+/// Serves a client connection until it closes or, idle, leaves for the idle set.
+pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<Worker>) -> Ended {
     let mut conn = Conn {
         io: Metered::new(io, worker.clone()),
         peer,
@@ -173,6 +200,12 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
         // connection's task stays small.
         let served = match read {
             HeadRead::Gone => break,
+            HeadRead::Idle(deadline) => {
+                if let Some(fd) = conn.io.idle_fd().and_then(dup) {
+                    return Ended::Idle { fd, deadline };
+                }
+                continue;
+            }
             HeadRead::Complete => Box::pin(conn.serve_one()).await,
             HeadRead::Failed(e) => Served::Next(Box::pin(conn.refuse_head(e)).await),
         };
@@ -184,7 +217,7 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
                 let Conn { io, buf, .. } = conn;
                 let (read, write) = io.into_halves();
                 Box::pin(tunnel::run(read, write, buf, *t)).await;
-                return;
+                return Ended::Closed;
             }
         };
         match persist {
@@ -198,6 +231,15 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
         }
     }
     conn.io.finish(Instant::now() + FINISH_TIMEOUT).await;
+    Ended::Closed
+}
+
+/// A new descriptor for the socket `raw`; `None` if the system has none to give.
+fn dup(raw: RawFd) -> Option<OwnedFd> {
+    // SAFETY: `raw` is the open socket of a stream that outlives this call.
+    unsafe { BorrowedFd::borrow_raw(raw) }
+        .try_clone_to_owned()
+        .ok()
 }
 
 impl<S: Stream> Conn<S> {
@@ -236,13 +278,23 @@ impl<S: Stream> Conn<S> {
                 self.buf = Vec::new();
                 self.head.headers = Vec::new();
                 self.io.park();
+                // A plain connection still idle after IDLE_SET_AFTER goes to the idle set.
+                let to_set = header_deadline.is_none()
+                    && self.io.idle_fd().is_some()
+                    && worker.idle.is_enabled();
+                let wait_until = if to_set {
+                    deadline.min(Instant::now() + IDLE_SET_AFTER)
+                } else {
+                    deadline
+                };
                 let ready = monoio::select! {
                     _ = worker.drain.wait() => return HeadRead::Gone,
-                    r = monoio::time::timeout_at(deadline, self.io.readable()) => r,
+                    r = monoio::time::timeout_at(wait_until, self.io.readable()) => r,
                 };
                 match ready {
                     Ok(Ok(())) => self.buf.reserve(INITIAL_READ_BYTES),
                     Ok(Err(_)) => return HeadRead::Gone,
+                    Err(_) if wait_until < deadline => return HeadRead::Idle(deadline),
                     Err(_) if header_deadline.is_some() => {
                         return HeadRead::Failed(GatewayError::new(ErrorKind::HeaderTimeout));
                     }

@@ -86,4 +86,7 @@ impl<S: Stream> Stream for Metered<S> {
     fn park(&mut self) {
         self.inner.park();
     }
+    fn idle_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.idle_fd()
+    }
 }

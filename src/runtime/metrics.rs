@@ -95,6 +95,8 @@ struct Counters {
     upstream_slots: HashMap<Box<str>, usize>,
     bytes_in: u64,
     bytes_out: u64,
+    /// Connections in the worker's idle set (a gauge, set by housekeeping).
+    parked: u64,
     tls_done: u64,
     tls_failed: [u64; TLS_FAILURE_REASONS.len()],
     auth: Vec<(AuthFailure, u64)>,
@@ -237,6 +239,11 @@ impl WorkerMetrics {
         c.bytes_out += bytes.1;
     }
 
+    /// How many connections sit in the worker's idle set, set by housekeeping.
+    pub fn set_parked(&self, n: usize) {
+        self.lock().parked = n as u64;
+    }
+
     pub fn upstream(&self, slot: usize, event: UpstreamEvent) {
         let mut c = self.lock();
         if let Some(u) = c.upstreams.get_mut(slot) {
@@ -315,6 +322,7 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
         }
         sum.bytes_in += c.bytes_in;
         sum.bytes_out += c.bytes_out;
+        sum.parked += c.parked;
         sum.tls_done += c.tls_done;
         for (s, n) in sum.tls_failed.iter_mut().zip(c.tls_failed) {
             *s += n;
@@ -457,6 +465,13 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
         "Open client connections.",
     );
     let _ = writeln!(out, "ringway_client_connections {}", p.client_connections);
+    family(
+        out,
+        "ringway_client_connections_parked",
+        "gauge",
+        "Idle plain client connections waiting in the workers' idle sets (no task, no buffer; counted in ringway_client_connections too).",
+    );
+    let _ = writeln!(out, "ringway_client_connections_parked {}", c.parked);
 
     family(
         out,

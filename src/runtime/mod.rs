@@ -14,6 +14,7 @@
 
 pub mod access_log;
 pub mod drain;
+pub mod idle;
 pub mod metrics;
 pub mod pool;
 pub mod upstream_stream;
@@ -202,6 +203,9 @@ pub struct Worker {
     pub cut: Drain,
     /// Client connections being served by this worker.
     pub active: Cell<usize>,
+    /// Plain keepalive connections idle long enough to give up their task (`idle.rs`);
+    /// they still count in `active` and toward `max_connections`.
+    pub idle: idle::IdleSet,
     buffers: RefCell<Vec<Vec<u8>>>,
     /// How many of `buffers` are larger than [`RELAY_BUFFER_BYTES`].
     large_buffers: Cell<usize>,
@@ -301,6 +305,7 @@ impl Worker {
             drain: Drain::default(),
             cut: Drain::default(),
             active: Cell::new(0),
+            idle: idle::IdleSet::new().map_err(|e| format!("worker {index}: idle set: {e}"))?,
             buffers: RefCell::new(Vec::new()),
             large_buffers: Cell::new(0),
             scratch: RefCell::new(Vec::new()),
@@ -323,6 +328,13 @@ impl Worker {
             self.generation.set(generation);
         }
         self.snapshot.borrow().clone()
+    }
+
+    /// A client connection of this worker ended: it no longer counts toward `active` or
+    /// `max_connections`.
+    pub fn connection_ended(&self) {
+        self.active.set(self.active.get() - 1);
+        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// This worker's counters.

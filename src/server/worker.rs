@@ -108,6 +108,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
             .map(|(l, https)| monoio::spawn(accept_loop(l, https, worker.clone())))
             .collect();
         monoio::spawn(housekeeping(worker.clone()));
+        monoio::spawn(idle_watch(worker.clone()));
         worker.drain.wait().await;
         for a in accepts {
             a.await;
@@ -133,9 +134,18 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
 /// After the grace period, how long cut tunnels get to end and log.
 const CUT_SLACK: Duration = Duration::from_millis(200);
 
+/// When a worker's connection count has moved by this much since its last trim (clients
+/// came and went idle into the idle set, or left), housekeeping gives free heap memory
+/// back to the OS (`malloc_trim`): the tasks those connections held while busy are free now,
+/// and glibc would keep their pages.
+const TRIM_AFTER_CONNECTIONS: usize = 1024;
+/// At most one trim per worker this often.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
 /// Watches for a stop request and sweeps the upstream pools.
 async fn housekeeping(worker: Rc<Worker>) {
     let mut last_sweep = Instant::now();
+    let mut last_trim = (Instant::now(), 0usize, 0usize); // (when, active, parked)
     loop {
         monoio::time::sleep(STOP_POLL).await;
         worker.log.flush();
@@ -158,6 +168,20 @@ async fn housekeeping(worker: Rc<Worker>) {
         }));
         metrics.bytes(worker.take_bytes());
         let now = Instant::now();
+        for _ in 0..worker.idle.expire(now) {
+            worker.connection_ended();
+        }
+        let parked = worker.idle.len();
+        metrics.set_parked(parked);
+        let active = worker.active.get();
+        if now.saturating_duration_since(last_trim.0) >= TRIM_EVERY
+            && (active.abs_diff(last_trim.1) >= TRIM_AFTER_CONNECTIONS
+                || parked.abs_diff(last_trim.2) >= TRIM_AFTER_CONNECTIONS)
+        {
+            // SAFETY: malloc_trim only releases free memory; any thread may call it.
+            unsafe { libc::malloc_trim(0) };
+            last_trim = (now, active, parked);
+        }
         if now.saturating_duration_since(last_sweep) >= POOL_SWEEP {
             for pool in &worker.snapshot().pools {
                 pool.sweep(now);
@@ -167,13 +191,85 @@ async fn housekeeping(worker: Rc<Worker>) {
     }
 }
 
-/// Decrements the connection counts when a connection task ends, however it ends.
-struct Counted(Rc<Worker>);
+/// Decrements the connection counts when a connection task ends, however it ends, unless
+/// the connection went on to the idle set ([`Counted::keep`]), which then owns its count.
+struct Counted(Option<Rc<Worker>>);
+
+impl Counted {
+    fn worker(&self) -> Rc<Worker> {
+        match &self.0 {
+            Some(w) => w.clone(),
+            None => unreachable!("a kept count is not used again"),
+        }
+    }
+
+    /// The connection lives on in the idle set: its count stays.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get() - 1);
-        self.0.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        if let Some(w) = self.0.take() {
+            w.connection_ended();
+        }
+    }
+}
+
+/// A plain connection's task: served until it closes, or until it idles into the idle set.
+async fn serve_plain(stream: TcpStream, peer: std::net::SocketAddr, guard: Counted) {
+    let worker = guard.worker();
+    if let conn::Ended::Idle { fd, deadline } =
+        conn::serve(stream, peer, false, worker.clone()).await
+    {
+        // After a drain began the watcher is gone: just close.
+        if !worker.drain.is_fired() && worker.idle.park(fd, peer, deadline).is_ok() {
+            guard.keep();
+        }
+    }
+}
+
+/// Waits for the idle set's sockets to turn readable and gives each back a connection task;
+/// on a drain, closes them all. Runs once per worker.
+async fn idle_watch(worker: Rc<Worker>) {
+    let epoll = worker
+        .idle
+        .epoll_dup()
+        .and_then(|fd| monoio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd)));
+    let epoll = match epoll {
+        Ok(e) => e,
+        Err(e) => {
+            crate::say!(
+                warn,
+                "worker {}: idle set unavailable ({e}); idle connections keep their tasks",
+                worker.index
+            );
+            return;
+        }
+    };
+    worker.idle.set_enabled(true);
+    loop {
+        let ready = monoio::select! {
+            _ = worker.drain.wait() => break,
+            r = epoll.readable(false) => r,
+        };
+        if ready.is_err() {
+            monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+        }
+        for (fd, peer) in worker.idle.take_ready() {
+            let guard = Counted(Some(worker.clone()));
+            match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+                Ok(stream) => {
+                    monoio::spawn(serve_plain(stream, peer, guard));
+                }
+                Err(_) => drop(guard),
+            }
+        }
+    }
+    worker.idle.set_enabled(false);
+    for _ in 0..worker.idle.close_all() {
+        worker.connection_ended();
     }
 }
 
@@ -202,19 +298,16 @@ async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
             continue;
         }
         worker.active.set(worker.active.get() + 1);
-        let guard = Counted(worker.clone());
+        let guard = Counted(Some(worker.clone()));
         // Two spawns, not one future with an `if`: a task is allocated at the size of its
         // largest state, and a plain connection should not carry room for a TLS handshake.
         if https {
             monoio::spawn(async move {
-                serve_tls(stream, peer, guard.0.clone()).await;
+                serve_tls(stream, peer, guard.worker()).await;
                 drop(guard);
             });
         } else {
-            monoio::spawn(async move {
-                conn::serve(stream, peer, false, guard.0.clone()).await;
-                drop(guard);
-            });
+            monoio::spawn(serve_plain(stream, peer, guard));
         }
     }
 }
@@ -238,7 +331,8 @@ async fn serve_tls(stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wor
     match handshake {
         Ok(Ok(tls)) => {
             worker.metrics().tls(TlsOutcome::Done);
-            conn::serve(tls, peer, true, worker).await
+            // A TLS connection never leaves its task for the idle set.
+            conn::serve(tls, peer, true, worker).await;
         }
         Ok(Err(e)) => {
             worker.metrics().tls(match e {
