@@ -33,7 +33,9 @@
 #   TLS=0              1: clients connect over TLS (see above)
 #   CONCURRENCY=200    connections being set up at once
 #   TARGETS="ringway nginx"
-#   SETTLE=2           seconds between the last answer and the "after" reading
+#   SETTLE=6           seconds between the last answer and the "after" reading, and between the
+#                      clients leaving and the last reading (ringway moves a plain connection
+#                      idle for 2 s out of its task, so a reading sooner sees the tasks)
 #   SKIP_BUILD=1  RINGWAY=path  FORCE=1  KEEP_TMP=1  NGINX_PARITY=0  (as in vs_nginx.sh)
 #   BACKEND_PORT=18080 NGINX_PORT=18081 RINGWAY_PORT=18082 SERVER_CPU=1 CLIENT_CPU=0
 #
@@ -51,7 +53,7 @@ handle_args "$0" "$@"
 CONNS=${CONNS:-10000}
 CONCURRENCY=${CONCURRENCY:-200}
 TARGETS=${TARGETS:-ringway nginx}
-SETTLE=${SETTLE:-2}
+SETTLE=${SETTLE:-6}
 TLS=${TLS:-0}
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
 [[ $TLS == 0 || $TLS == 1 ]] || die "TLS must be 0 or 1"
@@ -132,7 +134,7 @@ for t in $TARGETS; do
     if [[ -z $ready ]]; then
         log "$t: the client did not finish: $(tail -n 5 "$T/client-$t.err" | tr '\n' ' ')"
         kill -TERM "$cpid" 2>/dev/null || true
-        ROWS+=("| $t | $MODE | $CONNS | client did not finish | | | | | | |")
+        ROWS+=("| $t | $MODE | $CONNS | client did not finish | | | | | | | |")
         continue
     fi
     log "$t: $ready"
@@ -148,6 +150,9 @@ for t in $TARGETS; do
     doneline=$(grep -m1 '^DONE ' "$out" || true)
     for ((i = 0; i < 50; i++)); do alive "$cpid" || break; sleep 0.2; done
     log "$t: ${doneline:-client gave no DONE line}"
+    sleep "$SETTLE"
+    rss2=$(rss_kb "$pid")
+    log "$t: after the clients left: VmRSS $rss2 kB"
 
     ok=$(sed -E 's/.* ok=([0-9]+).*/\1/' <<<"$ready")
     held=$(sed -E 's/.* held=([0-9]+).*/\1/' <<<"$ready")
@@ -161,7 +166,7 @@ for t in $TARGETS; do
     fi
     delta=$((rss1 - rss0))
     per=$(awk -v d="$delta" -v n="$held" 'BEGIN { if (n > 0) printf "%.2f", d / n; else print "—" }')
-    ROWS+=("| $t | $mode | $CONNS | $ok | $held | ${still:-?} | $(awk -v a="$rss0" -v b="$rss1" 'BEGIN { printf "%.1f → %.1f", a / 1024, b / 1024 }') | $(awk -v d="$delta" 'BEGIN { printf "%.1f", d / 1024 }') | $per | $fd0 → $fd1 |")
+    ROWS+=("| $t | $mode | $CONNS | $ok | $held | ${still:-?} | $(awk -v a="$rss0" -v b="$rss1" 'BEGIN { printf "%.1f → %.1f", a / 1024, b / 1024 }') | $(awk -v d="$delta" 'BEGIN { printf "%.1f", d / 1024 }') | $per | $fd0 → $fd1 | $(awk -v a="$rss2" 'BEGIN { printf "%.1f", a / 1024 }') |")
     [[ $fails == *'non-200 {}, errors {}'* ]] || log "$t: $fails"
 done
 
@@ -171,6 +176,6 @@ echo "$what_conns, one GET /index.html each through to the backend; $(date -u +%
     "ringway $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) (workers = 1)," \
     "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //') (worker_processes 1); RSS = VmRSS of ringway / of the nginx worker, read $SETTLE s after the last answer."
 echo
-echo "| target | mode | connections | got 200 | held open | still open after reading | VmRSS MiB before → after | Δ MiB | Δ KiB per held connection | fds before → after |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| target | mode | connections | got 200 | held open | still open after reading | VmRSS MiB before → after | Δ MiB | Δ KiB per held connection | fds before → after | VmRSS MiB after they left |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for row in "${ROWS[@]}"; do echo "$row"; done

@@ -164,6 +164,12 @@ impl IdleSet {
         closed
     }
 
+    /// Gives back the room of sockets that left (after a crowd of idle clients is gone).
+    pub fn shrink_to_fit(&self) {
+        self.parked.borrow_mut().shrink_to_fit();
+        self.expiry.borrow_mut().shrink_to_fit();
+    }
+
     /// Closes every parked socket (a drain); how many.
     pub fn close_all(&self) -> usize {
         let all: Vec<RawFd> = self.parked.borrow().keys().copied().collect();

@@ -178,6 +178,7 @@ async fn housekeeping(worker: Rc<Worker>) {
             && (active.abs_diff(last_trim.1) >= TRIM_AFTER_CONNECTIONS
                 || parked.abs_diff(last_trim.2) >= TRIM_AFTER_CONNECTIONS)
         {
+            worker.idle.shrink_to_fit();
             // SAFETY: malloc_trim only releases free memory; any thread may call it.
             unsafe { libc::malloc_trim(0) };
             last_trim = (now, active, parked);
