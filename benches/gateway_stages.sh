@@ -23,12 +23,7 @@ set -euo pipefail
 source "$(dirname "$0")/vs_nginx/lib.sh"
 handle_args "$0" "$@"
 
-if [[ ${QUICK:-0} == 1 ]]; then
-    DURATION=${DURATION:-2s}
-    REPS=${REPS:-1}
-fi
-DURATION=${DURATION:-10s}
-REPS=${REPS:-5}
+bench_durations 5
 CONNS=${CONNS:-64}
 need_tools nginx wrk curl openssl taskset pgrep getconf timeout
 CLK_TCK=$(getconf CLK_TCK)

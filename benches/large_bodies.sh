@@ -26,12 +26,7 @@ set -euo pipefail
 source "$(dirname "$0")/vs_nginx/lib.sh"
 handle_args "$0" "$@"
 
-if [[ ${QUICK:-0} == 1 ]]; then
-    DURATION=${DURATION:-2s}
-    REPS=${REPS:-1}
-fi
-DURATION=${DURATION:-10s}
-REPS=${REPS:-3}
+bench_durations 3
 CONNS=${CONNS:-16}
 TARGETS="nginx nginx-stream ringway"
 SIZE=$((1024 * 1024))

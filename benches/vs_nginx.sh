@@ -76,12 +76,7 @@ set -euo pipefail
 source "$(dirname "$0")/vs_nginx/lib.sh"
 handle_args "$0" "$@"
 
-if [[ ${QUICK:-0} == 1 ]]; then
-    DURATION=${DURATION:-2s}
-    REPS=${REPS:-1}
-fi
-DURATION=${DURATION:-10s}
-REPS=${REPS:-3}
+bench_durations 3
 CONNS=${CONNS:-1 64 256}
 ALL_TARGETS="backend nginx haproxy haproxy-tcp l4relay ringway"
 TARGETS=${TARGETS:-$ALL_TARGETS}

@@ -26,12 +26,7 @@ set -euo pipefail
 source "$(dirname "$0")/vs_nginx/lib.sh"
 handle_args "$0" "$@"
 
-if [[ ${QUICK:-0} == 1 ]]; then
-    DURATION=${DURATION:-2s}
-    REPS=${REPS:-1}
-fi
-DURATION=${DURATION:-10s}
-REPS=${REPS:-3}
+bench_durations 3
 ORIGIN=${ORIGIN:-tiny}
 case $ORIGIN in tiny | tiny-file | index) ;; *) die "unknown ORIGIN '$ORIGIN' (tiny tiny-file index)" ;; esac
 TARGETS="nginx ringway"

@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,7 @@ use support::pki::Pki;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
-/// RFC 6455 §1.3's example key and its accept value: the test backend does not ask ringway.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+use support::ws::KEY;
 
 /// Writes `toml` over the gateway's file, sends SIGHUP and waits for reload line `n`.
 fn reload(gw: &Gateway, toml: &str, n: usize) {
@@ -44,48 +42,6 @@ fn reload(gw: &Gateway, toml: &str, n: usize) {
     assert!(!gw.stderr().contains("reload failed"), "{}", gw.stderr());
     // Workers pick the new configuration up within a housekeeping tick (50 ms).
     thread::sleep(Duration::from_millis(120));
-}
-
-/// A WebSocket backend: answers the handshake with 101 and the RFC's accept, then echoes.
-fn ws_echo_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut c) = conn else { return };
-            thread::spawn(move || {
-                c.set_read_timeout(Some(WAIT)).unwrap();
-                let mut data = Vec::new();
-                let mut chunk = [0u8; 16384];
-                let end = loop {
-                    if let Some(i) = find(&data, b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match c.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => data.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let head = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"
-                );
-                if c.write_all(head.as_bytes()).is_err() || c.write_all(&data[end..]).is_err() {
-                    return;
-                }
-                loop {
-                    match c.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if c.write_all(&chunk[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 fn ws_config(backend: SocketAddr, with_ws_api: bool, extra_api: &str) -> String {
@@ -113,7 +69,7 @@ fn echo(c: &mut TcpStream, msg: &[u8]) {
 
 #[test]
 fn a_websocket_tunnel_lives_across_reloads_even_one_that_removes_its_api() {
-    let backend = ws_echo_backend();
+    let backend = support::ws::echo_backend();
     let gw = Gateway::start(&ws_config(backend, true, "one"));
     let mut c = TcpStream::connect(gw.addr()).unwrap();
     c.set_read_timeout(Some(WAIT)).unwrap();

@@ -514,54 +514,10 @@ fn ten_mib_bodies_both_ways_over_tls() {
     assert_eq!(backend.wait_requests(1)[0].body.len(), body.len());
 }
 
-/// A WebSocket backend that answers 101 (RFC 6455 §1.3's example key and accept), echoes
-/// every byte, and on the client's FIN sends `bye` and closes.
-fn ws_echo_backend() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for c in listener.incoming() {
-            let Ok(mut c) = c else { return };
-            std::thread::spawn(move || {
-                let mut data = Vec::new();
-                let mut chunk = [0u8; 65536];
-                let end = loop {
-                    if let Some(i) = find(&data, b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match c.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => data.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-                if c.write_all(head.as_bytes()).is_err() || c.write_all(&data[end..]).is_err() {
-                    return;
-                }
-                loop {
-                    match c.read(&mut chunk) {
-                        Ok(0) => {
-                            let _ = c.write_all(b"bye");
-                            return;
-                        }
-                        Ok(n) => {
-                            if c.write_all(&chunk[..n]).is_err() {
-                                return;
-                            }
-                        }
-                        Err(_) => return,
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn wss_tunnels_relay_both_ways_and_pass_the_close_on() {
     let pki = Pki::new();
-    let backend = ws_echo_backend();
+    let backend = support::ws::echo_backend();
     let config = format!(
         "{}[[services]]\nname = \"ws\"\nhosts = [\"api.example.test\"]\n[[services.apis]]\nname = \"chat\"\npath = \"=/chat\"\nfrontend_type = \"ws\"\n[services.apis.backend]\nupstream = \"up\"\npath = \"/ws\"\n",
         tls_config(&pki, backend)

@@ -62,6 +62,17 @@ need_tools() {
     fi
 }
 
+# bench_durations REPS: wrk's DURATION (default 10s) and the repetitions REPS (default
+# REPS), unless the environment sets them; with QUICK=1, 2s and one repetition.
+bench_durations() {
+    if [[ ${QUICK:-0} == 1 ]]; then
+        DURATION=${DURATION:-2s}
+        REPS=${REPS:-1}
+    fi
+    DURATION=${DURATION:-10s}
+    REPS=${REPS:-$1}
+}
+
 # bench_init NAME: temp dir, traps, a raised file-descriptor limit.
 bench_init() {
     BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ringway-$1.XXXXXX")

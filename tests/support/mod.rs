@@ -10,6 +10,7 @@
 pub mod openssl;
 pub mod pki;
 pub mod tls_backend;
+pub mod ws;
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
