@@ -11,6 +11,17 @@ use support::*;
 
 const CLIENTS: usize = 600;
 
+/// One test at a time: each holds 600 client sockets in this process, and three at once
+/// could pass a 1,024-descriptor limit.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serialize() -> std::sync::MutexGuard<'static, ()> {
+    raise_fd_limit();
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn metric(admin: std::net::SocketAddr, series: &str) -> f64 {
     let (status, text) = admin_get(admin, "/metrics");
     assert_eq!(status, 200);
@@ -48,6 +59,7 @@ fn clients(gw: &Gateway) -> Vec<Client> {
 
 #[test]
 fn idle_connections_move_to_the_idle_set_and_come_back_on_their_next_request() {
+    let _one = serialize();
     let backend = Backend::ok();
     let gw = Gateway::start(&with_admin(&proxy_config(backend.addr(), "", "")));
     let admin = admin_addr(&gw);
@@ -95,6 +107,7 @@ fn idle_connections_move_to_the_idle_set_and_come_back_on_their_next_request() {
 
 #[test]
 fn the_idle_timeout_closes_parked_connections() {
+    let _one = serialize();
     let backend = Backend::ok();
     let gw = Gateway::start(&with_admin(&proxy_config(
         backend.addr(),
@@ -129,6 +142,7 @@ fn the_idle_timeout_closes_parked_connections() {
 
 #[test]
 fn a_drain_closes_parked_connections_at_once() {
+    let _one = serialize();
     let backend = Backend::ok();
     let mut gw = Gateway::start(&with_admin(&proxy_config(
         backend.addr(),

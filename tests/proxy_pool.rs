@@ -296,6 +296,7 @@ fn pool_keeps_at_most_keepalive_idle_connections() {
 /// second one (one of them pipelined with a third) through that parked path.
 #[test]
 fn many_idle_connections_park_and_still_answer() {
+    raise_fd_limit();
     let backend = Backend::ok();
     let gw = Gateway::start(&proxy_config(backend.addr(), "", ""));
     let mut clients: Vec<Client> = (0..600)

@@ -775,6 +775,7 @@ fn handshakes_and_their_failures_are_counted_by_reason() {
 /// request, then each makes another one through that parked path.
 #[test]
 fn many_idle_tls_connections_park_and_still_answer() {
+    raise_fd_limit();
     let s = setup();
     let cfg = s.pki.client(&[], &[b"http/1.1"], true);
     let mut conns = Vec::new();

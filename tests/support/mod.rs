@@ -58,6 +58,23 @@ pub fn proxy_config(backend: SocketAddr, server_extra: &str, backend_extra: &str
     )
 }
 
+/// Raises this process's soft descriptor limit to its hard limit (the gateway, a child,
+/// inherits it): the tests that hold hundreds of connections need more than 1,024 on
+/// machines whose soft limit is that.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// An address on 127.0.0.1 where nobody listens (bound, then released).
 pub fn unused_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
