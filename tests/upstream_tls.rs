@@ -332,7 +332,12 @@ fn websocket_tunnel_to_a_tls_backend() {
     };
     while echoed.len() < message.len() {
         let n = c.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed after {} bytes", echoed.len());
+        assert!(
+            n > 0,
+            "closed after {} bytes; the gateway said:\n{}",
+            echoed.len(),
+            gw.stderr()
+        );
         echoed.extend_from_slice(&chunk[..n]);
     }
     writer.join().unwrap();
