@@ -287,7 +287,12 @@ fn bad_handshakes_are_400_and_never_reach_the_backend() {
 #[test]
 fn an_idle_tunnel_is_closed() {
     let backend = WsBackend::start(Answer::Echo);
-    let gw = Gateway::start(&config(backend.addr, "ws_idle_timeout_ms = 500"));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let gw = Gateway::start(&config(backend.addr, "ws_idle_timeout_ms = 500").replace(
+        "access_log = \"off\"",
+        &format!("access_log = {:?}", log.display().to_string()),
+    ));
     let (mut c, head, _) = open(&gw, &handshake(""));
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     // Traffic keeps it open past the timeout...
@@ -305,6 +310,8 @@ fn an_idle_tunnel_is_closed() {
         waited >= Duration::from_millis(400) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
+    let (line, v) = tunnel_line(&log);
+    assert_eq!(v["tunnel_end"], "idle", "{line}");
 }
 
 #[test]
@@ -326,6 +333,21 @@ fn an_upgrade_to_a_plain_api_goes_up_without_upgrade() {
     );
 }
 
+/// The tunnel's access-log line (status 101) in the file `log`, waited for.
+fn tunnel_line(log: &std::path::Path) -> (String, serde_json::Value) {
+    let deadline = Instant::now() + TIMEOUT;
+    let line = loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("\"status\":101")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no 101 line in {text:?}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let v = serde_json::from_str(&line).unwrap();
+    (line, v)
+}
+
 #[test]
 fn the_tunnel_is_logged_with_its_bytes_when_it_ends() {
     let backend = WsBackend::start(Answer::Echo);
@@ -341,19 +363,11 @@ fn the_tunnel_is_logged_with_its_bytes_when_it_ends() {
     assert_eq!(read_exact(&mut c, rest, 3), b"abc");
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_end(&mut c), b"bye");
-    let deadline = Instant::now() + TIMEOUT;
-    let line = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(l) = text.lines().find(|l| l.contains("\"status\":101")) {
-            break l.to_string();
-        }
-        assert!(Instant::now() < deadline, "no 101 line in {text:?}");
-        thread::sleep(Duration::from_millis(50));
-    };
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (line, v) = tunnel_line(&log);
     assert_eq!(v["api"], "chat");
     assert_eq!(v["tunnel_bytes_up"], 3);
     assert_eq!(v["tunnel_bytes_down"], 6, "abc echoed, then bye");
+    assert_eq!(v["tunnel_end"], "closed", "both sides closed: {line}");
 }
 
 #[test]
@@ -390,4 +404,5 @@ fn sigterm_cuts_a_tunnel_after_the_grace_period_and_logs_it() {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["tunnel_bytes_up"], 9);
     assert_eq!(v["tunnel_bytes_down"], 9);
+    assert_eq!(v["tunnel_end"], "shutdown", "{line}");
 }

@@ -308,7 +308,13 @@ fn websocket_tunnel_to_a_tls_backend() {
         backend.addr,
         tls_keys(&pki, Some("clb.internal")),
     );
-    let gw = Gateway::start(&cfg);
+    // The access log says why the tunnel ended, should it end early.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let gw = Gateway::start(&cfg.replace(
+        "access_log = \"off\"",
+        &format!("access_log = {:?}", log.display().to_string()),
+    ));
     let mut c = TcpStream::connect(gw.addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
@@ -332,12 +338,15 @@ fn websocket_tunnel_to_a_tls_backend() {
     };
     while echoed.len() < message.len() {
         let n = c.read(&mut chunk).unwrap();
-        assert!(
-            n > 0,
-            "closed after {} bytes; the gateway said:\n{}",
-            echoed.len(),
-            gw.stderr()
-        );
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(300));
+            panic!(
+                "closed after {} bytes; the gateway said:\n{}\nits access log:\n{}",
+                echoed.len(),
+                gw.stderr(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         echoed.extend_from_slice(&chunk[..n]);
     }
     writer.join().unwrap();

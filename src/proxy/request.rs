@@ -101,8 +101,8 @@ pub struct Request {
     pub matched: Option<Matched>,
     /// The caller's secret_id or token subject, for the access log.
     pub caller: Option<String>,
-    /// A WebSocket tunnel's bytes (client to backend, backend to client).
-    pub tunnel: Option<(u64, u64)>,
+    /// A WebSocket tunnel's bytes each way and why it ended.
+    pub tunnel: Option<crate::runtime::access_log::TunnelEnd>,
     /// Why authentication refused the request, for the metrics.
     pub auth_failure: Option<AuthFailure>,
     /// The backend that answered and the time to its response head, for the access log.
@@ -144,8 +144,8 @@ impl Request {
         });
         let bytes = self.worker.take_bytes();
         let (mut read, mut written) = bytes;
-        if let Some((up, down)) = self.tunnel {
-            (read, written) = (read + up, written + down);
+        if let Some(t) = &self.tunnel {
+            (read, written) = (read + t.up, written + t.down);
         }
         let elapsed = self.started.elapsed();
         self.worker.metrics().request(RequestRecord {
@@ -168,7 +168,7 @@ impl Request {
                 caller: self.caller.as_deref(),
                 upstream: self.upstream,
                 bytes,
-                tunnel: self.tunnel,
+                tunnel: self.tunnel.as_ref(),
                 elapsed,
             },
         );

@@ -10,8 +10,9 @@
 //! - Idle: with no byte either way for `ws_idle_timeout_ms` the tunnel closes.
 //! - Shutdown: a tunnel lives through the drain's grace period (`shutdown_grace_ms`) and is
 //!   cut when it ends (the worker's `cut` signal), still logged.
-//! - The one exit logs the request (status 101, duration, bytes each way) when the tunnel
-//!   ends.
+//! - The one exit logs the request (status 101, duration, bytes each way, and why the tunnel
+//!   ended: `closed`, `idle`, `shutdown`, or the side that failed and its error) when the
+//!   tunnel ends.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -19,8 +20,9 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
-use super::io::{Read, read_until, write_until};
+use super::io::{Read, WriteFailed, read_until, write_until};
 use super::request::Request;
+use crate::runtime::access_log::TunnelEnd;
 use crate::runtime::drain::Drain;
 use crate::runtime::upstream_stream::UpstreamStream;
 
@@ -34,21 +36,13 @@ pub struct Tunnel {
     pub up: UpstreamStream,
 }
 
-/// Bytes relayed each way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Relayed {
-    pub client_to_backend: u64,
-    pub backend_to_client: u64,
-}
+/// The two sides, named in a tunnel's end reason.
+const CLIENT: &str = "client";
+const UPSTREAM: &str = "upstream";
 
-/// Runs the tunnel to its end. `pending`: client bytes read after the handshake head.
-/// `client_read` / `client_write`: the two halves of the client stream.
-pub async fn run<R, W>(
-    mut client_read: R,
-    mut client_write: W,
-    pending: Vec<u8>,
-    tunnel: Tunnel,
-) -> Relayed
+/// Runs the tunnel to its end and logs it. `pending`: client bytes read after the handshake
+/// head. `client_read` / `client_write`: the two halves of the client stream.
+pub async fn run<R, W>(mut client_read: R, mut client_write: W, pending: Vec<u8>, tunnel: Tunnel)
 where
     R: AsyncReadRent,
     W: AsyncWriteRent,
@@ -63,24 +57,30 @@ where
         stop: &stop,
         cut: &worker.cut,
     };
-    let (client_to_backend, backend_to_client) = monoio::join!(
-        copy(&mut client_read, &mut up_write, pending, &last, ends, idle),
+    let ((up, up_end), (down, down_end)) = monoio::join!(
         copy(
-            &mut up_read,
-            &mut client_write,
+            (&mut client_read, CLIENT),
+            (&mut up_write, UPSTREAM),
+            pending,
+            &last,
+            ends,
+            idle
+        ),
+        copy(
+            (&mut up_read, UPSTREAM),
+            (&mut client_write, CLIENT),
             Vec::new(),
             &last,
             ends,
             idle
         ),
     );
-    let relayed = Relayed {
-        client_to_backend,
-        backend_to_client,
-    };
-    req.tunnel = Some((relayed.client_to_backend, relayed.backend_to_client));
+    req.tunnel = Some(TunnelEnd {
+        up,
+        down,
+        reason: up_end.or(down_end).unwrap_or_else(|| "closed".into()),
+    });
     req.finish();
-    relayed
 }
 
 /// What ends a tunnel from outside a direction: the other direction failing (`stop`), or
@@ -92,27 +92,26 @@ struct Ends<'a> {
 }
 
 /// One direction: copies until the source ends (then passes the FIN on), fails, or the
-/// tunnel is idle or stopped. Returns the bytes copied. Each direction has its own
+/// tunnel is idle or stopped. Returns the bytes copied and, when this direction ended the
+/// tunnel (not by an end of stream, nor stopped by the other direction), why. `src` and
+/// `dst` come with the side's name. Each direction has its own
 /// [`TUNNEL_BUFFER_BYTES`] buffer for the tunnel's life (not a pooled relay buffer, which is
 /// four times larger: a long-lived idle tunnel should stay small).
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
-    src: &mut R,
-    dst: &mut W,
+    (src, from): (&mut R, &str),
+    (dst, to): (&mut W, &str),
     mut pending: Vec<u8>,
     last: &Cell<Instant>,
     ends: Ends<'_>,
     idle: Duration,
-) -> u64 {
+) -> (u64, Option<String>) {
     let stop = ends.stop;
     let mut copied = 0u64;
     if !pending.is_empty() {
         let len = pending.len();
-        if write_until(dst, &mut pending, 0, len, Instant::now() + idle)
-            .await
-            .is_err()
-        {
+        if let Err(e) = write_until(dst, &mut pending, 0, len, Instant::now() + idle).await {
             stop.fire();
-            return copied;
+            return (copied, Some(write_failed(to, &e)));
         }
         copied += len as u64;
     }
@@ -120,10 +119,10 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     loop {
         let deadline = last.get() + idle;
         let read = monoio::select! {
-            _ = stop.wait() => return copied,
+            _ = stop.wait() => return (copied, None),
             _ = ends.cut.wait() => {
                 stop.fire();
-                return copied;
+                return (copied, Some("shutdown".into()));
             }
             r = read_until(src, &mut buf, deadline) => r,
         };
@@ -131,9 +130,9 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             Read::Data(n) => {
                 last.set(Instant::now());
                 let written = write_until(dst, &mut buf, 0, n, Instant::now() + idle).await;
-                if written.is_err() {
+                if let Err(e) = written {
                     stop.fire();
-                    return copied;
+                    return (copied, Some(write_failed(to, &e)));
                 }
                 copied += n as u64;
                 buf.clear();
@@ -141,17 +140,29 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             Read::Eof => {
                 // Half-close: the other side sees our peer's FIN and may still answer.
                 let _ = dst.shutdown().await;
-                return copied;
+                return (copied, None);
             }
             Read::Timeout if last.get() + idle > Instant::now() => {}
-            Read::Timeout | Read::Failed(_) => {
+            Read::Timeout => {
                 stop.fire();
-                return copied;
+                return (copied, Some("idle".into()));
+            }
+            Read::Failed(e) => {
+                stop.fire();
+                return (copied, Some(format!("{from} read failed: {e}")));
             }
         }
         if buf.capacity() < TUNNEL_BUFFER_BYTES {
             // A read that timed out keeps its buffer (see `io`); never run dry.
             buf.reserve(TUNNEL_BUFFER_BYTES);
         }
+    }
+}
+
+/// A tunnel's end reason for a failed write to `side`.
+fn write_failed(side: &str, e: &WriteFailed) -> String {
+    match &e.error {
+        Some(err) => format!("{side} write failed: {err}"),
+        None => format!("{side} write timed out"),
     }
 }

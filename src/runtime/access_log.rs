@@ -18,8 +18,9 @@
 //!   connection attempt to the backend's response head (both null without an exchange).
 //! - `bytes_in` / `bytes_out`: client bytes read and written while the request ran
 //!   (plaintext; a read may carry bytes of a pipelined next request).
-//! - A WebSocket tunnel adds `"tunnel_bytes_up"` (client to backend) and
-//!   `"tunnel_bytes_down"`, logged when it ends.
+//! - A WebSocket tunnel adds `"tunnel_bytes_up"` (client to backend),
+//!   `"tunnel_bytes_down"` and `"tunnel_end"` (why it ended: `closed` when both sides closed,
+//!   `idle`, `shutdown`, or which side failed and how), logged when it ends.
 //!
 //! Strings are escaped by serde_json (invalid UTF-8 replaced); times are RFC 3339 in UTC with
 //! milliseconds (humantime).
@@ -178,6 +179,15 @@ pub struct Start<'a> {
     pub tls: Option<(&'a str, Option<&'a str>)>,
 }
 
+/// A WebSocket tunnel's bytes each way (client to backend, backend to client) and why it
+/// ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelEnd {
+    pub up: u64,
+    pub down: u64,
+    pub reason: String,
+}
+
 /// What is known of a request when it ends.
 pub struct End<'a> {
     pub status: u16,
@@ -187,8 +197,8 @@ pub struct End<'a> {
     pub upstream: Option<(SocketAddr, Duration)>,
     /// Client bytes (read, written).
     pub bytes: (u64, u64),
-    /// A WebSocket tunnel's bytes (client to backend, backend to client).
-    pub tunnel: Option<(u64, u64)>,
+    /// A WebSocket tunnel's bytes and why it ended.
+    pub tunnel: Option<&'a TunnelEnd>,
     pub elapsed: Duration,
 }
 
@@ -286,11 +296,13 @@ impl Log {
             ",\"bytes_in\":{},\"bytes_out\":{}",
             end.bytes.0, end.bytes.1
         );
-        if let Some((up, down)) = end.tunnel {
+        if let Some(t) = end.tunnel {
             let _ = write!(
                 buf,
-                ",\"tunnel_bytes_up\":{up},\"tunnel_bytes_down\":{down}"
+                ",\"tunnel_bytes_up\":{},\"tunnel_bytes_down\":{},\"tunnel_end\":",
+                t.up, t.down
             );
+            json_str(t.reason.as_bytes(), &mut buf);
         }
         let _ = writeln!(buf, ",\"duration_ms\":{}}}", millis(end.elapsed));
         self.lines.set(self.lines.get() + 1);
@@ -332,6 +344,12 @@ mod tests {
         }
     }
 
+    static TUNNEL: std::sync::LazyLock<TunnelEnd> = std::sync::LazyLock::new(|| TunnelEnd {
+        up: 3,
+        down: 4,
+        reason: "upstream read failed: \"x\"".into(),
+    });
+
     fn end() -> End<'static> {
         End {
             status: 200,
@@ -339,7 +357,7 @@ mod tests {
             caller: Some("AKIDx"),
             upstream: Some(("10.0.0.1:80".parse().unwrap(), Duration::from_micros(250))),
             bytes: (100, 200),
-            tunnel: Some((3, 4)),
+            tunnel: Some(&TUNNEL),
             elapsed: Duration::from_micros(1500),
         }
     }
@@ -393,6 +411,7 @@ mod tests {
         assert_eq!(a["bytes_out"], 200);
         assert_eq!(a["tunnel_bytes_up"], 3);
         assert_eq!(a["tunnel_bytes_down"], 4);
+        assert_eq!(a["tunnel_end"], "upstream read failed: \"x\"");
         assert_eq!(a["duration_ms"], 1.5);
         assert_eq!(a["tls"], "TLSv1.3");
         assert_eq!(a["sni"], "a.example.com");

@@ -54,7 +54,10 @@ impl TlsBackend {
                         let id = c.connections.fetch_add(1, Ordering::SeqCst) + 1;
                         let (cfg, c) = (config.clone(), c.clone());
                         thread::spawn(move || {
-                            let _ = serve(tcp, cfg, id, &c, behaviour);
+                            // Printed (and shown by a failing test): why a connection ended.
+                            if let Err(e) = serve(tcp, cfg, id, &c, behaviour) {
+                                eprintln!("tls backend: connection {id} ended: {e}");
+                            }
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
