@@ -493,6 +493,66 @@ fn returning_clients_resume_their_session() {
     }
 }
 
+/// Encrypts each of `records` as a record of its own (then `close_notify` if asked) and
+/// returns the bytes for the wire, to be sent in one write.
+fn records_on_the_wire(c: &mut Tls, records: &[Vec<u8>], close_notify: bool) -> Vec<u8> {
+    for r in records {
+        c.conn.writer().write_all(r).unwrap();
+    }
+    if close_notify {
+        c.conn.send_close_notify();
+    }
+    let mut wire = Vec::new();
+    while c.conn.wants_write() {
+        c.conn.write_tls(&mut wire).unwrap();
+    }
+    wire
+}
+
+#[test]
+fn small_records_behind_a_full_one_and_bytes_behind_close_notify() {
+    let pki = Pki::new();
+    let backend = Backend::start(|r| Reply::ok(&r.body));
+    let mut gw = Gateway::start(&tls_config(&pki, backend.addr()));
+    let https = gw.https_addr();
+    // A full 16 KiB record (the head and the start of the body), then 200 small records, in
+    // one write: a socket read of the gateway holds the end of the first and whole small
+    // ones behind it, more plaintext than rustls takes at once.
+    let body = pattern(16384 + 200 * 53);
+    let mut first = format!(
+        "POST /api/echo HTTP/1.1\r\nHost: api.example.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    let take = 16384 - first.len();
+    first.extend_from_slice(&body[..take]);
+    let mut records = vec![first];
+    records.extend(body[take..].chunks(53).map(<[u8]>::to_vec));
+    let mut c = tls_connect(https, "api.example.test", pki.client(&[], &[], true)).unwrap();
+    let wire = records_on_the_wire(&mut c, &records, false);
+    c.sock.write_all(&wire).unwrap();
+    let (status, _, back) = read_response(&mut c, &mut Vec::new());
+    assert_eq!(status, 200);
+    assert!(back == body, "the echoed body differs");
+
+    // A request, close_notify, and 6,000 bytes behind it in one write (more than rustls
+    // reads at once): the connection ends, and the one worker goes on serving.
+    let mut c = tls_connect(https, "api.example.test", pki.client(&[], &[], true)).unwrap();
+    let mut wire = records_on_the_wire(
+        &mut c,
+        &[get("api.example.test", "/hello").into_bytes()],
+        true,
+    );
+    wire.extend_from_slice(&[b'j'; 6000]);
+    c.sock.write_all(&wire).unwrap();
+    let _ = c.sock.read_to_end(&mut Vec::new());
+    let mut c = tls_connect(https, "api.example.test", pki.client(&[], &[], true)).unwrap();
+    c.write_all(get("api.example.test", "/hello").as_bytes())
+        .unwrap();
+    let (status, _, body) = read_response(&mut c, &mut Vec::new());
+    assert_eq!((status, body.as_slice()), (200, &b"hello api"[..]));
+}
+
 #[test]
 fn ten_mib_bodies_both_ways_over_tls() {
     let pki = Pki::new();

@@ -6,7 +6,10 @@
 //!
 //! - Reads: TLS records are read from the socket into one reused buffer, fed to rustls
 //!   (`read_tls`, `process_new_packets`), and plaintext is copied once into the caller's
-//!   buffer (the decryption itself happens in rustls's own record buffer).
+//!   buffer (the decryption itself happens in rustls's own record buffer). rustls takes no
+//!   more ciphertext once it holds [`RUSTLS_PLAINTEXT_LIMIT`] of plaintext: what one socket
+//!   read brought past that point stays in our buffer ([`Inbound`]) and is fed first once the
+//!   plaintext has been read.
 //! - Writes: plaintext goes to rustls's `writer()`, which encrypts it into records, and the
 //!   records are written from one reused output buffer.
 //! - Cancellation: a dropped read or write future (ringway drops one on every timeout and
@@ -40,6 +43,11 @@ pub const TLS_READ_BYTES: usize = 8 * 1024;
 /// An output buffer larger than this is not kept after a write (an idle connection stays
 /// small).
 pub const TLS_KEEP_WRITE_BYTES: usize = 17 * 1024;
+/// rustls refuses ciphertext (`read_tls` fails: "received plaintext buffer full") while it
+/// holds more plaintext than this (its default received-plaintext limit): we stop feeding it
+/// there. One socket read can complete a full record and then more records (small ones,
+/// as an echo of small writes makes), which is how a peer reaches the limit.
+pub const RUSTLS_PLAINTEXT_LIMIT: usize = 16 * 1024;
 
 /// The rustls side a stream drives.
 pub trait Side: DerefMut<Target = ConnectionCommon<Self::Data>> + 'static {
@@ -65,12 +73,81 @@ impl Side for ClientConnection {
 pub struct TlsStream<C: Side = ServerConnection> {
     tcp: TcpStream,
     conn: C,
-    rbuf: Vec<u8>,
+    inb: Inbound,
     wbuf: Vec<u8>,
+}
+
+/// The receiving side of a TLS stream: ciphertext read from the socket and not yet fed to
+/// rustls (`buf[pos..]`), and what rustls holds for us.
+#[derive(Default)]
+struct Inbound {
+    buf: Vec<u8>,
+    pos: usize,
     /// Plaintext rustls holds for us.
     avail: usize,
     /// The peer sent close_notify.
     closed: bool,
+}
+
+impl Inbound {
+    /// Ciphertext read and not yet fed to rustls.
+    fn unfed(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
+    /// A read finds something without waiting for the socket: plaintext, ciphertext to
+    /// feed, or the end (close_notify).
+    fn ready(&self) -> bool {
+        self.avail > 0 || self.closed || self.unfed()
+    }
+
+    /// An empty buffer of [`TLS_READ_BYTES`] for a socket read (nothing is unfed).
+    fn read_buffer(&mut self) -> Vec<u8> {
+        let mut b = std::mem::take(&mut self.buf);
+        b.clear();
+        self.pos = 0;
+        if b.capacity() < TLS_READ_BYTES {
+            b.reserve_exact(TLS_READ_BYTES);
+        }
+        b
+    }
+
+    /// Feeds the unfed ciphertext to rustls and processes it, up to the point where rustls
+    /// holds more than [`RUSTLS_PLAINTEXT_LIMIT`] of plaintext.
+    fn feed<D>(&mut self, conn: &mut ConnectionCommon<D>) -> io::Result<()> {
+        while self.unfed() && self.avail <= RUSTLS_PLAINTEXT_LIMIT {
+            let mut rest = &self.buf[self.pos..];
+            let n = conn.read_tls(&mut rest)?;
+            self.pos += n;
+            let state = conn.process_new_packets().map_err(tls_err)?;
+            self.avail = state.plaintext_bytes_to_read();
+            self.closed = state.peer_has_closed();
+            if n == 0 {
+                // After close_notify rustls takes nothing more: what follows is dropped.
+                self.pos = self.buf.len();
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies up to `cap` bytes of the plaintext rustls holds (some must be held) to `dst`.
+    fn take_plain<D>(
+        &mut self,
+        conn: &mut ConnectionCommon<D>,
+        dst: *mut u8,
+        cap: usize,
+    ) -> io::Result<usize> {
+        let n = self.avail.min(cap);
+        // SAFETY: `dst` is valid for `cap` bytes of writing (the caller's IoBufMut); the
+        // bytes are zeroed before a slice is made of them.
+        let out = unsafe {
+            dst.write_bytes(0, n);
+            std::slice::from_raw_parts_mut(dst, n)
+        };
+        let got = conn.reader().read(out)?;
+        self.avail -= got;
+        Ok(got)
+    }
 }
 
 /// Why a handshake failed.
@@ -128,16 +205,22 @@ impl TlsStream<ServerConnection> {
     /// Waits until a read would find something: plaintext rustls already holds, or
     /// ciphertext on the socket (a poll; no buffer is held).
     pub async fn readable(&mut self) -> io::Result<()> {
-        if self.avail > 0 || self.closed {
+        if self.inb.ready() {
             return Ok(());
         }
         self.tcp.readable(false).await
     }
 
     /// Idle: drops the ciphertext and record buffers (the next read or write makes new
-    /// ones).
+    /// ones); ciphertext not yet fed to rustls stays.
     pub fn park(&mut self) {
-        self.rbuf = Vec::new();
+        if !self.inb.unfed() {
+            self.inb = Inbound {
+                buf: Vec::new(),
+                pos: 0,
+                ..self.inb
+            };
+        }
         self.wbuf = Vec::new();
     }
 }
@@ -159,10 +242,8 @@ impl<C: Side> TlsStream<C> {
         let mut s = TlsStream {
             tcp,
             conn,
-            rbuf: Vec::new(),
+            inb: Inbound::default(),
             wbuf: Vec::new(),
-            avail: 0,
-            closed: false,
         };
         while s.conn.is_handshaking() {
             if s.conn.wants_write() {
@@ -202,12 +283,11 @@ impl<C: Side> TlsStream<C> {
     /// stray bytes); not after the end of the stream, `close_notify`, a TLS error or
     /// application data nobody asked for.
     pub fn idle_check(&mut self) -> bool {
+        if self.inb.ready() {
+            return false;
+        }
         loop {
-            let mut inb = std::mem::take(&mut self.rbuf);
-            inb.clear();
-            if inb.capacity() < TLS_READ_BYTES {
-                inb.reserve_exact(TLS_READ_BYTES);
-            }
+            let mut inb = self.inb.read_buffer();
             // SAFETY: the spare capacity of `inb` is valid for writing; MSG_DONTWAIT never
             // blocks.
             let n = unsafe {
@@ -220,31 +300,16 @@ impl<C: Side> TlsStream<C> {
             };
             if n < 0 {
                 let e = io::Error::last_os_error().raw_os_error();
-                self.rbuf = inb;
-                return (e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK))
-                    && self.avail == 0
-                    && !self.closed;
+                self.inb.buf = inb;
+                return e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK);
             }
             if n == 0 {
                 return false;
             }
             // SAFETY: the kernel wrote `n` bytes.
             unsafe { inb.set_len(n as usize) };
-            let mut rest = &inb[..];
-            while !rest.is_empty() {
-                if self.conn.read_tls(&mut rest).is_err() {
-                    return false;
-                }
-                match self.conn.process_new_packets() {
-                    Ok(state) => {
-                        self.avail = state.plaintext_bytes_to_read();
-                        self.closed = state.peer_has_closed();
-                    }
-                    Err(_) => return false,
-                }
-            }
-            self.rbuf = inb;
-            if self.avail > 0 || self.closed {
+            self.inb.buf = inb;
+            if self.inb.feed(&mut self.conn).is_err() || self.inb.ready() {
                 return false;
             }
         }
@@ -282,55 +347,34 @@ impl<C: Side> TlsStream<C> {
         Ok(())
     }
 
-    /// Reads TLS records from the socket and processes them; 0 at the end of the stream.
+    /// Feeds rustls: the ciphertext already read first, else what one socket read brings.
+    /// 0 at the end of the stream.
     async fn fill(&mut self) -> io::Result<usize> {
-        let mut inb = std::mem::take(&mut self.rbuf);
-        inb.clear();
-        if inb.capacity() < TLS_READ_BYTES {
-            inb.reserve_exact(TLS_READ_BYTES);
-        }
-        let (r, b) = self.tcp.read(inb).await;
-        inb = b;
-        let n = r?;
-        let mut rest = &inb[..n];
-        let mut result = Ok(n);
-        while !rest.is_empty() {
-            if let Err(e) = self.conn.read_tls(&mut rest) {
-                result = Err(e);
-                break;
-            }
-            match self.conn.process_new_packets() {
-                Ok(state) => {
-                    self.avail = state.plaintext_bytes_to_read();
-                    self.closed = state.peer_has_closed();
-                }
-                Err(e) => {
-                    // The alert rustls queued goes out before the connection closes.
-                    let _ = self.flush_tls().await;
-                    result = Err(tls_err(e));
-                    break;
-                }
+        if !self.inb.unfed() {
+            let buf = self.inb.read_buffer();
+            let (r, buf) = self.tcp.read(buf).await;
+            self.inb.buf = buf;
+            if r? == 0 {
+                return Ok(0);
             }
         }
-        self.rbuf = inb;
-        result
+        let fed = self.inb.buf.len() - self.inb.pos;
+        if let Err(e) = self.inb.feed(&mut *self.conn) {
+            // The alert rustls queued goes out before the connection closes.
+            if self.conn.wants_write() {
+                let _ = self.flush_tls().await;
+            }
+            return Err(e);
+        }
+        Ok(fed)
     }
 
     async fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
         loop {
-            if self.avail > 0 && cap > 0 {
-                let n = self.avail.min(cap);
-                // SAFETY: `dst` is valid for `cap` bytes of writing (the caller's IoBufMut);
-                // the bytes are zeroed before a slice is made of them.
-                let out = unsafe {
-                    dst.write_bytes(0, n);
-                    std::slice::from_raw_parts_mut(dst, n)
-                };
-                let got = self.conn.reader().read(out)?;
-                self.avail -= got;
-                return Ok(got);
+            if self.inb.avail > 0 && cap > 0 {
+                return self.inb.take_plain(&mut self.conn, dst, cap);
             }
-            if self.closed || cap == 0 {
+            if self.inb.closed || cap == 0 {
                 return Ok(0);
             }
             if self.conn.wants_write() {
@@ -426,9 +470,7 @@ impl<C: Side> AsyncWriteRent for TlsStream<C> {
 pub struct TlsReadHalf<C: Side = ServerConnection> {
     tcp: OwnedReadHalf<TcpStream>,
     conn: Rc<RefCell<C>>,
-    rbuf: Vec<u8>,
-    avail: usize,
-    closed: bool,
+    inb: Inbound,
 }
 
 /// The server-to-client half of a TLS stream in a WebSocket tunnel.
@@ -447,9 +489,7 @@ impl<C: Side> TlsStream<C> {
             TlsReadHalf {
                 tcp: r,
                 conn: conn.clone(),
-                rbuf: self.rbuf,
-                avail: self.avail,
-                closed: self.closed,
+                inb: self.inb,
             },
             TlsWriteHalf {
                 tcp: w,
@@ -463,40 +503,21 @@ impl<C: Side> TlsStream<C> {
 impl<C: Side> TlsReadHalf<C> {
     async fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
         loop {
-            if self.avail > 0 && cap > 0 {
-                let n = self.avail.min(cap);
-                // SAFETY: as in `TlsStream::read_plain`.
-                let out = unsafe {
-                    dst.write_bytes(0, n);
-                    std::slice::from_raw_parts_mut(dst, n)
-                };
-                let got = self.conn.borrow_mut().reader().read(out)?;
-                self.avail -= got;
-                return Ok(got);
+            if self.inb.avail > 0 && cap > 0 {
+                return self.inb.take_plain(&mut self.conn.borrow_mut(), dst, cap);
             }
-            if self.closed || cap == 0 {
+            if self.inb.closed || cap == 0 {
                 return Ok(0);
             }
-            let mut inb = std::mem::take(&mut self.rbuf);
-            inb.clear();
-            if inb.capacity() < TLS_READ_BYTES {
-                inb.reserve_exact(TLS_READ_BYTES);
+            if !self.inb.unfed() {
+                let buf = self.inb.read_buffer();
+                let (r, buf) = self.tcp.read(buf).await;
+                self.inb.buf = buf;
+                if r? == 0 {
+                    return Ok(0);
+                }
             }
-            let (r, b) = self.tcp.read(inb).await;
-            inb = b;
-            let n = r?;
-            if n == 0 {
-                return Ok(0);
-            }
-            let mut rest = &inb[..n];
-            while !rest.is_empty() {
-                let mut conn = self.conn.borrow_mut();
-                conn.read_tls(&mut rest)?;
-                let state = conn.process_new_packets().map_err(tls_err)?;
-                self.avail = state.plaintext_bytes_to_read();
-                self.closed = state.peer_has_closed();
-            }
-            self.rbuf = inb;
+            self.inb.feed(&mut self.conn.borrow_mut())?;
         }
     }
 }
@@ -546,3 +567,6 @@ impl<C: Side> AsyncWriteRent for TlsWriteHalf<C> {
         self.tcp.shutdown().await
     }
 }
+
+#[cfg(test)]
+mod tests;
