@@ -100,20 +100,7 @@ fn serve(mut c: TcpStream, answer: Answer, heads: &Mutex<Vec<String>>) {
     if c.write_all(&rest).is_err() {
         return;
     }
-    loop {
-        match c.read(&mut chunk) {
-            Ok(0) => {
-                let _ = c.write_all(b"bye");
-                return;
-            }
-            Ok(n) => {
-                if c.write_all(&chunk[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
-    }
+    support::ws::echo_until_the_end(&mut c);
 }
 
 fn config(backend: SocketAddr, server_extra: &str) -> String {

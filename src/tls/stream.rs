@@ -112,6 +112,14 @@ impl Inbound {
         b
     }
 
+    /// Reads the socket into the buffer (nothing is unfed); 0 at the end of the stream.
+    async fn read_from<R: AsyncReadRent>(&mut self, tcp: &mut R) -> io::Result<usize> {
+        let buf = self.read_buffer();
+        let (r, buf) = tcp.read(buf).await;
+        self.buf = buf;
+        r
+    }
+
     /// Feeds the unfed ciphertext to rustls and processes it, up to the point where rustls
     /// holds more than [`RUSTLS_PLAINTEXT_LIMIT`] of plaintext.
     fn feed<D>(&mut self, conn: &mut ConnectionCommon<D>) -> io::Result<()> {
@@ -350,13 +358,8 @@ impl<C: Side> TlsStream<C> {
     /// Feeds rustls: the ciphertext already read first, else what one socket read brings.
     /// 0 at the end of the stream.
     async fn fill(&mut self) -> io::Result<usize> {
-        if !self.inb.unfed() {
-            let buf = self.inb.read_buffer();
-            let (r, buf) = self.tcp.read(buf).await;
-            self.inb.buf = buf;
-            if r? == 0 {
-                return Ok(0);
-            }
+        if !self.inb.unfed() && self.inb.read_from(&mut self.tcp).await? == 0 {
+            return Ok(0);
         }
         let fed = self.inb.buf.len() - self.inb.pos;
         if let Err(e) = self.inb.feed(&mut *self.conn) {
@@ -509,13 +512,8 @@ impl<C: Side> TlsReadHalf<C> {
             if self.inb.closed || cap == 0 {
                 return Ok(0);
             }
-            if !self.inb.unfed() {
-                let buf = self.inb.read_buffer();
-                let (r, buf) = self.tcp.read(buf).await;
-                self.inb.buf = buf;
-                if r? == 0 {
-                    return Ok(0);
-                }
+            if !self.inb.unfed() && self.inb.read_from(&mut self.tcp).await? == 0 {
+                return Ok(0);
             }
             self.inb.feed(&mut self.conn.borrow_mut())?;
         }

@@ -4,7 +4,7 @@
 //! and closes.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use super::find;
@@ -38,22 +38,28 @@ pub fn echo_backend() -> SocketAddr {
                 if c.write_all(head.as_bytes()).is_err() || c.write_all(&data[end..]).is_err() {
                     return;
                 }
-                loop {
-                    match c.read(&mut chunk) {
-                        Ok(0) => {
-                            let _ = c.write_all(b"bye");
-                            return;
-                        }
-                        Ok(n) => {
-                            if c.write_all(&chunk[..n]).is_err() {
-                                return;
-                            }
-                        }
-                        Err(_) => return,
-                    }
-                }
+                echo_until_the_end(&mut c);
             });
         }
     });
     addr
+}
+
+/// Echoes every byte read from `c`; at its end of stream writes `bye` and returns.
+pub fn echo_until_the_end(c: &mut TcpStream) {
+    let mut chunk = [0u8; 65536];
+    loop {
+        match c.read(&mut chunk) {
+            Ok(0) => {
+                let _ = c.write_all(b"bye");
+                return;
+            }
+            Ok(n) => {
+                if c.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }
