@@ -302,6 +302,47 @@ fn an_idle_tunnel_is_closed() {
 }
 
 #[test]
+fn tunnels_are_counted_while_open_and_by_how_they_ended() {
+    let backend = WsBackend::start(Answer::Echo);
+    let gw = Gateway::start(&support::with_admin(&config(
+        backend.addr,
+        "ws_idle_timeout_ms = 500",
+    )));
+    let admin = support::admin_addr(&gw);
+    let value = |series: &str| {
+        let (_, text) = support::admin_get(admin, "/metrics");
+        support::sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    let wait_for = |series: &str, want: f64| {
+        let deadline = Instant::now() + TIMEOUT;
+        while value(series) != want {
+            assert!(Instant::now() < deadline, "{series} never reached {want}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (mut closed, head, rest) = open(&gw, &handshake(""));
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let (_idle, head, _) = open(&gw, &handshake(""));
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    closed.write_all(b"abc").unwrap();
+    assert_eq!(read_exact(&mut closed, rest, 3), b"abc");
+    wait_for("ringway_websocket_tunnels_open", 2.0);
+    // One closed by both sides, the other left idle past ws_idle_timeout_ms.
+    closed.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut closed), b"bye");
+    wait_for("ringway_websocket_tunnels_open", 0.0);
+    assert_eq!(
+        value("ringway_websocket_tunnels_total{end=\"closed\"}"),
+        1.0
+    );
+    assert_eq!(value("ringway_websocket_tunnels_total{end=\"idle\"}"), 1.0);
+    assert_eq!(
+        value("ringway_websocket_tunnels_total{end=\"upstream_error\"}"),
+        0.0
+    );
+}
+
+#[test]
 fn an_upgrade_to_a_plain_api_goes_up_without_upgrade() {
     let backend = Backend::start(|_| Reply::ok("plain"));
     let gw = Gateway::start(&support::proxy_config(backend.addr(), "", ""));

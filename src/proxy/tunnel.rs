@@ -24,6 +24,7 @@ use super::io::{Read, WriteFailed, read_until, write_until};
 use super::request::Request;
 use crate::runtime::access_log::TunnelEnd;
 use crate::runtime::drain::Drain;
+use crate::runtime::metrics::TunnelEndKind;
 use crate::runtime::upstream_stream::UpstreamStream;
 
 /// Bytes read per relay step.
@@ -36,9 +37,29 @@ pub struct Tunnel {
     pub up: UpstreamStream,
 }
 
-/// The two sides, named in a tunnel's end reason.
-const CLIENT: &str = "client";
-const UPSTREAM: &str = "upstream";
+/// A tunnel's two sides, named in its end reason.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Upstream,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        }
+    }
+
+    /// How a failure on this side is counted.
+    fn kind(self) -> TunnelEndKind {
+        match self {
+            Side::Client => TunnelEndKind::ClientError,
+            Side::Upstream => TunnelEndKind::UpstreamError,
+        }
+    }
+}
 
 /// Runs the tunnel to its end and logs it. `pending`: client bytes read after the handshake
 /// head. `client_read` / `client_write`: the two halves of the client stream.
@@ -53,33 +74,34 @@ where
     let last = Cell::new(Instant::now());
     let stop = Drain::default();
     let worker = req.worker.clone();
+    worker.metrics().tunnel_opened();
     let ends = Ends {
         stop: &stop,
         cut: &worker.cut,
     };
     let ((up, up_end), (down, down_end)) = monoio::join!(
         copy(
-            (&mut client_read, CLIENT),
-            (&mut up_write, UPSTREAM),
+            (&mut client_read, Side::Client),
+            (&mut up_write, Side::Upstream),
             pending,
             &last,
             ends,
             idle
         ),
         copy(
-            (&mut up_read, UPSTREAM),
-            (&mut client_write, CLIENT),
+            (&mut up_read, Side::Upstream),
+            (&mut client_write, Side::Client),
             Vec::new(),
             &last,
             ends,
             idle
         ),
     );
-    req.tunnel = Some(TunnelEnd {
-        up,
-        down,
-        reason: up_end.or(down_end).unwrap_or_else(|| "closed".into()),
-    });
+    let (kind, reason) = up_end
+        .or(down_end)
+        .unwrap_or_else(|| (TunnelEndKind::Closed, "closed".into()));
+    worker.metrics().tunnel_ended(kind);
+    req.tunnel = Some(TunnelEnd { up, down, reason });
     req.finish();
 }
 
@@ -94,17 +116,17 @@ struct Ends<'a> {
 /// One direction: copies until the source ends (then passes the FIN on), fails, or the
 /// tunnel is idle or stopped. Returns the bytes copied and, when this direction ended the
 /// tunnel (not by an end of stream, nor stopped by the other direction), why. `src` and
-/// `dst` come with the side's name. Each direction has its own
+/// `dst` come with their side. Each direction has its own
 /// [`TUNNEL_BUFFER_BYTES`] buffer for the tunnel's life (not a pooled relay buffer, which is
 /// four times larger: a long-lived idle tunnel should stay small).
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
-    (src, from): (&mut R, &str),
-    (dst, to): (&mut W, &str),
+    (src, from): (&mut R, Side),
+    (dst, to): (&mut W, Side),
     mut pending: Vec<u8>,
     last: &Cell<Instant>,
     ends: Ends<'_>,
     idle: Duration,
-) -> (u64, Option<String>) {
+) -> (u64, Option<(TunnelEndKind, String)>) {
     let stop = ends.stop;
     let mut copied = 0u64;
     if !pending.is_empty() {
@@ -122,7 +144,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             _ = stop.wait() => return (copied, None),
             _ = ends.cut.wait() => {
                 stop.fire();
-                return (copied, Some("shutdown".into()));
+                return (copied, Some((TunnelEndKind::Shutdown, "shutdown".into())));
             }
             r = read_until(src, &mut buf, deadline) => r,
         };
@@ -145,11 +167,14 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             Read::Timeout if last.get() + idle > Instant::now() => {}
             Read::Timeout => {
                 stop.fire();
-                return (copied, Some("idle".into()));
+                return (copied, Some((TunnelEndKind::Idle, "idle".into())));
             }
             Read::Failed(e) => {
                 stop.fire();
-                return (copied, Some(format!("{from} read failed: {e}")));
+                return (
+                    copied,
+                    Some((from.kind(), format!("{} read failed: {e}", from.name()))),
+                );
             }
         }
         if buf.capacity() < TUNNEL_BUFFER_BYTES {
@@ -159,10 +184,12 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
-/// A tunnel's end reason for a failed write to `side`.
-fn write_failed(side: &str, e: &WriteFailed) -> String {
-    match &e.error {
-        Some(err) => format!("{side} write failed: {err}"),
-        None => format!("{side} write timed out"),
-    }
+/// A tunnel's end for a failed write to `side`.
+fn write_failed(side: Side, e: &WriteFailed) -> (TunnelEndKind, String) {
+    let name = side.name();
+    let reason = match &e.error {
+        Some(err) => format!("{name} write failed: {err}"),
+        None => format!("{name} write timed out"),
+    };
+    (side.kind(), reason)
 }

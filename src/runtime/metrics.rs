@@ -62,6 +62,29 @@ const TLS_FAILURE_REASONS: [(TlsOutcome, &str); 4] = [
     (TlsOutcome::Timeout, "timeout"),
 ];
 
+/// Why a WebSocket tunnel ended (`ringway_websocket_tunnels_total{end}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelEndKind {
+    /// Both sides closed.
+    Closed,
+    /// No byte either way for `ws_idle_timeout_ms`.
+    Idle,
+    /// Cut at the end of the shutdown grace period.
+    Shutdown,
+    /// Reading from or writing to the client failed.
+    ClientError,
+    /// Reading from or writing to the backend failed.
+    UpstreamError,
+}
+
+const TUNNEL_ENDS: [(TunnelEndKind, &str); 5] = [
+    (TunnelEndKind::Closed, "closed"),
+    (TunnelEndKind::Idle, "idle"),
+    (TunnelEndKind::Shutdown, "shutdown"),
+    (TunnelEndKind::ClientError, "client_error"),
+    (TunnelEndKind::UpstreamError, "upstream_error"),
+];
+
 #[derive(Clone)]
 struct ApiStats {
     service: Box<str>,
@@ -100,6 +123,9 @@ struct Counters {
     tls_done: u64,
     tls_failed: [u64; TLS_FAILURE_REASONS.len()],
     auth: Vec<(AuthFailure, u64)>,
+    /// WebSocket tunnels running (a gauge).
+    tunnels_open: u64,
+    tunnels_ended: [u64; TUNNEL_ENDS.len()],
 }
 
 /// One configuration's indexes mapped to a worker's slots.
@@ -271,6 +297,20 @@ impl WorkerMetrics {
         }
     }
 
+    /// A WebSocket tunnel started.
+    pub fn tunnel_opened(&self) {
+        self.lock().tunnels_open += 1;
+    }
+
+    /// A WebSocket tunnel ended.
+    pub fn tunnel_ended(&self, end: TunnelEndKind) {
+        let mut c = self.lock();
+        c.tunnels_open = c.tunnels_open.saturating_sub(1);
+        if let Some(i) = TUNNEL_ENDS.iter().position(|(k, _)| *k == end) {
+            c.tunnels_ended[i] += 1;
+        }
+    }
+
     pub fn tls(&self, outcome: TlsOutcome) {
         let mut c = self.lock();
         match TLS_FAILURE_REASONS.iter().position(|(o, _)| *o == outcome) {
@@ -323,6 +363,10 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
         sum.bytes_in += c.bytes_in;
         sum.bytes_out += c.bytes_out;
         sum.parked += c.parked;
+        sum.tunnels_open += c.tunnels_open;
+        for (s, n) in sum.tunnels_ended.iter_mut().zip(c.tunnels_ended) {
+            *s += n;
+        }
         sum.tls_done += c.tls_done;
         for (s, n) in sum.tls_failed.iter_mut().zip(c.tls_failed) {
             *s += n;
@@ -472,6 +516,22 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
         "Idle plain client connections waiting in the workers' idle sets (no task, no buffer; counted in ringway_client_connections too).",
     );
     let _ = writeln!(out, "ringway_client_connections_parked {}", c.parked);
+    family(
+        out,
+        "ringway_websocket_tunnels_open",
+        "gauge",
+        "WebSocket tunnels running.",
+    );
+    let _ = writeln!(out, "ringway_websocket_tunnels_open {}", c.tunnels_open);
+    family(
+        out,
+        "ringway_websocket_tunnels_total",
+        "counter",
+        "WebSocket tunnels ended, by how: closed (both sides), idle, shutdown (cut after the grace period), client_error, upstream_error.",
+    );
+    for ((_, end), n) in TUNNEL_ENDS.iter().zip(c.tunnels_ended) {
+        let _ = writeln!(out, "ringway_websocket_tunnels_total{{end=\"{end}\"}} {n}");
+    }
 
     family(
         out,
