@@ -149,3 +149,88 @@ fn bytes_after_close_notify_end_the_stream_without_spinning() {
     });
     assert_eq!(got.expect("a clean end"), b"last words");
 }
+
+/// A handshake between two in-memory rustls connections.
+fn handshake_in_memory(client: &mut ClientConnection, server: &mut ServerConnection) {
+    fn pass<A, B>(from: &mut ConnectionCommon<A>, to: &mut ConnectionCommon<B>) {
+        let mut wire = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut wire).unwrap();
+        }
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            to.read_tls(&mut rest).unwrap();
+            to.process_new_packets().unwrap();
+        }
+    }
+    for _ in 0..8 {
+        pass(client, server);
+        pass(server, client);
+    }
+    assert!(!client.is_handshaking() && !server.is_handshaking());
+}
+
+/// xorshift64: the layouts below are random but the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+#[test]
+fn any_record_sizes_and_socket_read_sizes_deliver_the_plaintext_whole() {
+    let (server_cfg, client_cfg) = configs();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..100 {
+        let mut client =
+            ClientConnection::new(client_cfg.clone(), ServerName::try_from(NAME).unwrap()).unwrap();
+        let mut server = ServerConnection::new(server_cfg.clone()).unwrap();
+        handshake_in_memory(&mut client, &mut server);
+        // Records of mixed sizes: full ones, small ones, and anything between.
+        let (mut sent, mut wire) = (Vec::new(), Vec::new());
+        for _ in 0..40 {
+            let len = match rng.below(3) {
+                0 => 16384,
+                1 => 1 + rng.below(100),
+                _ => 1 + rng.below(16384),
+            };
+            let record: Vec<u8> = (0..len).map(|i| (i + sent.len()) as u8).collect();
+            server.writer().write_all(&record).unwrap();
+            sent.extend_from_slice(&record);
+            // Out of rustls's send buffer (64 KiB at most) onto the wire.
+            while server.wants_write() {
+                server.write_tls(&mut wire).unwrap();
+            }
+        }
+        // The wire cut into socket reads of up to TLS_READ_BYTES; plaintext taken in pieces
+        // of any size, first, as `read_plain` does.
+        let mut inb = Inbound::default();
+        let (mut at, mut got) = (0, Vec::new());
+        loop {
+            if inb.avail > 0 {
+                let cap = 1 + rng.below(65536);
+                let mut out = vec![0u8; cap];
+                let n = inb.take_plain(&mut client, out.as_mut_ptr(), cap).unwrap();
+                got.extend_from_slice(&out[..n]);
+            } else if inb.unfed() {
+                inb.feed(&mut *client).unwrap();
+            } else if at < wire.len() {
+                let n = (1 + rng.below(TLS_READ_BYTES)).min(wire.len() - at);
+                inb.buf = wire[at..at + n].to_vec();
+                inb.pos = 0;
+                at += n;
+                inb.feed(&mut *client)
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            } else {
+                break;
+            }
+        }
+        assert_eq!(got.len(), sent.len(), "round {round}");
+        assert!(got == sent, "round {round}: the plaintext differs");
+    }
+}
