@@ -138,23 +138,29 @@ impl Inbound {
         Ok(())
     }
 
-    /// Copies up to `cap` bytes of the plaintext rustls holds (some must be held) to `dst`.
+    /// Copies plaintext rustls holds (some must be held) into `out`.
     fn take_plain<D>(
         &mut self,
         conn: &mut ConnectionCommon<D>,
-        dst: *mut u8,
-        cap: usize,
+        out: &mut [u8],
     ) -> io::Result<usize> {
-        let n = self.avail.min(cap);
-        // SAFETY: `dst` is valid for `cap` bytes of writing (the caller's IoBufMut); the
-        // bytes are zeroed before a slice is made of them.
-        let out = unsafe {
-            dst.write_bytes(0, n);
-            std::slice::from_raw_parts_mut(dst, n)
-        };
-        let got = conn.reader().read(out)?;
+        let n = self.avail.min(out.len());
+        let got = conn.reader().read(&mut out[..n])?;
         self.avail -= got;
         Ok(got)
+    }
+}
+
+/// The first `n` bytes at `dst` as a slice, zeroed first.
+///
+/// # Safety
+/// `dst` must be valid for writing `n` bytes for `'a`, and nothing else may access them
+/// meanwhile.
+unsafe fn zeroed_slice<'a>(dst: *mut u8, n: usize) -> &'a mut [u8] {
+    // SAFETY: the caller's contract; the bytes are initialised before the slice is made.
+    unsafe {
+        dst.write_bytes(0, n);
+        std::slice::from_raw_parts_mut(dst, n)
     }
 }
 
@@ -372,10 +378,17 @@ impl<C: Side> TlsStream<C> {
         Ok(fed)
     }
 
-    async fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
+    /// Reads plaintext into `dst`; 0 at the end of the stream.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writing `cap` bytes until the future completes or is dropped
+    /// (the caller's `IoBufMut`).
+    async unsafe fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
         loop {
             if self.inb.avail > 0 && cap > 0 {
-                return self.inb.take_plain(&mut self.conn, dst, cap);
+                // SAFETY: the caller's contract.
+                let out = unsafe { zeroed_slice(dst, self.inb.avail.min(cap)) };
+                return self.inb.take_plain(&mut self.conn, out);
             }
             if self.inb.closed || cap == 0 {
                 return Ok(0);
@@ -403,7 +416,9 @@ macro_rules! plain_rent_io {
         impl<C: Side> AsyncReadRent for $t {
             async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
                 let (ptr, cap) = (buf.write_ptr(), buf.bytes_total());
-                match self.read_plain(ptr, cap).await {
+                // SAFETY: `ptr` is `buf`'s own, valid for `cap` bytes; `buf` outlives the
+                // future, which is awaited here.
+                match unsafe { self.read_plain(ptr, cap) }.await {
                     Ok(n) => {
                         // SAFETY: `n` bytes were written at the start of the buffer.
                         unsafe { buf.set_init(n) };
@@ -418,7 +433,8 @@ macro_rules! plain_rent_io {
                 let Some(mut raw) = (unsafe { RawBuf::new_from_iovec_mut(&mut buf) }) else {
                     return (Ok(0), buf);
                 };
-                match self.read_plain(raw.write_ptr(), raw.bytes_total()).await {
+                // SAFETY: the raw buffer is `buf`'s first one, which outlives the future.
+                match unsafe { self.read_plain(raw.write_ptr(), raw.bytes_total()) }.await {
                     Ok(n) => {
                         // SAFETY: `n` bytes were written into the first buffer.
                         unsafe { buf.set_init(n) };
@@ -504,10 +520,16 @@ impl<C: Side> TlsStream<C> {
 }
 
 impl<C: Side> TlsReadHalf<C> {
-    async fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
+    /// As [`TlsStream`]'s.
+    ///
+    /// # Safety
+    /// As [`TlsStream`]'s: `dst` valid for writing `cap` bytes while the future lives.
+    async unsafe fn read_plain(&mut self, dst: *mut u8, cap: usize) -> io::Result<usize> {
         loop {
             if self.inb.avail > 0 && cap > 0 {
-                return self.inb.take_plain(&mut self.conn.borrow_mut(), dst, cap);
+                // SAFETY: the caller's contract.
+                let out = unsafe { zeroed_slice(dst, self.inb.avail.min(cap)) };
+                return self.inb.take_plain(&mut self.conn.borrow_mut(), out);
             }
             if self.inb.closed || cap == 0 {
                 return Ok(0);

@@ -215,7 +215,7 @@ fn any_record_sizes_and_socket_read_sizes_deliver_the_plaintext_whole() {
             if inb.avail > 0 {
                 let cap = 1 + rng.below(65536);
                 let mut out = vec![0u8; cap];
-                let n = inb.take_plain(&mut client, out.as_mut_ptr(), cap).unwrap();
+                let n = inb.take_plain(&mut client, &mut out).unwrap();
                 got.extend_from_slice(&out[..n]);
             } else if inb.unfed() {
                 inb.feed(&mut *client).unwrap();
