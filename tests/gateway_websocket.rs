@@ -67,16 +67,8 @@ impl WsBackend {
 
 fn serve(mut c: TcpStream, answer: Answer, heads: &Mutex<Vec<String>>) {
     c.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 65536];
-    let end = loop {
-        if let Some(i) = find(&data, b"\r\n\r\n") {
-            break i + 4;
-        }
-        match c.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => data.extend_from_slice(&chunk[..n]),
-        }
+    let Some((data, end)) = support::ws::read_head(&mut c) else {
+        return;
     };
     heads
         .lock()
@@ -84,9 +76,7 @@ fn serve(mut c: TcpStream, answer: Answer, heads: &Mutex<Vec<String>>) {
         .push(String::from_utf8_lossy(&data[..end]).into_owned());
     let rest = data[end..].to_vec();
     let head = match answer {
-        Answer::Echo => format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"
-        ),
+        Answer::Echo => support::ws::switching_protocols(),
         Answer::BadAccept => "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n".to_string(),
         Answer::Refuse => "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nno way".to_string(),
     };
@@ -309,17 +299,8 @@ fn tunnels_are_counted_while_open_and_by_how_they_ended() {
         "ws_idle_timeout_ms = 500",
     )));
     let admin = support::admin_addr(&gw);
-    let value = |series: &str| {
-        let (_, text) = support::admin_get(admin, "/metrics");
-        support::sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-    };
-    let wait_for = |series: &str, want: f64| {
-        let deadline = Instant::now() + TIMEOUT;
-        while value(series) != want {
-            assert!(Instant::now() < deadline, "{series} never reached {want}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let value = |series: &str| support::metric(admin, series);
+    let wait_for = |series: &str, want: f64| support::wait_metric(admin, series, want, TIMEOUT);
     let (mut closed, head, rest) = open(&gw, &handshake(""));
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     let (_idle, head, _) = open(&gw, &handshake(""));

@@ -22,25 +22,6 @@ fn serialize() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn metric(admin: std::net::SocketAddr, series: &str) -> f64 {
-    let (status, text) = admin_get(admin, "/metrics");
-    assert_eq!(status, 200);
-    sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
-
-/// Waits until `series` reads `want` (bounded).
-fn wait_metric(admin: std::net::SocketAddr, series: &str, want: f64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let v = metric(admin, series);
-        if v == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{series} is {v}, want {want}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `CLIENTS` keepalive clients, each with two requests answered: after the second, every
 /// connection is past the 512 mark and takes the parking path.
 fn clients(gw: &Gateway) -> Vec<Client> {

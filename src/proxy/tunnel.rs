@@ -99,7 +99,7 @@ where
     );
     let (kind, reason) = up_end
         .or(down_end)
-        .unwrap_or_else(|| (TunnelEndKind::Closed, "closed".into()));
+        .unwrap_or_else(|| ended(TunnelEndKind::Closed));
     worker.metrics().tunnel_ended(kind);
     req.tunnel = Some(TunnelEnd { up, down, reason });
     req.finish();
@@ -144,7 +144,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             _ = stop.wait() => return (copied, None),
             _ = ends.cut.wait() => {
                 stop.fire();
-                return (copied, Some((TunnelEndKind::Shutdown, "shutdown".into())));
+                return (copied, Some(ended(TunnelEndKind::Shutdown)));
             }
             r = read_until(src, &mut buf, deadline) => r,
         };
@@ -167,7 +167,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             Read::Timeout if last.get() + idle > Instant::now() => {}
             Read::Timeout => {
                 stop.fire();
-                return (copied, Some((TunnelEndKind::Idle, "idle".into())));
+                return (copied, Some(ended(TunnelEndKind::Idle)));
             }
             Read::Failed(e) => {
                 stop.fire();
@@ -182,6 +182,11 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             buf.reserve(TUNNEL_BUFFER_BYTES);
         }
     }
+}
+
+/// A tunnel's end that is not a failure: the reason is the kind's label.
+fn ended(kind: TunnelEndKind) -> (TunnelEndKind, String) {
+    (kind, kind.label().into())
 }
 
 /// A tunnel's end for a failed write to `side`.

@@ -85,6 +85,16 @@ const TUNNEL_ENDS: [(TunnelEndKind, &str); 5] = [
     (TunnelEndKind::UpstreamError, "upstream_error"),
 ];
 
+impl TunnelEndKind {
+    /// The `end` label (and, but for the errors, the access log's `tunnel_end`).
+    pub fn label(self) -> &'static str {
+        TUNNEL_ENDS
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("", |(_, label)| label)
+    }
+}
+
 #[derive(Clone)]
 struct ApiStats {
     service: Box<str>,

@@ -1513,6 +1513,27 @@ pub fn with_admin(toml: &str) -> String {
     toml.replace("admin_listen = \"off\"", "admin_listen = \"127.0.0.1:0\"")
 }
 
+/// The value of `series` (name and labels exactly as printed) on the admin listener's
+/// `/metrics` now.
+pub fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let (status, text) = admin_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// Waits until `series` reads `want` (bounded by `within`).
+pub fn wait_metric(admin: SocketAddr, series: &str, want: f64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = metric(admin, series);
+        if v == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} is {v}, want {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The value of the sample `series` (name and labels exactly as printed).
 pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| {

@@ -21,21 +21,12 @@ pub fn echo_backend() -> SocketAddr {
             let Ok(mut c) = c else { return };
             std::thread::spawn(move || {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut data = Vec::new();
-                let mut chunk = [0u8; 65536];
-                let end = loop {
-                    if let Some(i) = find(&data, b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match c.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => data.extend_from_slice(&chunk[..n]),
-                    }
+                let Some((data, end)) = read_head(&mut c) else {
+                    return;
                 };
-                let head = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"
-                );
-                if c.write_all(head.as_bytes()).is_err() || c.write_all(&data[end..]).is_err() {
+                if c.write_all(switching_protocols().as_bytes()).is_err()
+                    || c.write_all(&data[end..]).is_err()
+                {
                     return;
                 }
                 echo_until_the_end(&mut c);
@@ -62,4 +53,27 @@ pub fn echo_until_the_end(c: &mut TcpStream) {
             Err(_) => return,
         }
     }
+}
+
+/// Reads from `c` until a whole request head: `(bytes read, end of the head)`; `None` if the
+/// connection ended or failed first.
+pub fn read_head(c: &mut TcpStream) -> Option<(Vec<u8>, usize)> {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Some(i) = find(&data, b"\r\n\r\n") {
+            return Some((data, i + 4));
+        }
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The backend's 101 answer to a handshake with [`KEY`].
+pub fn switching_protocols() -> String {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"
+    )
 }
