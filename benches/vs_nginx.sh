@@ -16,6 +16,9 @@
 #   l4relay      127.0.0.1:18085  benches/l4relay: one-thread monoio (io_uring) copy relay,
 #                                 one origin connection per client connection (L4)
 #   ringway      127.0.0.1:18082  workers = 1, one upstream (keepalive 1024), one API
+#   ringway-b    127.0.0.1:18086  with RINGWAY_B=path only: a second ringway build, same
+#                                 config, for A/B runs of a change (its rows sit beside
+#                                 ringway's; the ratio lines stay ringway's)
 # With NGINX_PARITY=1 (the default) nginx and HAProxy HTTP do the per-request work ringway
 # does by contract (SPEC §3): Host kept, X-Forwarded-For, X-Real-IP, X-Forwarded-Proto, a
 # request id sent upstream and returned. The two L4 targets do no HTTP at all: they are the
@@ -58,6 +61,7 @@
 #   SKIP_BUILD=1     do not run cargo build --release (l4relay is still built if its binary
 #                    is missing)
 #   RINGWAY=path     the binary (default $CARGO_TARGET_DIR or target, /release/ringway)
+#   RINGWAY_B=path   a second ringway binary, target ringway-b (added to TARGETS when set)
 #   L4RELAY=path     the relay (default $CARGO_TARGET_DIR or target, /l4relay/release/l4relay)
 #   HAPROXY=path     default: haproxy on PATH
 #   NGINX_PARITY=0   plain nginx and HAProxy HTTP configs, without the forwarding headers and
@@ -78,8 +82,9 @@ handle_args "$0" "$@"
 
 bench_durations 3
 CONNS=${CONNS:-1 64 256}
-ALL_TARGETS="backend nginx haproxy haproxy-tcp l4relay ringway"
-TARGETS=${TARGETS:-$ALL_TARGETS}
+ALL_TARGETS="backend nginx haproxy haproxy-tcp l4relay ringway ringway-b"
+TARGETS=${TARGETS:-${ALL_TARGETS% ringway-b}}
+if [[ -n ${RINGWAY_B:-} && " $TARGETS " != *" ringway-b "* ]]; then TARGETS+=" ringway-b"; fi
 ORIGIN=${ORIGIN:-tiny}
 WARMUP=${WARMUP:-1s}
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer"
@@ -120,6 +125,7 @@ PORT[ringway]=$RINGWAY_PORT
 PORT[haproxy]=$HAPROXY_PORT
 PORT[haproxy-tcp]=$HAPROXY_TCP_PORT
 PORT[l4relay]=$RELAY_PORT
+PORT[ringway-b]=${RINGWAY_B_PORT:-18086}
 
 for t in $TARGETS; do
     OK[$t]=0
@@ -155,6 +161,17 @@ for t in $TARGETS; do
         write_ringway_conf "$T/ringway/ringway.toml"
         start_ringway "$T/ringway/ringway.toml" "$T/ringway"
         PID[ringway]=$LAST_PID
+        ;;
+    ringway-b)
+        [[ -x ${RINGWAY_B:-} ]] || die "ringway-b needs RINGWAY_B=path to a ringway binary"
+        mkdir -p "$T/ringway-b"
+        # The same helpers, pointed at the second binary and port for the moment.
+        saved_bin=$RINGWAY saved_port=$RINGWAY_PORT
+        RINGWAY=$RINGWAY_B RINGWAY_PORT=${PORT[ringway-b]}
+        write_ringway_conf "$T/ringway-b/ringway.toml"
+        start_ringway "$T/ringway-b/ringway.toml" "$T/ringway-b"
+        RINGWAY=$saved_bin RINGWAY_PORT=$saved_port
+        PID[ringway-b]=$LAST_PID
         ;;
     esac
     if [[ $t == backend ]] || preflight "$t" "${PORT[$t]}" "$EXPECT"; then
