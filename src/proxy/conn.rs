@@ -255,8 +255,9 @@ impl<S: Stream> Conn<S> {
                 server.client_idle_timeout,
             )
         };
-        let mut header_deadline = first.then(|| Instant::now() + header_timeout);
-        let idle_deadline = Instant::now() + idle_timeout;
+        let now = Instant::now();
+        let mut header_deadline = first.then(|| now + header_timeout);
+        let idle_deadline = now + idle_timeout;
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&self.buf, &limits, &mut self.head) {
@@ -395,7 +396,7 @@ impl<S: Stream> Conn<S> {
             buf: &self.buf,
             head: &self.head,
             https: self.https,
-            now: std::time::SystemTime::now(),
+            now: req.wall,
         };
         let scratch = gateway::Scratch {
             path: &mut req.s.path,

@@ -96,6 +96,8 @@ pub struct Request {
     pub snapshot: Rc<Snapshot>,
     pub s: RequestScratch,
     pub started: std::time::Instant,
+    /// The wall-clock time the request started (logged, and the "now" of token checks).
+    pub wall: std::time::SystemTime,
     /// The status sent to the client (0: none).
     pub status: u16,
     pub matched: Option<Matched>,
@@ -113,6 +115,7 @@ impl Request {
     /// A new request: a fresh id and, if the access log is on, the line's request half.
     pub fn begin(worker: &Rc<Worker>, start: Start<'_>) -> Request {
         let mut s = worker.take_scratch();
+        let wall = start.time;
         worker.ids.borrow_mut().next_into(&mut s.request_id);
         if worker.log.enabled() {
             crate::runtime::access_log::Log::start(
@@ -128,6 +131,7 @@ impl Request {
             worker: worker.clone(),
             s,
             started: std::time::Instant::now(),
+            wall,
             status: 0,
             matched: None,
             caller: None,

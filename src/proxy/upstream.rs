@@ -151,14 +151,14 @@ impl<'a> Exchange<'a> {
             None => client.head.method.get(&client.buf),
         };
         let may_replay = idempotent(method) && whole;
-        let deadline = Instant::now() + backend.timeout;
+        let began = Instant::now();
+        let deadline = began + backend.timeout;
         let mut ubuf = worker.take_buffer();
         // The request bytes to drop from `buf` once answered: all of them once streamed.
         let mut consumed = consumed;
         let mut head_deadline = deadline;
         let mut fresh = false;
         let mut attempt = 0;
-        let began = std::time::Instant::now();
         let outcome: Result<UpConn, GatewayError> = loop {
             attempt += 1;
             let mut up = match connect(
@@ -337,8 +337,8 @@ impl Exchange<'_> {
         let backend = &forward.api.backend;
         let target = pool.pick();
         write_head(client, req, forward, pool.host(target), true);
-        let began = std::time::Instant::now();
-        let deadline = Instant::now() + backend.timeout;
+        let began = Instant::now();
+        let deadline = began + backend.timeout;
         let mut up = match connect(pool, upstream, target, deadline, true, (worker, slot)).await {
             Ok(up) => up,
             Err(e) => return failed(e),
