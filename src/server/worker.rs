@@ -139,13 +139,54 @@ const CUT_SLACK: Duration = Duration::from_millis(200);
 /// back to the OS (`malloc_trim`): the tasks those connections held while busy are free now,
 /// and glibc would keep their pages.
 const TRIM_AFTER_CONNECTIONS: usize = 1024;
+/// A smaller move also trims once the counts have held still for [`TRIM_EVERY`]: the tail of
+/// a burst (the connections that went idle after the last trim) is given back too.
+const TRIM_SETTLED_AFTER: usize = 64;
 /// At most one trim per worker this often.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// When housekeeping gives free heap memory back: after a large move of the connection
+/// counts (active, parked in the idle set), or a smaller one that has settled.
+#[derive(Debug)]
+struct TrimPolicy {
+    /// When the last trim ran and the counts it saw.
+    trimmed: (Instant, usize, usize),
+    /// The counts of the previous tick and since when they have not changed.
+    seen: (usize, usize),
+    still_since: Instant,
+}
+
+impl TrimPolicy {
+    fn new(now: Instant) -> TrimPolicy {
+        TrimPolicy {
+            trimmed: (now, 0, 0),
+            seen: (0, 0),
+            still_since: now,
+        }
+    }
+
+    /// Called every tick with the counts; `true` when a trim is due (and recorded as done).
+    fn due(&mut self, now: Instant, active: usize, parked: usize) -> bool {
+        if self.seen != (active, parked) {
+            self.seen = (active, parked);
+            self.still_since = now;
+        }
+        let (at, was_active, was_parked) = self.trimmed;
+        let moved = active.abs_diff(was_active).max(parked.abs_diff(was_parked));
+        let settled = now.saturating_duration_since(self.still_since) >= TRIM_EVERY;
+        let due = now.saturating_duration_since(at) >= TRIM_EVERY
+            && (moved >= TRIM_AFTER_CONNECTIONS || (settled && moved >= TRIM_SETTLED_AFTER));
+        if due {
+            self.trimmed = (now, active, parked);
+        }
+        due
+    }
+}
 
 /// Watches for a stop request and sweeps the upstream pools.
 async fn housekeeping(worker: Rc<Worker>) {
     let mut last_sweep = Instant::now();
-    let mut last_trim = (Instant::now(), 0usize, 0usize); // (when, active, parked)
+    let mut trim = TrimPolicy::new(Instant::now());
     loop {
         monoio::time::sleep(STOP_POLL).await;
         worker.log.flush();
@@ -174,14 +215,10 @@ async fn housekeeping(worker: Rc<Worker>) {
         let parked = worker.idle.len();
         metrics.set_parked(parked);
         let active = worker.active.get();
-        if now.saturating_duration_since(last_trim.0) >= TRIM_EVERY
-            && (active.abs_diff(last_trim.1) >= TRIM_AFTER_CONNECTIONS
-                || parked.abs_diff(last_trim.2) >= TRIM_AFTER_CONNECTIONS)
-        {
+        if trim.due(now, active, parked) {
             worker.idle.shrink_to_fit();
             // SAFETY: malloc_trim only releases free memory; any thread may call it.
             unsafe { libc::malloc_trim(0) };
-            last_trim = (now, active, parked);
         }
         if now.saturating_duration_since(last_sweep) >= POOL_SWEEP {
             for pool in &worker.snapshot().pools {
@@ -364,4 +401,69 @@ async fn refuse(mut stream: TcpStream, worker: Rc<Worker>) {
         b"",
     );
     let _ = write_all_until(&mut stream, &mut out, Instant::now() + REFUSE_WRITE_TIMEOUT).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (milliseconds since start, active, parked, trim expected)
+    fn run(steps: &[(u64, usize, usize, bool)]) {
+        let t0 = Instant::now();
+        let mut policy = TrimPolicy::new(t0);
+        for &(ms, active, parked, want) in steps {
+            let got = policy.due(t0 + Duration::from_millis(ms), active, parked);
+            assert_eq!(
+                got, want,
+                "at {ms} ms with {active} active, {parked} parked"
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_move_trims_at_most_once_a_second() {
+        run(&[
+            (500, 5000, 0, false), // within the first second
+            (1000, 5000, 0, true),
+            (1500, 7000, 0, false), // moved 2000, but trimmed 500 ms ago
+            (2000, 7000, 0, true),
+            (3000, 7000, 0, false), // nothing moved since
+        ]);
+    }
+
+    #[test]
+    fn the_tail_of_a_burst_is_trimmed_once_it_settles() {
+        run(&[
+            (1000, 10000, 0, true),
+            (1100, 10000, 9500, false), // 9,500 went idle into the set: trimmed too recently
+            (2000, 10000, 9500, true),
+            (2100, 10000, 10000, false), // the last 500: a small move, not settled
+            (2500, 10000, 10000, false),
+            (3100, 10000, 10000, true), // still for a second: the tail is given back
+            (5000, 10000, 10000, false),
+        ]);
+    }
+
+    #[test]
+    fn churn_below_the_small_threshold_never_trims() {
+        // 64 clients arrive and stay: a small move that settles.
+        let mut steps = vec![(1000, 64, 0, false), (2000, 64, 0, true)];
+        for i in 0..50u64 {
+            // The count wanders by a few connections every tick, never far from 64.
+            steps.push((2100 + i * 100, 64 + (i % 5) as usize, 0, false));
+        }
+        steps.push((8000, 64 + 40, 0, false));
+        steps.push((9500, 64 + 40, 0, false)); // settled, but only 40 moved
+        run(&steps);
+    }
+
+    #[test]
+    fn a_moving_count_waits_for_the_large_threshold() {
+        run(&[
+            (1000, 100, 0, false), // 100 moved, but it is still moving
+            (1050, 200, 0, false),
+            (1100, 300, 0, false),
+            (1150, 1100, 0, true), // 1,100 since the last trim
+        ]);
+    }
 }
