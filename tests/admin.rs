@@ -90,6 +90,27 @@ fn metrics_count_what_was_sent() {
 }
 
 /// `promtool check metrics` on `text`, when promtool is installed (Debian: `prometheus`).
+#[test]
+fn bytes_of_a_spliced_response_are_counted() {
+    // A 1 MiB answer between plain sockets is spliced, never read by the worker: its bytes
+    // are counted all the same.
+    let body = pattern(1024 * 1024);
+    let b = body.clone();
+    let backend = Backend::start(move |_| Reply::ok(&b));
+    let gw = Gateway::start(&with_admin(&proxy_config(backend.addr(), "", "")));
+    let admin = admin_addr(&gw);
+    let mut c = gw.connect();
+    let r = c.roundtrip(get("/api/big"));
+    assert!(r.status == 200 && r.body == body, "status {}", r.status);
+    let want = (r.head_raw.len() + r.body_raw.len()) as f64;
+    wait_metric(
+        admin,
+        "ringway_client_bytes_sent_total",
+        want,
+        Duration::from_secs(5),
+    );
+}
+
 fn promtool_check(text: &str) {
     let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])

@@ -375,6 +375,33 @@ fn ten_mib_response_body_is_returned_intact() {
 }
 
 #[test]
+fn a_large_response_cut_short_by_the_backend_passes_what_came_then_closes() {
+    // 1 MiB promised, 300 KiB sent, then the backend closes: a large Content-Length answer
+    // between plain sockets is spliced (proxy::splice); what came is passed on byte for
+    // byte and the client connection is closed, as on the copy path.
+    let part = pattern(300 * 1024);
+    let mut raw =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 1024 * 1024).into_bytes();
+    raw.extend_from_slice(&part);
+    let backend = Backend::queue(vec![Reply::raw(raw).close()]);
+    let gw = Gateway::start(&proxy_config(backend.addr(), "", ""));
+    let mut c = gw.connect();
+    c.send(get("/api/big"));
+    let got = c.read_to_close();
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    assert!(head.contains("content-length: 1048576"), "{head}");
+    assert!(
+        got[end + 4..] == part[..],
+        "the 300 KiB that came differ ({} bytes)",
+        got.len() - end - 4
+    );
+}
+
+#[test]
 fn ten_mib_chunked_response_is_returned_chunked_intact() {
     let body = pattern(10 * 1024 * 1024);
     let wire = chunked(&body, 100_000);

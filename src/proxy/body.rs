@@ -9,6 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
 use super::io::{Read, read_until, write_until};
+use super::splice::{self, BodyPath, Pipe, SPLICE_ABOVE_BYTES, Spliceable};
 use crate::error::GatewayError;
 use crate::http::chunked::ChunkedScanner;
 use crate::runtime::{LARGE_RELAY_BUFFER_BYTES, RELAY_BUFFER_BYTES};
@@ -33,18 +34,22 @@ pub enum RelayError {
 }
 
 /// Copies the rest of a body from `src` to `dst` (`None` discards it). `buf` is cleared
-/// first; when the body is complete it holds the bytes read past its end. Each read waits
+/// first; when the body is complete it holds the bytes read past its end. With
+/// [`BodyPath::SpliceLarge`], a `Content-Length` body of at least [`SPLICE_ABOVE_BYTES`]
+/// between two plain TCP sockets is spliced instead (zero-copy, [`splice`]), reading nothing
+/// past its end. Each read waits
 /// at most `read_timeout`, each write `write_timeout`. A body larger than
 /// [`RELAY_BUFFER_BYTES`] (by its length, or a read that filled such a buffer) is relayed through a buffer grown to
 /// [`LARGE_RELAY_BUFFER_BYTES`]: fewer reads and writes per byte (measured in
 /// `benches/large_bodies.sh`).
-pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
+pub async fn relay<R: AsyncReadRent + Spliceable, W: AsyncWriteRent + Spliceable>(
     src: &mut R,
     mut dst: Option<&mut W>,
     buf: &mut Vec<u8>,
     mut rest: Remaining,
     read_timeout: Duration,
     write_timeout: Duration,
+    path: BodyPath,
 ) -> Result<(), RelayError> {
     buf.clear();
     if buf.capacity() < MIN_READ_BYTES {
@@ -52,6 +57,18 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     }
     if matches!(rest, Remaining::Length(0)) {
         return Ok(());
+    }
+    if let (BodyPath::SpliceLarge, Remaining::Length(left), Some(dst)) =
+        (path, &rest, dst.as_deref())
+        && *left >= SPLICE_ABOVE_BYTES
+        && let (Some(from), Some(to)) = (src.socket(), dst.socket())
+        && let Some(pipe) = Pipe::new()
+    {
+        let spliced =
+            splice::relay_length(from, to, &pipe, *left, read_timeout, write_timeout).await;
+        src.count_spliced(spliced.received, 0);
+        dst.count_spliced(0, spliced.sent);
+        return spliced.result;
     }
     let mut grow = match rest {
         Remaining::Length(left) => left > RELAY_BUFFER_BYTES as u64,

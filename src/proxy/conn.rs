@@ -25,6 +25,7 @@ use monoio::time::Instant;
 use super::io::{Read, read_some, read_until, write_all_until};
 use super::metered::Metered;
 use super::request::{Body, Persist, Request};
+use super::splice::Spliceable;
 use super::tunnel::{self, Tunnel};
 use super::upstream::{Exchange, Outcome, Upgrade};
 use crate::error::{ErrorKind, GatewayError};
@@ -50,7 +51,10 @@ pub const PARK_ABOVE_CONNECTIONS: usize = 512;
 pub const IDLE_SET_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A client stream: plain TCP or TLS.
-pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
+/// [`Spliceable::socket`] is the TCP stream when the connection is plain TCP: an idle one
+/// can leave its task for the worker's idle set (`runtime::idle`), and large bodies can be
+/// spliced. `None` over TLS: rustls's state and the plaintext are in the task.
+pub trait Stream: AsyncReadRent + AsyncWriteRent + Spliceable + Sized + 'static {
     /// A WebSocket tunnel reads and writes the stream at once, through two halves.
     type ReadHalf: AsyncReadRent + 'static;
     type WriteHalf: AsyncWriteRent + 'static;
@@ -65,10 +69,6 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Sized + 'static {
     /// The connection is parked idle: let go of buffers it can do without (TLS: its
     /// ciphertext and record buffers).
     fn park(&mut self);
-    /// The socket, when an idle connection can leave its task for the worker's idle set
-    /// (`runtime::idle`): plain TCP only; a TLS connection keeps its rustls state in its
-    /// task.
-    fn idle_fd(&self) -> Option<RawFd>;
 }
 
 impl Stream for TcpStream {
@@ -85,8 +85,11 @@ impl Stream for TcpStream {
         TcpStream::readable(self, false).await
     }
     fn park(&mut self) {}
-    fn idle_fd(&self) -> Option<RawFd> {
-        Some(self.as_raw_fd())
+}
+
+impl Spliceable for TcpStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self)
     }
 }
 
@@ -108,7 +111,10 @@ impl Stream for TlsStream {
     fn park(&mut self) {
         TlsStream::park(self);
     }
-    fn idle_fd(&self) -> Option<RawFd> {
+}
+
+impl Spliceable for TlsStream {
+    fn socket(&self) -> Option<&TcpStream> {
         None
     }
 }
@@ -201,7 +207,7 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
         let served = match read {
             HeadRead::Gone => break,
             HeadRead::Idle(deadline) => {
-                if let Some(fd) = conn.io.idle_fd().and_then(dup) {
+                if let Some(fd) = conn.io.socket().map(|s| s.as_raw_fd()).and_then(dup) {
                     return Ended::Idle { fd, deadline };
                 }
                 continue;
@@ -281,7 +287,7 @@ impl<S: Stream> Conn<S> {
                 self.io.park();
                 // A plain connection still idle after IDLE_SET_AFTER goes to the idle set.
                 let to_set = header_deadline.is_none()
-                    && self.io.idle_fd().is_some()
+                    && self.io.socket().is_some()
                     && worker.idle.is_enabled();
                 let wait_until = if to_set {
                     deadline.min(Instant::now() + IDLE_SET_AFTER)

@@ -86,7 +86,16 @@ impl<S: Stream> Stream for Metered<S> {
     fn park(&mut self) {
         self.inner.park();
     }
-    fn idle_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.inner.idle_fd()
+}
+
+impl<S: Stream> super::splice::Spliceable for Metered<S> {
+    fn socket(&self) -> Option<&monoio::net::TcpStream> {
+        self.inner.socket()
+    }
+    fn count_spliced(&self, received: u64, sent: u64) {
+        self.worker
+            .count_in(usize::try_from(received).unwrap_or(usize::MAX));
+        self.worker
+            .count_out(usize::try_from(sent).unwrap_or(usize::MAX));
     }
 }

@@ -8,11 +8,13 @@
 //! - [`tunnel`]: WebSocket tunnels after a 101: bytes both ways, half-close, idle timeout.
 //! - [`body`]: streaming body relay by framing.
 //! - [`io`]: owned-buffer reads and writes with deadlines.
+//! - [`splice`]: zero-copy relay of large bodies between plain TCP sockets.
 
 pub mod body;
 pub mod conn;
 pub mod io;
 pub mod metered;
 pub mod request;
+pub mod splice;
 pub mod tunnel;
 pub mod upstream;

@@ -13,6 +13,7 @@ use super::body::{RelayError, Remaining, relay};
 use super::conn::{Conn, Stream};
 use super::io::{Read, WriteFailed, read_until, write_all_until, write_until};
 use super::request::{Body, Persist, Request};
+use super::splice::BodyPath;
 use crate::config::{Server, Upstream, UpstreamTls};
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::Forward;
@@ -200,6 +201,7 @@ impl<'a> Exchange<'a> {
                     rest,
                     server.client_idle_timeout,
                     backend.timeout,
+                    BodyPath::Copy,
                 )
                 .await;
                 match relayed {
@@ -521,6 +523,7 @@ impl Relay<'_> {
                 rest,
                 self.timeout,
                 self.server_idle,
+                BodyPath::SpliceLarge,
             )
             .await;
             match relayed {

@@ -136,3 +136,12 @@ dispatch_read!(UpstreamStream);
 dispatch_write!(UpstreamStream);
 dispatch_read!(UpstreamReadHalf);
 dispatch_write!(UpstreamWriteHalf);
+
+impl crate::proxy::splice::Spliceable for UpstreamStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        match self {
+            UpstreamStream::Plain(s) => Some(s),
+            UpstreamStream::Tls(_) => None,
+        }
+    }
+}

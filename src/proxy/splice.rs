@@ -1,0 +1,243 @@
+//! Zero-copy relay of a large body with a known length between two plain TCP sockets:
+//! `splice(2)` from the source socket into a pipe and from the pipe into the destination,
+//! so the bytes never pass through user space (the kernel moves page references; the
+//! copy path reads every byte into a buffer and writes it out again).
+//!
+//! Used by [`super::body::relay`] for a response body with a `Content-Length` of at least
+//! [`SPLICE_ABOVE_BYTES`] when both ends are plain TCP (a TLS end needs the plaintext in
+//! user space, a chunked body needs its framing scanned). Measured with
+//! `benches/large_bodies.sh` (1 MiB bodies, 16 connections): downloads took 25-35% less
+//! CPU per MiB and moved 15-28% more MiB/s than through the copy path; uploads took less
+//! CPU too but moved 15-27% fewer MiB/s, so request bodies are copied ([`BodyPath`]). The splices are non-blocking
+//! system calls made on the worker thread; when neither direction can move, the relay waits
+//! for readiness through io_uring polls (monoio's `readable` / `writable`), each wait
+//! bounded like the copy path's reads and writes. (io_uring's own `IORING_OP_SPLICE` always
+//! runs in an io-wq kernel thread: a thread hop per splice.)
+//!
+//! The sockets are made non-blocking (`O_NONBLOCK`) if they are not already (monoio creates
+//! them so): io_uring's receive and send ops ignore the flag, and without it a splice into a
+//! socket with a full send buffer would block the worker.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+
+use super::body::RelayError;
+use crate::runtime::LARGE_RELAY_BUFFER_BYTES;
+
+/// Bodies of at least this many bytes (still to relay) are spliced when both ends are plain
+/// TCP; smaller ones are copied (a pipe costs four system calls to set up and close).
+pub const SPLICE_ABOVE_BYTES: u64 = 64 * 1024;
+
+/// The pipe's capacity: as much as the copy path's large buffer.
+const PIPE_BYTES: usize = LARGE_RELAY_BUFFER_BYTES;
+
+/// How a body relay may move a large body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPath {
+    /// Through a buffer in user space.
+    Copy,
+    /// Spliced when it is at least [`SPLICE_ABOVE_BYTES`] with a known length and both ends
+    /// are plain TCP, else copied.
+    SpliceLarge,
+}
+
+/// A stream a body can be spliced from or to.
+pub trait Spliceable {
+    /// The plain TCP socket; `None` over TLS.
+    fn socket(&self) -> Option<&TcpStream>;
+    /// Counts spliced bytes where the stream counts what it reads and writes.
+    fn count_spliced(&self, _received: u64, _sent: u64) {}
+}
+
+/// What a splice relay moved, and how it ended.
+pub struct Spliced {
+    pub received: u64,
+    pub sent: u64,
+    pub result: Result<(), RelayError>,
+}
+
+/// A pipe between the two splices.
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    capacity: usize,
+}
+
+impl Pipe {
+    /// A non-blocking pipe of [`PIPE_BYTES`] (or the system's default size, if the user's
+    /// pipe allowance is used up). `None` if the system has no pipe to give: the caller
+    /// copies instead.
+    pub fn new() -> Option<Pipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 writes two descriptors into the array on success.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return None;
+        }
+        // SAFETY: both descriptors are new and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: fcntl on a descriptor we own; failure leaves the pipe as it was.
+        let mut capacity = unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_BYTES as libc::c_int,
+            )
+        };
+        if capacity <= 0 {
+            // SAFETY: as above.
+            capacity = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        }
+        let capacity = usize::try_from(capacity).ok().filter(|&c| c > 0)?;
+        Some(Pipe {
+            read,
+            write,
+            capacity,
+        })
+    }
+}
+
+/// Makes `fd` non-blocking if it is not already.
+fn non_blocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an open descriptor of a stream the caller holds.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// How one splice call ended.
+enum Step {
+    Moved(usize),
+    /// Nothing to move now (`EAGAIN`).
+    Blocked,
+    /// End of stream (from a socket) or an error.
+    Failed,
+}
+
+/// One non-blocking splice. (`SPLICE_F_MORE` while more was to come measured no better.)
+fn splice(from: RawFd, to: RawFd, len: usize) -> Step {
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    // SAFETY: two open descriptors, no offsets (sockets and pipes have none).
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    match usize::try_from(n) {
+        Ok(0) => Step::Failed,
+        Ok(n) => Step::Moved(n),
+        Err(_) if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Step::Blocked,
+        Err(_) => Step::Failed,
+    }
+}
+
+/// A readiness wait's outcome: ready, or `failed` (the wait timed out or the poll failed).
+fn ready<T>(waited: Result<io::Result<()>, T>, failed: RelayError) -> Result<(), RelayError> {
+    match waited {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(failed),
+    }
+}
+
+/// Relays exactly `len` bytes from `from` to `to` through `pipe`. Each wait for the source
+/// takes at most `read_timeout`, each wait for the destination `write_timeout`. On success
+/// the pipe is empty again; on failure the caller closes both connections (a byte count
+/// was promised and not kept).
+pub async fn relay_length(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &Pipe,
+    len: u64,
+    read_timeout: Duration,
+    write_timeout: Duration,
+) -> Spliced {
+    let mut out = Spliced {
+        received: 0,
+        sent: 0,
+        result: Ok(()),
+    };
+    let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
+    if non_blocking(src).is_err() {
+        out.result = Err(RelayError::Source(None));
+        return out;
+    }
+    if non_blocking(dst).is_err() {
+        out.result = Err(RelayError::Sink);
+        return out;
+    }
+    let (pipe_in, pipe_out) = (pipe.write.as_raw_fd(), pipe.read.as_raw_fd());
+    let mut left = len;
+    let mut in_pipe = 0usize;
+    loop {
+        let room = pipe.capacity - in_pipe;
+        let mut fill_blocked = false;
+        if left > 0 && room > 0 {
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(room);
+            match splice(src, pipe_in, want) {
+                Step::Moved(n) => {
+                    left -= n as u64;
+                    in_pipe += n;
+                    out.received += n as u64;
+                }
+                Step::Blocked => fill_blocked = true,
+                Step::Failed => {
+                    out.result = Err(RelayError::Source(None));
+                    return out;
+                }
+            }
+        }
+        let mut drain_blocked = false;
+        if in_pipe > 0 {
+            match splice(pipe_out, dst, in_pipe) {
+                Step::Moved(n) => {
+                    in_pipe -= n;
+                    out.sent += n as u64;
+                }
+                Step::Blocked => drain_blocked = true,
+                Step::Failed => {
+                    out.result = Err(RelayError::Sink);
+                    return out;
+                }
+            }
+        }
+        if left == 0 && in_pipe == 0 {
+            return out;
+        }
+        let can_fill = left > 0 && in_pipe < pipe.capacity;
+        if (can_fill && !fill_blocked) || (in_pipe > 0 && !drain_blocked) {
+            continue;
+        }
+        // Nothing can move until a socket is ready: wait for whichever side is stuck.
+        let now = Instant::now();
+        let readable = monoio::time::timeout_at(now + read_timeout, from.readable(false));
+        let writable = monoio::time::timeout_at(now + write_timeout, to.writable(false));
+        let woke = match (can_fill, in_pipe > 0) {
+            (true, true) => monoio::select! {
+                r = readable => ready(r, RelayError::Source(None)),
+                w = writable => ready(w, RelayError::Sink),
+            },
+            (true, false) => ready(readable.await, RelayError::Source(None)),
+            _ => ready(writable.await, RelayError::Sink),
+        };
+        if let Err(e) = woke {
+            out.result = Err(e);
+            return out;
+        }
+    }
+}
