@@ -18,8 +18,10 @@
 # Prints a markdown table: MiB/s of bodies, req/s, p50/p99 ms, proxy CPU per MiB of body
 # (ms), ringway/nginx.
 #
-# Environment: QUICK=1, DURATION=10s, REPS=3, CONNS=16, SKIP_BUILD=1, KEEP_TMP=1, and the
-# ports/CPUs of benches/vs_nginx/lib.sh. Needs nginx, wrk, curl, taskset.
+# Environment: QUICK=1, DURATION=10s, REPS=3, CONNS=16, SIZE=1048576 (the body in bytes; the
+# "MiB/s" and "per MiB" columns stay in MiB whatever the size), SKIP_BUILD=1, KEEP_TMP=1,
+# RINGWAY=path (another build), and the ports/CPUs of benches/vs_nginx/lib.sh. Needs nginx,
+# wrk, curl, taskset.
 set -euo pipefail
 
 # shellcheck source=vs_nginx/lib.sh
@@ -29,7 +31,7 @@ handle_args "$0" "$@"
 bench_durations 3
 CONNS=${CONNS:-16}
 TARGETS="nginx nginx-stream ringway"
-SIZE=$((1024 * 1024))
+SIZE=${SIZE:-$((1024 * 1024))}
 need_tools nginx wrk curl taskset pgrep getconf timeout cmp
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -99,7 +101,7 @@ for t in $TARGETS; do
         -H 'Content-Type: application/octet-stream' "http://127.0.0.1:${PORT[$t]}/upload") || true
     [[ $code == 200 ]] || die "$t: preflight upload answered ${code:-nothing}"
 done
-log "preflight: every proxy passes 1 MiB both ways"
+log "preflight: every proxy passes $SIZE bytes both ways"
 
 # The upload script: report.lua's done() plus a POST with a 1 MiB body.
 UPLOAD_LUA=$T/upload.lua
@@ -143,7 +145,7 @@ for mode in download upload; do
 done
 
 echo "ringway $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) vs $("$NGINX" -v 2>&1 | sed 's/^nginx version: //');" \
-    "1 MiB bodies; wrk -t1 -c$CONNS -d$DURATION, median of $REPS; proxies + backend on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU."
+    "$SIZE-byte bodies; wrk -t1 -c$CONNS -d$DURATION, median of $REPS; proxies + backend on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU."
 echo
 awk -F'\t' -v clk="$CLK_TCK" -v size="$SIZE" "$AWK_STATS"'
 {

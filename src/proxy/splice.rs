@@ -4,7 +4,7 @@
 //! copy path reads every byte into a buffer and writes it out again).
 //!
 //! Used by [`super::body::relay`] for a response body with a `Content-Length` of at least
-//! [`SPLICE_ABOVE_BYTES`] when both ends are plain TCP (a TLS end needs the plaintext in
+//! [`SPLICE_ABOVE_BYTES`] (192 KiB) when both ends are plain TCP (a TLS end needs the plaintext in
 //! user space, a chunked body needs its framing scanned). Measured with
 //! `benches/large_bodies.sh` (1 MiB bodies, 16 connections): downloads took 25-35% less
 //! CPU per MiB and moved 15-28% more MiB/s than through the copy path; uploads took less
@@ -28,9 +28,12 @@ use monoio::time::Instant;
 use super::body::RelayError;
 use crate::runtime::LARGE_RELAY_BUFFER_BYTES;
 
-/// Bodies of at least this many bytes (still to relay) are spliced when both ends are plain
-/// TCP; smaller ones are copied (a pipe costs four system calls to set up and close).
-pub const SPLICE_ABOVE_BYTES: u64 = 64 * 1024;
+/// Bodies of at least this many bytes (still to relay after the head's read) are spliced
+/// when both ends are plain TCP; smaller ones are copied. Measured (`SIZE=...
+/// benches/large_bodies.sh`, downloads, splice against copy builds): at 128 KiB splicing
+/// lost (fewer MiB/s, more CPU per MiB: the pipe's set-up and the readiness polls cost more
+/// than the copies they save), at 256 KiB, 512 KiB and 1 MiB it won.
+pub const SPLICE_ABOVE_BYTES: u64 = 192 * 1024;
 
 /// The pipe's capacity: as much as the copy path's large buffer.
 const PIPE_BYTES: usize = LARGE_RELAY_BUFFER_BYTES;
