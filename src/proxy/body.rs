@@ -34,14 +34,13 @@ pub enum RelayError {
 }
 
 /// Copies the rest of a body from `src` to `dst` (`None` discards it). `buf` is cleared
-/// first; when the body is complete it holds the bytes read past its end. With
-/// [`BodyPath::SpliceLarge`], a `Content-Length` body of at least [`SPLICE_ABOVE_BYTES`]
-/// between two plain TCP sockets is spliced instead (zero-copy, [`splice`]), reading nothing
-/// past its end. Each read waits
+/// first; when the body is complete it holds the bytes read past its end. Each read waits
 /// at most `read_timeout`, each write `write_timeout`. A body larger than
-/// [`RELAY_BUFFER_BYTES`] (by its length, or a read that filled such a buffer) is relayed through a buffer grown to
-/// [`LARGE_RELAY_BUFFER_BYTES`]: fewer reads and writes per byte (measured in
-/// `benches/large_bodies.sh`).
+/// [`RELAY_BUFFER_BYTES`] (by its length, or a read that filled such a buffer) is relayed
+/// through a buffer grown to [`LARGE_RELAY_BUFFER_BYTES`]: fewer reads and writes per byte
+/// (measured in `benches/large_bodies.sh`). With [`BodyPath::SpliceLarge`], a
+/// `Content-Length` body of at least [`SPLICE_ABOVE_BYTES`] between two plain TCP sockets
+/// is spliced instead (zero-copy, [`splice`]), reading nothing past its end.
 pub async fn relay<R: AsyncReadRent + Spliceable, W: AsyncWriteRent + Spliceable>(
     src: &mut R,
     mut dst: Option<&mut W>,

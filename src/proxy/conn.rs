@@ -51,6 +51,7 @@ pub const PARK_ABOVE_CONNECTIONS: usize = 512;
 pub const IDLE_SET_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A client stream: plain TCP or TLS.
+///
 /// [`Spliceable::socket`] is the TCP stream when the connection is plain TCP: an idle one
 /// can leave its task for the worker's idle set (`runtime::idle`), and large bodies can be
 /// spliced. `None` over TLS: rustls's state and the plaintext are in the task.

@@ -4,19 +4,22 @@
 //! copy path reads every byte into a buffer and writes it out again).
 //!
 //! Used by [`super::body::relay`] for a response body with a `Content-Length` of at least
-//! [`SPLICE_ABOVE_BYTES`] (192 KiB) when both ends are plain TCP (a TLS end needs the plaintext in
-//! user space, a chunked body needs its framing scanned). Measured with
+//! [`SPLICE_ABOVE_BYTES`] (192 KiB) when both ends are plain TCP (a TLS end needs the
+//! plaintext in user space, a chunked body needs its framing scanned). Measured with
 //! `benches/large_bodies.sh` (1 MiB bodies, 16 connections): downloads took 25-35% less
 //! CPU per MiB and moved 15-28% more MiB/s than through the copy path; uploads took less
-//! CPU too but moved 15-27% fewer MiB/s, so request bodies are copied ([`BodyPath`]). The splices are non-blocking
-//! system calls made on the worker thread; when neither direction can move, the relay waits
-//! for readiness through io_uring polls (monoio's `readable` / `writable`), each wait
-//! bounded like the copy path's reads and writes. (io_uring's own `IORING_OP_SPLICE` always
-//! runs in an io-wq kernel thread: a thread hop per splice.)
+//! CPU too but moved 15-27% fewer MiB/s, so request bodies are copied ([`BodyPath`]).
 //!
-//! The sockets are made non-blocking (`O_NONBLOCK`) if they are not already (monoio creates
-//! them so): io_uring's receive and send ops ignore the flag, and without it a splice into a
-//! socket with a full send buffer would block the worker.
+//! The splices are non-blocking system calls made on the worker thread; when neither
+//! direction can move, the relay waits for readiness through io_uring polls (monoio's
+//! `readable` / `writable`), each wait bounded like the copy path's reads and writes.
+//! (io_uring's own `IORING_OP_SPLICE` always runs in an io-wq kernel thread: a thread hop
+//! per splice.)
+//!
+//! The sockets are made non-blocking (`O_NONBLOCK`) if they are not already (monoio's
+//! connected sockets are, accepted ones are not): io_uring's receive and send ops ignore the
+//! flag, and without it a splice into a socket with a full send buffer would block the
+//! worker.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -175,15 +178,33 @@ pub async fn relay_length(
         sent: 0,
         result: Ok(()),
     };
+    let timeouts = (read_timeout, write_timeout);
+    out.result = pump(
+        from,
+        to,
+        pipe,
+        len,
+        timeouts,
+        &mut out.received,
+        &mut out.sent,
+    )
+    .await;
+    out
+}
+
+/// The splice loop of [`relay_length`], counting what it moves into `received` and `sent`.
+async fn pump(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &Pipe,
+    len: u64,
+    (read_timeout, write_timeout): (Duration, Duration),
+    received: &mut u64,
+    sent: &mut u64,
+) -> Result<(), RelayError> {
     let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
-    if non_blocking(src).is_err() {
-        out.result = Err(RelayError::Source(None));
-        return out;
-    }
-    if non_blocking(dst).is_err() {
-        out.result = Err(RelayError::Sink);
-        return out;
-    }
+    non_blocking(src).map_err(|_| RelayError::Source(None))?;
+    non_blocking(dst).map_err(|_| RelayError::Sink)?;
     let (pipe_in, pipe_out) = (pipe.write.as_raw_fd(), pipe.read.as_raw_fd());
     let mut left = len;
     let mut in_pipe = 0usize;
@@ -196,13 +217,10 @@ pub async fn relay_length(
                 Step::Moved(n) => {
                     left -= n as u64;
                     in_pipe += n;
-                    out.received += n as u64;
+                    *received += n as u64;
                 }
                 Step::Blocked => fill_blocked = true,
-                Step::Failed => {
-                    out.result = Err(RelayError::Source(None));
-                    return out;
-                }
+                Step::Failed => return Err(RelayError::Source(None)),
             }
         }
         let mut drain_blocked = false;
@@ -210,17 +228,14 @@ pub async fn relay_length(
             match splice(pipe_out, dst, in_pipe) {
                 Step::Moved(n) => {
                     in_pipe -= n;
-                    out.sent += n as u64;
+                    *sent += n as u64;
                 }
                 Step::Blocked => drain_blocked = true,
-                Step::Failed => {
-                    out.result = Err(RelayError::Sink);
-                    return out;
-                }
+                Step::Failed => return Err(RelayError::Sink),
             }
         }
         if left == 0 && in_pipe == 0 {
-            return out;
+            return Ok(());
         }
         let can_fill = left > 0 && in_pipe < pipe.capacity;
         if (can_fill && !fill_blocked) || (in_pipe > 0 && !drain_blocked) {
@@ -228,19 +243,15 @@ pub async fn relay_length(
         }
         // Nothing can move until a socket is ready: wait for whichever side is stuck.
         let now = Instant::now();
-        let readable = monoio::time::timeout_at(now + read_timeout, from.readable(false));
-        let writable = monoio::time::timeout_at(now + write_timeout, to.writable(false));
-        let woke = match (can_fill, in_pipe > 0) {
+        let readable = || monoio::time::timeout_at(now + read_timeout, from.readable(false));
+        let writable = || monoio::time::timeout_at(now + write_timeout, to.writable(false));
+        match (can_fill, in_pipe > 0) {
             (true, true) => monoio::select! {
-                r = readable => ready(r, RelayError::Source(None)),
-                w = writable => ready(w, RelayError::Sink),
+                r = readable() => ready(r, RelayError::Source(None)),
+                w = writable() => ready(w, RelayError::Sink),
             },
-            (true, false) => ready(readable.await, RelayError::Source(None)),
-            _ => ready(writable.await, RelayError::Sink),
-        };
-        if let Err(e) = woke {
-            out.result = Err(e);
-            return out;
-        }
+            (true, false) => ready(readable().await, RelayError::Source(None)),
+            _ => ready(writable().await, RelayError::Sink),
+        }?;
     }
 }
