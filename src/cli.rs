@@ -170,7 +170,7 @@ pub fn reload(config_path: &Path, pid_file: Option<&Path>, pid: Option<i32>) -> 
     };
     let pid = match (pid, pid_file) {
         (Some(p), _) => p,
-        (None, Some(f)) => match read_pid(f) {
+        (None, Some(f)) => match crate::server::pid::running(f) {
             Ok(p) => p,
             Err(e) => return fail(e),
         },
@@ -185,7 +185,7 @@ pub fn reload(config_path: &Path, pid_file: Option<&Path>, pid: Option<i32>) -> 
                     config_path.display()
                 ));
             };
-            match read_pid(&file) {
+            match crate::server::pid::running(&file) {
                 Ok(p) => p,
                 Err(e) => return fail(e),
             }
@@ -202,14 +202,4 @@ pub fn reload(config_path: &Path, pid_file: Option<&Path>, pid: Option<i32>) -> 
         ));
     }
     Outcome::ok(format!("sent SIGHUP to {pid}"))
-}
-
-/// The process id in a pid file (one decimal number, whitespace around it allowed).
-fn read_pid(file: &Path) -> Result<i32, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    text.trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|&p| p > 0)
-        .ok_or_else(|| format!("{}: does not hold a process id", file.display()))
 }

@@ -24,10 +24,21 @@ struct Args {
     command: Option<Command>,
 }
 
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    /// Write the process id here (replaces the configuration's server.pid_file).
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Take over from a running gateway (its pid, or its pid file) without dropping a
+    /// request: serve on the same addresses beside it, then tell it to hand over and drain.
+    #[arg(long, value_name = "PID|PID_FILE")]
+    upgrade_from: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default command).
-    Run,
+    Run(RunArgs),
     /// Load and validate the configuration; print a summary or every error.
     Check,
     /// Print, as one JSON line, which API a request would reach.
@@ -62,8 +73,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let outcome = match args.command.unwrap_or(Command::Run) {
-        Command::Run => return run(&args.config),
+    let outcome = match args.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(run_args) => return run(&args.config, run_args),
         Command::Check => cli::check(&args.config),
         Command::Route {
             host,
@@ -89,7 +100,7 @@ fn emit(o: Outcome) -> ExitCode {
 
 /// `ringway run`: serve until SIGTERM/SIGINT (exit 0); exit 1 when the configuration does not
 /// load or the listeners cannot start.
-fn run(config: &std::path::Path) -> ExitCode {
+fn run(config: &std::path::Path, run_args: RunArgs) -> ExitCode {
     let cfg = match ringway::config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -99,7 +110,11 @@ fn run(config: &std::path::Path) -> ExitCode {
     };
     ringway::say::set_json(cfg.server.log_json);
     ringway::say!(info, "{}", cfg.summary());
-    match ringway::server::run(cfg) {
+    let options = ringway::server::RunOptions {
+        pid_file: run_args.pid_file,
+        upgrade_from: run_args.upgrade_from,
+    };
+    match ringway::server::run(cfg, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             ringway::say!(error, "{e}");

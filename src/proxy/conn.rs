@@ -296,7 +296,7 @@ impl<S: Stream> Conn<S> {
                     deadline
                 };
                 let ready = monoio::select! {
-                    _ = worker.drain.wait() => return HeadRead::Gone,
+                    _ = worker.linger.wait() => return HeadRead::Gone,
                     r = monoio::time::timeout_at(wait_until, self.io.readable()) => r,
                 };
                 match ready {
@@ -310,9 +310,10 @@ impl<S: Stream> Conn<S> {
                 }
             }
             let read = if self.buf.is_empty() {
-                // Idle: race the drain, so a stopping worker closes idle connections now.
+                // Idle: race the drain's linger, so a stopping worker closes idle
+                // connections soon, after one last chance to send a request.
                 let owned = std::mem::take(&mut self.buf);
-                let stop = worker.drain.wait();
+                let stop = worker.linger.wait();
                 monoio::select! {
                     _ = stop => return HeadRead::Gone,
                     r = monoio::time::timeout_at(deadline, read_some(&mut self.io, owned)) => match r {

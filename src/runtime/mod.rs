@@ -51,6 +51,10 @@ pub const SMALL_BUFFER_BYTES: usize = 4096;
 /// not kept.
 pub const MAX_SMALL_BUFFER_BYTES: usize = 64 * 1024;
 
+/// How long into a drain an idle keep-alive connection may still send one last request
+/// (answered with `Connection: close`) before it is closed.
+pub const DRAIN_IDLE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Reload counts, for `/metrics`.
 #[derive(Default)]
 pub struct ReloadStats {
@@ -197,7 +201,15 @@ pub struct Worker {
     snapshot: RefCell<Rc<Snapshot>>,
     generation: Cell<u64>,
     pub ids: RefCell<RequestIds>,
+    /// Fired when the process starts draining: stop accepting; every request from now on
+    /// is answered with `Connection: close`.
     pub drain: Drain,
+    /// Fired [`DRAIN_IDLE_LINGER`] into the drain (or at the grace's end if sooner): idle
+    /// keep-alive connections, which until then could still send one last request, close.
+    /// A client whose request crosses the moment the server closes an idle connection
+    /// sees a reset; under load, a keep-alive client sends its next request well within
+    /// the linger and gets an answer that says close instead.
+    pub linger: Drain,
     /// Fired when the drain's grace period is over: what still runs (WebSocket tunnels)
     /// stops, and logs itself, before the worker returns.
     pub cut: Drain,
@@ -303,6 +315,7 @@ impl Worker {
             generation: Cell::new(generation),
             ids: RefCell::new(RequestIds::new(index)),
             drain: Drain::default(),
+            linger: Drain::default(),
             cut: Drain::default(),
             active: Cell::new(0),
             idle: idle::IdleSet::new().map_err(|e| format!("worker {index}: idle set: {e}"))?,
@@ -313,6 +326,11 @@ impl Worker {
             bytes_in: Cell::new(0),
             bytes_out: Cell::new(0),
         })
+    }
+
+    /// When the drain that starts now ends its linger for idle connections.
+    pub fn linger_deadline(&self, grace: std::time::Duration) -> monoio::time::Instant {
+        monoio::time::Instant::now() + grace.min(DRAIN_IDLE_LINGER)
     }
 
     /// The current snapshot; a newly published configuration is picked up here. A request

@@ -1,9 +1,15 @@
 //! The admin listener (`server.admin_listen`, SPEC §7): plain HTTP/1.1 on its own socket,
-//! served by worker 0 only, never on the data listeners. One request per connection
-//! (`Connection: close`); GET and HEAD only.
+//! served by its own thread, never by the workers nor on the data listeners. One request per
+//! connection (`Connection: close`); GET and HEAD only.
+//!
+//! The thread lives from start to the process's exit: through a drain, whichever worker
+//! still has work, `/healthz` keeps saying `draining`. Only a hand-over (`SIGUSR2`, from a
+//! successor started with `run --upgrade-from`) closes it early, since the successor answers
+//! on the same address. Each connection gets a short-lived thread (at most
+//! [`MAX_ADMIN_CONNECTIONS`] at once), so a slow client never holds up a health check.
 //!
 //! - `/healthz`: 200 `{"status":"serving"}`, or 503 `{"status":"draining"}` once SIGTERM
-//!   started the drain (the admin listener keeps answering through the grace period).
+//!   started the drain.
 //! - `/metrics`: the Prometheus text format of every worker's counters
 //!   ([`crate::runtime::metrics::render`]).
 //! - `/docs` (the index page), `/docs/<service>.html`, `/docs/openapi/<service>.json`,
@@ -13,34 +19,77 @@
 //!
 //! Anything else is a JSON 404 (or 405 for other methods), like the data path's errors.
 
-use std::rc::Rc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use monoio::net::{TcpListener, TcpStream};
-use monoio::time::Instant;
-
-use crate::proxy::io::{Read, read_until, write_all_until};
-use crate::runtime::Worker;
+use crate::runtime::Shared;
 use crate::runtime::metrics::{self, ProcessValues};
 
 /// The largest admin request head read.
 pub const MAX_ADMIN_HEAD_BYTES: usize = 8 * 1024;
 /// How long an admin client gets to send its head and take its answer.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Admin connections served at once; more are closed unanswered.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+/// How often the accept loop looks at its stop flag.
+const STOP_POLL_MS: libc::c_int = 50;
 
-/// Accepts admin connections until the worker's grace period ends.
-pub async fn serve(listener: TcpListener, worker: Rc<Worker>) {
-    loop {
-        let accepted = monoio::select! {
-            _ = worker.cut.wait() => return,
-            a = listener.accept() => a,
+/// The running admin listener.
+pub struct Admin {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Admin {
+    /// Serves `listener` (non-blocking) on a new thread until [`Admin::stop`].
+    pub fn start(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Admin> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ringway-admin".into())
+            .spawn(move || serve(listener, shared, flag))?;
+        Ok(Admin { stop, thread })
+    }
+
+    /// Closes the listener (answers already started finish on their own threads).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    let busy = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Acquire) {
+        let mut fds = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
         };
-        match accepted {
-            Ok((stream, _)) => {
-                monoio::spawn(answer(stream, worker.clone()));
+        // SAFETY: one valid pollfd for the listener this thread owns.
+        if unsafe { libc::poll(&mut fds, 1, STOP_POLL_MS) } <= 0 {
+            continue;
+        }
+        while let Ok((stream, _)) = listener.accept() {
+            if busy.fetch_add(1, Ordering::AcqRel) >= MAX_ADMIN_CONNECTIONS {
+                busy.fetch_sub(1, Ordering::AcqRel);
+                continue;
             }
-            Err(_) => monoio::time::sleep(super::worker::ACCEPT_ERROR_PAUSE).await,
+            let (shared, count) = (shared.clone(), busy.clone());
+            let spawned = std::thread::Builder::new()
+                .name("ringway-admin-c".into())
+                .spawn(move || {
+                    answer(stream, &shared);
+                    count.fetch_sub(1, Ordering::AcqRel);
+                });
+            if spawned.is_err() {
+                busy.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -66,28 +115,28 @@ impl Page {
     }
 }
 
-async fn answer(mut stream: TcpStream, worker: Rc<Worker>) {
+fn answer(mut stream: TcpStream, shared: &Shared) {
     let deadline = Instant::now() + ADMIN_TIMEOUT;
-    let mut buf = Vec::with_capacity(1024);
+    let _ = stream.set_nonblocking(false);
+    let mut buf = vec![0u8; MAX_ADMIN_HEAD_BYTES];
+    let mut len = 0;
     let head_len = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
-        if buf.len() >= MAX_ADMIN_HEAD_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if len == buf.len() || left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return;
         }
-        if buf.len() == buf.capacity() {
-            buf.reserve(1024);
-        }
-        match read_until(&mut stream, &mut buf, deadline).await {
-            Read::Data(_) => {}
-            _ => return,
+        match stream.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => len += n,
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let page = match req.parse(&buf[..head_len]) {
-        Ok(httparse::Status::Complete(_)) => route(&worker, req.method, req.path),
+        Ok(httparse::Status::Complete(_)) => route(shared, req.method, req.path),
         _ => Page::message(400, "malformed request"),
     };
     let head_only = req.method == Some("HEAD");
@@ -102,10 +151,13 @@ async fn answer(mut stream: TcpStream, worker: Rc<Worker>) {
     if !head_only {
         out.extend_from_slice(&page.body);
     }
-    let _ = write_all_until(&mut stream, &mut out, deadline).await;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !left.is_zero() && stream.set_write_timeout(Some(left)).is_ok() {
+        let _ = stream.write_all(&out);
+    }
 }
 
-fn route(worker: &Worker, method: Option<&str>, path: Option<&str>) -> Page {
+fn route(shared: &Shared, method: Option<&str>, path: Option<&str>) -> Page {
     if !matches!(method, Some("GET" | "HEAD")) {
         return Page::message(405, "the admin listener answers GET and HEAD only");
     }
@@ -113,14 +165,13 @@ fn route(worker: &Worker, method: Option<&str>, path: Option<&str>) -> Page {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     match path {
         "/healthz" => {
-            if worker.shared.stopping.load(Ordering::Acquire) {
+            if shared.stopping.load(Ordering::Acquire) {
                 Page::json(503, serde_json::json!({ "status": "draining" }))
             } else {
                 Page::json(200, serde_json::json!({ "status": "serving" }))
             }
         }
         "/metrics" => {
-            let shared = &worker.shared;
             let process = ProcessValues {
                 version: env!("CARGO_PKG_VERSION"),
                 client_connections: shared.connections.load(Ordering::Relaxed),
@@ -140,10 +191,10 @@ fn route(worker: &Worker, method: Option<&str>, path: Option<&str>) -> Page {
         "/docs" | "/docs/" => Page {
             status: 200,
             content_type: HTML,
-            body: crate::docs::index_html(&worker.snapshot().config, DOCS_BASE).into_bytes(),
+            body: crate::docs::index_html(&shared.config(), DOCS_BASE).into_bytes(),
         },
         "/docs/openapi.json" => {
-            let config = worker.snapshot().config.clone();
+            let config = shared.config();
             let doc = match config.services.as_slice() {
                 [one] => crate::docs::openapi(&config, one),
                 _ => crate::docs::index(&config, DOCS_BASE),
@@ -151,7 +202,7 @@ fn route(worker: &Worker, method: Option<&str>, path: Option<&str>) -> Page {
             Page::json(200, doc)
         }
         _ => match path.strip_prefix(DOCS_BASE) {
-            Some(file) => docs_file(worker, file),
+            Some(file) => docs_file(shared, file),
             None => Page::message(404, "no such admin page"),
         },
     }
@@ -163,8 +214,8 @@ const HTML: &str = "text/html; charset=utf-8";
 
 /// One file of the running configuration's docs (`index.json`, `<service>.html`,
 /// `openapi/<service>.json`).
-fn docs_file(worker: &Worker, file: &str) -> Page {
-    let config = worker.snapshot().config.clone();
+fn docs_file(shared: &Shared, file: &str) -> Page {
+    let config = shared.config();
     let found = crate::docs::files(&config, DOCS_BASE)
         .into_iter()
         .find(|(name, _)| name == file);

@@ -1,18 +1,26 @@
 //! `ringway run`: the process around the workers.
 //!
-//! load config (done by the caller) → block signals → bind `SO_REUSEPORT` sockets per worker
-//! → start the workers, wait until each serves → announce the listeners → wait for signals:
-//! `SIGHUP` reloads the configuration ([`reload`]); `SIGTERM`/`SIGINT` raise the stop flag, the workers stop accepting, close idle
-//! connections, let in-flight requests finish within `shutdown_grace_ms`, and the process
-//! exits 0.
+//! load config (done by the caller) → block signals → check that no one else listens on our
+//! addresses ([`listen::check_free`]; with `--upgrade-from`, only the predecessor may,
+//! [`upgrade`]) → bind `SO_REUSEPORT` sockets per worker → start the workers and the admin
+//! thread ([`admin`]), wait until each serves → write the pid file, announce the listeners,
+//! hand over from the predecessor → wait for signals: `SIGHUP` reloads the configuration
+//! ([`reload`]); `SIGTERM`/`SIGINT` (and `SIGUSR2`, which first closes the admin listener)
+//! raise the stop flag: the workers stop accepting, let in-flight requests finish within
+//! `shutdown_grace_ms` (`Connection: close`), give idle keep-alive connections a moment for
+//! one last request, and the process exits 0 once every worker is done.
 
 pub mod admin;
 pub mod listen;
 pub mod notify;
+pub mod pid;
 pub mod reload;
 pub mod signals;
+pub mod upgrade;
 pub mod worker;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -50,8 +58,69 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-/// Serves `config` until a stop signal; `Err` when it cannot start.
-pub fn run(config: Config) -> Result<(), String> {
+/// How `run` was asked to start, beyond the configuration.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// `--pid-file`: replaces `server.pid_file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--upgrade-from`: the running gateway (a pid, or a pid file) to take over from.
+    pub upgrade_from: Option<String>,
+}
+
+/// Every address the configuration listens on, with the key that names it.
+fn addresses(config: &Config) -> Vec<(SocketAddr, &'static str)> {
+    let s = &config.server;
+    let http = s.listen_http.iter().map(|&a| (a, "server.listen_http"));
+    let https = s.listen_https.iter().map(|&a| (a, "server.listen_https"));
+    let admin = s.admin_listen.map(|a| (a, "server.admin_listen"));
+    http.chain(https).chain(admin).collect()
+}
+
+/// Before anything is bound: every address is free, or (upgrading) held by the predecessor,
+/// which must hold at least one of them. Every taken address is named.
+fn check_addresses(config: &Config, predecessor: Option<i32>) -> Result<(), String> {
+    let held = predecessor.map(|pid| (pid, upgrade::listening(pid)));
+    let mut errors = Vec::new();
+    let mut shared = 0;
+    for (addr, key) in addresses(config) {
+        let Err(e) = listen::check_free(addr) else {
+            continue;
+        };
+        if e.kind() != std::io::ErrorKind::AddrInUse {
+            errors.push(format!("cannot listen on {addr} ({key}): {e}"));
+            continue;
+        }
+        match &held {
+            // The predecessor's own descriptors could not be read: trust the operator.
+            Some((_, None)) => shared += 1,
+            Some((_, Some(addrs))) if addrs.contains(&addr) => shared += 1,
+            Some((pid, Some(_))) => errors.push(format!(
+                "cannot listen on {addr} ({key}): address in use by a process other than {pid}"
+            )),
+            None => errors.push(format!(
+                "cannot listen on {addr} ({key}): address in use by another process; to \
+                 replace a running ringway without dropping requests, use run --upgrade-from"
+            )),
+        }
+    }
+    if let Some((pid, _)) = held
+        && shared == 0
+        && errors.is_empty()
+    {
+        errors.push(format!(
+            "--upgrade-from: process {pid} listens on none of this configuration's addresses"
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// Serves `config` until a stop signal; `Err` when it cannot start (nothing is left
+/// running then, and a predecessor keeps serving).
+pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     keep_heap_top();
     let config = Arc::new(config);
     let server = &config.server;
@@ -61,6 +130,13 @@ pub fn run(config: Config) -> Result<(), String> {
     for note in config.not_served_yet() {
         crate::say!(warn, "{note}");
     }
+    let predecessor = options
+        .upgrade_from
+        .as_deref()
+        .map(pid::running_by_arg)
+        .transpose()
+        .map_err(|e| format!("--upgrade-from: {e}"))?;
+    check_addresses(&config, predecessor)?;
     let (bound, plain) = listen::bind_all(&server.listen_http, workers)?;
     let (bound_https, https) = listen::bind_all(&server.listen_https, workers)?;
     // Per worker: `(listener, https)`.
@@ -76,17 +152,18 @@ pub fn run(config: Config) -> Result<(), String> {
         .map(Arc::new)
         .map_err(|e| format!("cannot start the log thread: {e}"))?;
     let shared = Arc::new(Shared::new(config.clone(), workers, logger));
-    let mut admin = match server.admin_listen {
+    // SO_REUSEPORT here too, so that a successor can share it during an upgrade.
+    let admin_listener = match server.admin_listen {
         Some(addr) => {
-            let l = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|e| format!("cannot listen on {addr} (admin_listen): {e}"))?;
-            let bound = l.local_addr().map_err(|e| format!("admin_listen: {e}"))?;
+            let l = listen::bind_reuseport(addr)
+                .map_err(|e| format!("cannot listen on {addr} (server.admin_listen): {e}"))?;
+            let bound = l
+                .local_addr()
+                .map_err(|e| format!("server.admin_listen: {e}"))?;
             Some((l, bound))
         }
         None => None,
     };
-    let admin_addr = admin.as_ref().map(|a| a.1);
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let (done_tx, done_rx) = mpsc::channel::<usize>();
@@ -95,11 +172,6 @@ pub fn run(config: Config) -> Result<(), String> {
             index,
             cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
             listeners,
-            admin: if index == 0 {
-                admin.take().map(|a| a.0)
-            } else {
-                None
-            },
             shared: shared.clone(),
         };
         let (ready_tx, done_tx) = (ready_tx.clone(), done_tx.clone());
@@ -121,12 +193,25 @@ pub fn run(config: Config) -> Result<(), String> {
             Err(_) => return Err("a worker stopped while starting".into()),
         }
     }
+    let (admin, admin_addr) = match admin_listener {
+        Some((l, addr)) => {
+            let admin = admin::Admin::start(l, shared.clone())
+                .map_err(|e| format!("cannot start the admin thread: {e}"))?;
+            (Some(admin), Some(addr))
+        }
+        None => (None, None),
+    };
     // The main thread only waits for signals and builds reloaded configurations: at a
     // lower priority, a reload's build takes the CPU the workers leave (threads started
     // from here on inherit this, so only after the workers and the log thread).
     lower_priority();
     // Before the listening lines: whoever waits for them finds the pid file.
-    let pid_file = server.pid_file.as_deref().map(PidFile::write).transpose()?;
+    let pid_file = options
+        .pid_file
+        .as_deref()
+        .or(server.pid_file.as_deref())
+        .map(pid::PidFile::write)
+        .transpose()?;
     crate::say!(info, "{workers} worker(s), {driver} driver");
     for addr in &bound {
         crate::say!(info, "listening http {addr}");
@@ -138,13 +223,27 @@ pub fn run(config: Config) -> Result<(), String> {
         crate::say!(info, "listening admin {addr}");
     }
     notify::ready("serving");
+    if let Some(pid) = predecessor {
+        match upgrade::hand_over(pid) {
+            Ok(()) => crate::say!(info, "serving; process {pid} told to hand over and drain"),
+            Err(e) => crate::say!(warn, "--upgrade-from: {e}"),
+        }
+    }
     // From here on the configuration is the published one (`shared`): holding the first
     // one would keep it alive across every reload.
     drop(config);
 
+    let mut admin = admin;
     loop {
         match signals::wait() {
             Ok(Signal::Terminate) => break,
+            Ok(Signal::HandOver) => {
+                crate::say!(info, "handing over to a successor: admin listener closed");
+                if let Some(a) = admin.take() {
+                    a.stop();
+                }
+                break;
+            }
             Ok(Signal::Reload) => {
                 notify::reloading();
                 reload::reload(&shared);
@@ -164,6 +263,10 @@ pub fn run(config: Config) -> Result<(), String> {
             crate::say!(warn, "workers did not stop in time; exiting");
             break;
         }
+    }
+    // `/healthz` said "draining" until every worker was done.
+    if let Some(a) = admin {
+        a.stop();
     }
     drop(pid_file);
     shared.logger.stop();
@@ -196,35 +299,6 @@ fn lower_priority() {
 
 /// The main thread's nice value (reloads yield to the workers).
 pub const MAIN_THREAD_NICE: libc::c_int = 10;
-
-/// `server.pid_file`: written once the listeners are up, removed at exit if it still holds
-/// this process's id.
-struct PidFile {
-    path: std::path::PathBuf,
-    pid: u32,
-}
-
-impl PidFile {
-    fn write(path: &std::path::Path) -> Result<PidFile, String> {
-        let pid = std::process::id();
-        std::fs::write(path, format!("{pid}\n"))
-            .map_err(|e| format!("server.pid_file: cannot write {}: {e}", path.display()))?;
-        Ok(PidFile {
-            path: path.to_path_buf(),
-            pid,
-        })
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let ours = std::fs::read_to_string(&self.path)
-            .is_ok_and(|t| t.trim().parse::<u32>() == Ok(self.pid));
-        if ours {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! Process signals. `SIGTERM`, `SIGINT` and `SIGHUP` are blocked in every thread (the mask is
+//! Process signals. `SIGTERM`, `SIGINT`, `SIGHUP` and `SIGUSR2` are blocked in every thread (the mask is
 //! set before the workers start, so they inherit it) and received by one thread with
 //! `sigwait`, which turns them into calls on ordinary Rust code: no async-signal-safety
 //! concerns anywhere else.
@@ -12,6 +12,9 @@ pub enum Signal {
     Terminate,
     /// `SIGHUP`: reload the configuration.
     Reload,
+    /// `SIGUSR2`: a successor (`run --upgrade-from`) serves on the same sockets: close the
+    /// admin listener at once (the successor answers there), then drain and exit.
+    HandOver,
 }
 
 fn handled_set() -> libc::sigset_t {
@@ -22,6 +25,7 @@ fn handled_set() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
         set
     }
 }
@@ -47,9 +51,9 @@ pub fn wait() -> io::Result<Signal> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
-    Ok(if sig == libc::SIGHUP {
-        Signal::Reload
-    } else {
-        Signal::Terminate
+    Ok(match sig {
+        libc::SIGHUP => Signal::Reload,
+        libc::SIGUSR2 => Signal::HandOver,
+        _ => Signal::Terminate,
     })
 }

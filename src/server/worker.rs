@@ -7,6 +7,7 @@
 //! The worker's state (snapshot, pools, buffers, log) is [`crate::runtime::Worker`]; this
 //! file starts the thread and its runtime, runs the accept loops and the housekeeping task.
 
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,8 +41,6 @@ pub struct WorkerSpec {
     pub cpu: Option<usize>,
     /// `(listener, https)`.
     pub listeners: Vec<(std::net::TcpListener, bool)>,
-    /// The admin listener, for the one worker that serves it.
-    pub admin: Option<std::net::TcpListener>,
     pub shared: Arc<Shared>,
 }
 
@@ -95,14 +94,7 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
                 Err(e) => return ready(Err(format!("worker {}: listener: {e}", spec.index))),
             }
         }
-        let admin = match spec.admin.map(TcpListener::from_std).transpose() {
-            Ok(a) => a,
-            Err(e) => return ready(Err(format!("worker {}: admin listener: {e}", spec.index))),
-        };
         ready(Ok(driver));
-        if let Some(admin) = admin {
-            monoio::spawn(super::admin::serve(admin, worker.clone()));
-        }
         let accepts: Vec<_> = listeners
             .into_iter()
             .map(|(l, https)| monoio::spawn(accept_loop(l, https, worker.clone())))
@@ -110,10 +102,12 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
         monoio::spawn(housekeeping(worker.clone()));
         monoio::spawn(idle_watch(worker.clone()));
         worker.drain.wait().await;
+        let grace = worker.snapshot().config.server.shutdown_grace;
+        let linger = worker.linger_deadline(grace);
+        monoio::spawn(fire_linger(worker.clone(), linger));
         for a in accepts {
             a.await;
         }
-        let grace = worker.snapshot().config.server.shutdown_grace;
         let deadline = Instant::now() + grace;
         while worker.active.get() > 0 && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(10)).await;
@@ -129,6 +123,12 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
         }
         worker.log.flush();
     });
+}
+
+/// Ends the drain's linger for idle connections at `at` (see [`Worker::linger`]).
+async fn fire_linger(worker: Rc<Worker>, at: Instant) {
+    monoio::time::sleep_until(at).await;
+    worker.linger.fire();
 }
 
 /// After the grace period, how long cut tunnels get to end and log.
@@ -261,7 +261,7 @@ async fn serve_plain(stream: TcpStream, peer: std::net::SocketAddr, guard: Count
     if let conn::Ended::Idle { fd, deadline } =
         conn::serve(stream, peer, false, worker.clone()).await
     {
-        // After a drain began the watcher is gone: just close.
+        // Draining: a connection idle again is done (its last answer said close anyway).
         if !worker.drain.is_fired() && worker.idle.park(fd, peer, deadline).is_ok() {
             guard.keep();
         }
@@ -269,7 +269,7 @@ async fn serve_plain(stream: TcpStream, peer: std::net::SocketAddr, guard: Count
 }
 
 /// Waits for the idle set's sockets to turn readable and gives each back a connection task;
-/// on a drain, closes them all. Runs once per worker.
+/// when a drain's linger ends, closes the rest. Runs once per worker.
 async fn idle_watch(worker: Rc<Worker>) {
     let epoll = worker
         .idle
@@ -289,7 +289,7 @@ async fn idle_watch(worker: Rc<Worker>) {
     worker.idle.set_enabled(true);
     loop {
         let ready = monoio::select! {
-            _ = worker.drain.wait() => break,
+            _ = worker.linger.wait() => break,
             r = epoll.readable(false) => r,
         };
         if ready.is_err() {
@@ -312,41 +312,77 @@ async fn idle_watch(worker: Rc<Worker>) {
 }
 
 async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
-    loop {
-        let accepted = monoio::select! {
-            _ = worker.drain.wait() => return,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
+    // The drain cancels the accept in flight, and the loop still awaits it: an accept the
+    // kernel completed just before the cancel hands over its connection instead of leaking
+    // it (a dropped accept op would lose the descriptor, and the client would hang).
+    let canceller = monoio::io::Canceller::new();
+    let handle = canceller.handle();
+    let w = worker.clone();
+    monoio::spawn(async move {
+        w.drain.wait().await;
+        canceller.cancel();
+    });
+    while !worker.drain.is_fired() {
+        match listener.cancelable_accept(handle.clone()).await {
+            Ok((stream, peer)) => admit(stream, peer, https, &worker),
+            Err(_) if worker.drain.is_fired() => break,
             Err(e) => {
                 crate::say!(warn, "worker {}: accept: {e}", worker.index);
                 monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
             }
+        }
+    }
+    // Draining: the connections already queued in the kernel were made to this process
+    // and would be reset when the listener closes; serve them (each request is answered
+    // with `Connection: close`), then close the listener.
+    let fd = listener.as_raw_fd();
+    loop {
+        // SAFETY: accept4 on the listener this task owns; null address pointers are allowed.
+        let rc = unsafe {
+            libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
         };
-        let _ = stream.set_nodelay(true);
-        let max = worker.snapshot().config.server.max_connections;
-        if worker.shared.connections.fetch_add(1, Ordering::AcqRel) >= max {
-            worker.shared.connections.fetch_sub(1, Ordering::AcqRel);
-            if !https {
-                monoio::spawn(refuse(stream, worker.clone()));
-            }
-            // On an HTTPS listener there is no plaintext answer to give: just close.
+        if rc < 0 {
+            break;
+        }
+        // SAFETY: accept4 returned a new descriptor that nothing else owns.
+        let std_stream = unsafe { std::net::TcpStream::from_raw_fd(rc) };
+        let Ok(peer) = std_stream.peer_addr() else {
             continue;
+        };
+        if let Ok(stream) = TcpStream::from_std(std_stream) {
+            admit(stream, peer, https, &worker);
         }
-        worker.active.set(worker.active.get() + 1);
-        let guard = Counted(Some(worker.clone()));
-        // Two spawns, not one future with an `if`: a task is allocated at the size of its
-        // largest state, and a plain connection should not carry room for a TLS handshake.
-        if https {
-            monoio::spawn(async move {
-                serve_tls(stream, peer, guard.worker()).await;
-                drop(guard);
-            });
-        } else {
-            monoio::spawn(serve_plain(stream, peer, guard));
+    }
+}
+
+/// A new connection: counted and given its task, or refused past `max_connections`.
+fn admit(stream: TcpStream, peer: std::net::SocketAddr, https: bool, worker: &Rc<Worker>) {
+    let _ = stream.set_nodelay(true);
+    let max = worker.snapshot().config.server.max_connections;
+    if worker.shared.connections.fetch_add(1, Ordering::AcqRel) >= max {
+        worker.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        if !https {
+            monoio::spawn(refuse(stream, worker.clone()));
         }
+        // On an HTTPS listener there is no plaintext answer to give: just close.
+        return;
+    }
+    worker.active.set(worker.active.get() + 1);
+    let guard = Counted(Some(worker.clone()));
+    // Two spawns, not one future with an `if`: a task is allocated at the size of its
+    // largest state, and a plain connection should not carry room for a TLS handshake.
+    if https {
+        monoio::spawn(async move {
+            serve_tls(stream, peer, guard.worker()).await;
+            drop(guard);
+        });
+    } else {
+        monoio::spawn(serve_plain(stream, peer, guard));
     }
 }
 
@@ -363,7 +399,7 @@ async fn serve_tls(stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wor
     let Some(config) = config else { return };
     let deadline = Instant::now() + timeout;
     let handshake = monoio::select! {
-        _ = worker.drain.wait() => return,
+        _ = worker.linger.wait() => return,
         r = monoio::time::timeout_at(deadline, TlsStream::accept(stream, config)) => r,
     };
     match handshake {

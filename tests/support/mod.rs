@@ -128,19 +128,25 @@ impl Gateway {
 
     /// [`Gateway::start`] with stdout a pipe that nobody reads (a stalled log consumer).
     pub fn start_with_stdout_unread(config_toml: &str) -> Gateway {
-        match Gateway::spawn(config_toml, &[], true) {
+        match Gateway::spawn(config_toml, &[], &[], true) {
             Ok(g) => g,
             Err(e) => panic!("{e}\n--- configuration ---\n{config_toml}"),
         }
     }
 
     pub fn try_start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
-        Gateway::spawn(config_toml, env, false)
+        Gateway::spawn(config_toml, env, &[], false)
+    }
+
+    /// [`Gateway::try_start`] with more arguments after `run --config F`.
+    pub fn try_start_with_args(config_toml: &str, args: &[&str]) -> Result<Gateway, String> {
+        Gateway::spawn(config_toml, &[], args, false)
     }
 
     fn spawn(
         config_toml: &str,
         env: &[(&str, &str)],
+        args: &[&str],
         stdout_unread: bool,
     ) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().unwrap();
@@ -150,6 +156,7 @@ impl Gateway {
             .arg("run")
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
