@@ -21,6 +21,9 @@ fn the_unit_file_verifies() {
         "PrivateTmp=yes",
         "AmbientCapabilities=CAP_NET_BIND_SERVICE",
         "User=ringway",
+        // The pid file the gateway writes is the one systemd and the docs name.
+        "PIDFile=/run/ringway/ringway.pid",
+        "ExecStart=/usr/local/bin/ringway run --config /etc/ringway/ringway.toml --pid-file /run/ringway/ringway.pid",
     ] {
         assert!(
             unit.lines().any(|l| l.starts_with(key)),
