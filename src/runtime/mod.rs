@@ -84,7 +84,14 @@ pub fn unix_now() -> u64 {
 pub struct Shared {
     config: Mutex<Arc<Config>>,
     generation: AtomicU64,
+    /// A stop signal came: every worker closes its listeners (and says so in
+    /// `unlistened`); `/healthz` says draining from here on.
     pub stopping: AtomicBool,
+    /// How many workers have closed their listeners.
+    pub unlistened: AtomicUsize,
+    /// Every listener is closed: the workers drain. Only now are clients told to reconnect
+    /// (`Connection: close`), so a reconnect never lands on a listener about to close.
+    pub draining: AtomicBool,
     pub connections: AtomicUsize,
     pub reloads: ReloadStats,
     /// One per worker, by index: written by that worker, summed by the admin listener.
@@ -99,6 +106,8 @@ impl Shared {
             config: Mutex::new(config),
             generation: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            unlistened: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             reloads: ReloadStats::new_loaded(),
             metrics: (0..workers).map(|_| WorkerMetrics::default()).collect(),
@@ -201,8 +210,10 @@ pub struct Worker {
     snapshot: RefCell<Rc<Snapshot>>,
     generation: Cell<u64>,
     pub ids: RefCell<RequestIds>,
-    /// Fired when the process starts draining: stop accepting; every request from now on
-    /// is answered with `Connection: close`.
+    /// Fired when a stop signal came: the accept loops stop and close the listeners.
+    pub unlisten: Drain,
+    /// Fired when the process drains (every worker's listeners are closed): every request
+    /// from now on is answered with `Connection: close`.
     pub drain: Drain,
     /// Fired [`DRAIN_IDLE_LINGER`] into the drain (or at the grace's end if sooner): idle
     /// keep-alive connections, which until then could still send one last request, close.
@@ -314,6 +325,7 @@ impl Worker {
             snapshot: RefCell::new(Rc::new(snapshot)),
             generation: Cell::new(generation),
             ids: RefCell::new(RequestIds::new(index)),
+            unlisten: Drain::default(),
             drain: Drain::default(),
             linger: Drain::default(),
             cut: Drain::default(),

@@ -31,6 +31,10 @@ use crate::runtime::Shared;
 use signals::Signal;
 use worker::WorkerSpec;
 
+/// How long a stop waits for the workers to close their listeners before the drain starts
+/// anyway.
+pub const UNLISTEN_WAIT: Duration = Duration::from_secs(1);
+
 /// After the grace period, how long the process still waits for workers to return.
 pub const EXIT_SLACK: Duration = Duration::from_secs(2);
 
@@ -255,6 +259,14 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     crate::say!(info, "stopping: draining in-flight requests");
     notify::stopping();
     shared.stopping.store(true, Ordering::Release);
+    // Every listener closes before any client is told to reconnect: a reconnect then goes
+    // to a successor's listener (or is refused), never into a queue about to be reset.
+    let unlisten_deadline = Instant::now() + UNLISTEN_WAIT;
+    while shared.unlistened.load(Ordering::Acquire) < workers && Instant::now() < unlisten_deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    shared.draining.store(true, Ordering::Release);
     let grace = shared.config().server.shutdown_grace;
     let deadline = Instant::now() + grace + EXIT_SLACK;
     for _ in 0..workers {

@@ -101,13 +101,15 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
             .collect();
         monoio::spawn(housekeeping(worker.clone()));
         monoio::spawn(idle_watch(worker.clone()));
+        worker.unlisten.wait().await;
+        for a in accepts {
+            a.await;
+        }
+        worker.shared.unlistened.fetch_add(1, Ordering::AcqRel);
         worker.drain.wait().await;
         let grace = worker.snapshot().config.server.shutdown_grace;
         let linger = worker.linger_deadline(grace);
         monoio::spawn(fire_linger(worker.clone(), linger));
-        for a in accepts {
-            a.await;
-        }
         let deadline = Instant::now() + grace;
         while worker.active.get() > 0 && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(10)).await;
@@ -191,7 +193,10 @@ async fn housekeeping(worker: Rc<Worker>) {
         monoio::time::sleep(STOP_POLL).await;
         worker.log.flush();
         worker.tls_failures.report(worker.index);
-        if worker.shared.stopping.load(Ordering::Acquire) {
+        if worker.shared.stopping.load(Ordering::Acquire) && !worker.unlisten.is_fired() {
+            worker.unlisten.fire();
+        }
+        if worker.shared.draining.load(Ordering::Acquire) {
             worker.drain.fire();
             return;
         }
@@ -312,29 +317,29 @@ async fn idle_watch(worker: Rc<Worker>) {
 }
 
 async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
-    // The drain cancels the accept in flight, and the loop still awaits it: an accept the
+    // A stop cancels the accept in flight, and the loop still awaits it: an accept the
     // kernel completed just before the cancel hands over its connection instead of leaking
     // it (a dropped accept op would lose the descriptor, and the client would hang).
     let canceller = monoio::io::Canceller::new();
     let handle = canceller.handle();
     let w = worker.clone();
     monoio::spawn(async move {
-        w.drain.wait().await;
+        w.unlisten.wait().await;
         canceller.cancel();
     });
-    while !worker.drain.is_fired() {
+    while !worker.unlisten.is_fired() {
         match listener.cancelable_accept(handle.clone()).await {
             Ok((stream, peer)) => admit(stream, peer, https, &worker),
-            Err(_) if worker.drain.is_fired() => break,
+            Err(_) if worker.unlisten.is_fired() => break,
             Err(e) => {
                 crate::say!(warn, "worker {}: accept: {e}", worker.index);
                 monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
     }
-    // Draining: the connections already queued in the kernel were made to this process
-    // and would be reset when the listener closes; serve them (each request is answered
-    // with `Connection: close`), then close the listener.
+    // Stopping: the connections already queued in the kernel were made to this process
+    // and would be reset when the listener closes; serve them (once the drain begins, with
+    // `Connection: close`), then close the listener.
     let fd = listener.as_raw_fd();
     loop {
         // SAFETY: accept4 on the listener this task owns; null address pointers are allowed.
