@@ -232,6 +232,19 @@ fn upgrade_under_keepalive_load_drops_nothing() {
             std::thread::spawn(move || keepalive_client(data, stop, ok, failures))
         })
         .collect();
+    // A load balancer's health check through the upgrade: every probe must say serving
+    // (the old gateway closes its admin listener as it hands over; the new one answers).
+    let probes = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                seen.push(health(admin));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        })
+    };
     std::thread::sleep(Duration::from_millis(500));
     let before = ok.load(Ordering::Relaxed);
     assert!(before > 0, "no answers before the upgrade");
@@ -249,6 +262,14 @@ fn upgrade_under_keepalive_load_drops_nothing() {
     for c in clients {
         c.join().unwrap();
     }
+    let probes = probes.join().unwrap();
+    let bad: Vec<_> = probes.iter().filter(|p| !p.starts_with("200 ")).collect();
+    assert!(
+        bad.is_empty() && probes.len() > 20,
+        "{} of {} health probes failed: {bad:?}",
+        bad.len(),
+        probes.len()
+    );
     let failures = failures.lock().unwrap();
     let total = ok.load(Ordering::Relaxed);
     eprintln!(
@@ -281,6 +302,21 @@ fn upgrade_under_keepalive_load_drops_nothing() {
     assert!(old.stderr().contains("handing over"), "{}", old.stderr());
     assert!(new.terminate().success());
     assert!(!pid_file.exists(), "the pid file outlived the new gateway");
+}
+
+/// One `/healthz` probe as a load balancer makes it: `"200 {body}"`, or what went wrong.
+fn health(admin: SocketAddr) -> String {
+    let probe = || -> std::io::Result<String> {
+        let mut c = TcpStream::connect(admin)?;
+        c.set_read_timeout(Some(Duration::from_secs(2)))?;
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: lb\r\n\r\n")?;
+        let mut all = String::new();
+        c.read_to_string(&mut all)?;
+        let status = all.split(' ').nth(1).unwrap_or("none").to_string();
+        let body = all.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        Ok(format!("{status} {body}"))
+    };
+    probe().unwrap_or_else(|e| format!("error: {e}"))
 }
 
 /// The worker index a response's request id names (`<start>-<worker>-<counter>`).

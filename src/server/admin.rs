@@ -42,6 +42,8 @@ const STOP_POLL_MS: libc::c_int = 50;
 /// The running admin listener.
 pub struct Admin {
     stop: Arc<AtomicBool>,
+    /// Answers being written.
+    busy: Arc<AtomicUsize>,
     thread: JoinHandle<()>,
 }
 
@@ -49,31 +51,45 @@ impl Admin {
     /// Serves `listener` (non-blocking) on a new thread until [`Admin::stop`].
     pub fn start(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Admin> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let busy = Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (stop.clone(), busy.clone());
         let thread = std::thread::Builder::new()
             .name("ringway-admin".into())
-            .spawn(move || serve(listener, shared, flag))?;
-        Ok(Admin { stop, thread })
+            .spawn(move || serve(listener, shared, flag, count))?;
+        Ok(Admin { stop, busy, thread })
     }
 
-    /// Closes the listener (answers already started finish on their own threads).
+    /// Closes the listener, after answering the connections already made to it (a hand-over
+    /// loses no health check: what was queued here is answered, later ones reach the
+    /// successor), and waits (bounded) for the answers being written.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
         let _ = self.thread.join();
+        let deadline = Instant::now() + ADMIN_TIMEOUT;
+        while self.busy.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
-fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    let busy = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::Acquire) {
-        let mut fds = libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the listener this thread owns.
-        if unsafe { libc::poll(&mut fds, 1, STOP_POLL_MS) } <= 0 {
-            continue;
+fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    busy: Arc<AtomicUsize>,
+) {
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        if !stopping {
+            let mut fds = libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the listener this thread owns.
+            if unsafe { libc::poll(&mut fds, 1, STOP_POLL_MS) } <= 0 {
+                continue;
+            }
         }
         while let Ok((stream, _)) = listener.accept() {
             if busy.fetch_add(1, Ordering::AcqRel) >= MAX_ADMIN_CONNECTIONS {
@@ -90,6 +106,9 @@ fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
             if spawned.is_err() {
                 busy.fetch_sub(1, Ordering::AcqRel);
             }
+        }
+        if stopping {
+            return;
         }
     }
 }
