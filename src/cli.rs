@@ -11,7 +11,7 @@ use crate::router::target::{parse_target, resolve_dot_segments};
 
 /// Exit code when the configuration cannot be loaded (`check` and `route`).
 pub const EXIT_CONFIG: i32 = 1;
-/// Exit code of `route` when no API matches (or the target is bad).
+/// Exit code of `route` when no API matches (or the target, or a path or query param, is bad).
 pub const EXIT_NO_ROUTE: i32 = 1;
 /// Exit code of `docs` when an output file cannot be written.
 pub const EXIT_WRITE: i32 = 1;
@@ -113,7 +113,34 @@ fn failure(status: u16, message: String) -> (i32, Value) {
     )
 }
 
-/// The answer of `ringway route` for a loaded configuration.
+/// The path and query params of the matched API, judged by the gateway's own parameter stage
+/// ([`crate::gateway::params`]): the same 400 / 403 and message a request with this target
+/// would get. Header params are not judged (`route` is given no headers), and neither are
+/// the stages before params on the data path (protocol, WebSocket handshake, auth):
+/// `route` says which API a request reaches, not whether its credentials would pass.
+fn judge_params(
+    api: &crate::config::Api,
+    query: Option<&str>,
+    path: &str,
+    captures: &crate::router::Captures<'_>,
+) -> Result<(), crate::error::GatewayError> {
+    use crate::config::Location;
+    use crate::gateway::params::{ParamInput, ParamValues, apply_where};
+    let head = crate::http::head::RequestHead::default();
+    let input = ParamInput {
+        buf: &[],
+        head: &head,
+        query,
+        path,
+        captures,
+    };
+    let judged = |p: &crate::config::Param| p.location != Location::Header;
+    apply_where(&api.params, judged, &input, &mut ParamValues::default())
+}
+
+/// The answer of `ringway route` for a loaded configuration: the API the target reaches,
+/// or the 404 / 400 of routing, or the 400 / 403 of its path and query params (see
+/// [`judge_params`]).
 pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) -> (i32, Value) {
     let t = match parse_target(target) {
         Ok(t) => t,
@@ -138,6 +165,9 @@ pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) 
     };
     let service = &cfg.services[m.service];
     let api = &service.apis[m.api];
+    if let Err(e) = judge_params(api, t.query, path, &m.captures) {
+        return failure(e.status(), e.message());
+    }
     let params: Map<String, Value> = m
         .captures
         .iter(path)

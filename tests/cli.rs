@@ -1,5 +1,7 @@
 //! The `ringway` binary's `check`, `route` and `run` commands (SPEC §7), run as a process.
 
+mod support;
+
 use std::process::{Command, Output};
 
 fn ringway(args: &[&str]) -> Output {
@@ -189,6 +191,162 @@ fn route_bad_targets_are_400() {
         assert_eq!(o.status.code(), Some(1), "{target}");
         assert_eq!(json_line(&o)["status"], 400, "{target}");
     }
+}
+
+fn route_conf(args: &[&str]) -> Output {
+    let mut all = vec!["route", "--config", "conf/ringway.toml"];
+    all.extend_from_slice(args);
+    ringway(&all)
+}
+
+#[test]
+fn route_refuses_a_path_param_of_the_wrong_type() {
+    // The gateway answers GET /user/abc with this 400 (see the comparison test below).
+    for target in ["/user/abc", "/user/4.2", "/user/99999999999", "/user/%zz"] {
+        let o = route_conf(&[target]);
+        assert_eq!(o.status.code(), Some(1), "{target}");
+        assert_eq!(
+            json_line(&o),
+            serde_json::json!({"status":400,"message":"path variable userid is not a valid int"}),
+            "{target}"
+        );
+    }
+    let o = route_conf(&["--host", "api.example.com", "/v1/orders/x"]);
+    assert_eq!(
+        json_line(&o),
+        serde_json::json!({"status":400,"message":"path variable order_id is not a valid long"})
+    );
+}
+
+#[test]
+fn route_accepts_good_param_values() {
+    // `%32` is decoded before the check, as on the data path; the params shown are as sent.
+    for (target, userid) in [
+        ("/user/-7", "-7"),
+        ("/user/4%32", "4%32"),
+        ("/user/42?fields=id,name", "42"),
+    ] {
+        let o = route_conf(&[target]);
+        assert!(o.status.success(), "{target}: {}", stdout(&o));
+        let v = json_line(&o);
+        assert_eq!(v["api"], "get-user", "{target}");
+        assert_eq!(v["params"]["userid"], userid, "{target}");
+    }
+}
+
+#[test]
+fn route_refuses_a_query_param_of_the_wrong_type() {
+    // `orders` also has a required header param, which `route` cannot be given: it is not
+    // judged, so the good query passes and the bad one fails on the query alone.
+    let o = route_conf(&["--method", "POST", "/orders?dry_run=maybe"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        json_line(&o),
+        serde_json::json!({"status":400,"message":"querystring dry_run is not a valid boolean"})
+    );
+    for target in ["/orders?dry_run=true", "/orders?dry_run=tru%65", "/orders"] {
+        let o = route_conf(&["--method", "POST", target]);
+        assert!(o.status.success(), "{target}: {}", stdout(&o));
+        assert_eq!(json_line(&o)["api"], "orders", "{target}");
+    }
+    // A value that does not decode fails even a string param.
+    let o = route_conf(&["/user/42?fields=%zz"]);
+    assert_eq!(
+        json_line(&o),
+        serde_json::json!({"status":400,"message":"querystring fields is not a valid string"})
+    );
+}
+
+#[test]
+fn route_names_auth_apis_without_credentials() {
+    for (method, target, api) in [
+        ("POST", "/signed", "signed-echo"),
+        ("GET", "/me", "profile"),
+    ] {
+        let o = route_conf(&["--method", method, target]);
+        assert!(o.status.success(), "{target}: {}", stdout(&o));
+        assert_eq!(json_line(&o)["api"], api);
+    }
+}
+
+/// `route` and a running gateway on the same file give the same status and message for the
+/// same target (the gateway request carries valid values for the header params, which
+/// `route` does not judge).
+#[test]
+fn route_and_the_gateway_judge_params_alike() {
+    let toml = format!(
+        "{}{}",
+        support::server_section(1, ""),
+        r#"
+[[services]]
+name = "s"
+[[services.apis]]
+name = "item"
+path = "/item/{id}"
+[[services.apis.params]]
+name = "id"
+location = "path"
+data_type = "int"
+required = true
+[[services.apis.params]]
+name = "X-Tenant"
+location = "header"
+data_type = "long"
+required = true
+[[services.apis.params]]
+name = "flag"
+location = "query"
+data_type = "boolean"
+[[services.apis.params]]
+name = "n"
+location = "query"
+data_type = "double"
+required = true
+[[services.apis.params]]
+name = "to-header"
+location = "query"
+backend_location = "header"
+[services.apis.backend]
+type = "mock"
+mock_body = "ok"
+"#
+    );
+    let mut gw = support::Gateway::start(&toml);
+    let config = gw.config_path.to_string_lossy().into_owned();
+    let targets = [
+        "/item/7?n=1.5",
+        "/item/abc?n=1.5",
+        "/item/7",
+        "/item/7?n=x",
+        "/item/7?n=1&flag=yes",
+        "/item/7?n=1&flag=false",
+        "/item/%zz?n=1",
+        "/item/7?n=1&to-header=a%0Ab",
+        "/item/7?n=1&to-header=a%20b",
+    ];
+    for target in targets {
+        let o = ringway(&["route", "--config", &config, target]);
+        let (route_status, route_message) = match o.status.code() {
+            Some(0) => (200, None),
+            _ => {
+                let v = json_line(&o);
+                let status = v["status"].as_u64().expect("status") as u16;
+                (status, v["message"].as_str().map(String::from))
+            }
+        };
+        let mut c = gw.connect();
+        let r = c.roundtrip(format!(
+            "GET {target} HTTP/1.1\r\nHost: example.test\r\nX-Tenant: 12\r\n\r\n"
+        ));
+        let message = support::json_message(&r.body);
+        assert_eq!(
+            (r.status, message),
+            (route_status, route_message),
+            "{target}: route said {}",
+            stdout(&o)
+        );
+    }
+    assert!(gw.terminate().success());
 }
 
 #[test]

@@ -242,23 +242,39 @@ pub fn apply(
     input: &ParamInput<'_>,
     out: &mut ParamValues,
 ) -> Result<(), GatewayError> {
+    apply_where(params, |_| true, input, out)
+}
+
+/// [`apply`] for the params that `judged` selects; the others are passed over as if they
+/// were not declared (nothing read, nothing placed). Placed indices are still indices into
+/// `params`. `ringway route` judges the path and query params this way: it has no headers.
+pub fn apply_where(
+    params: &[Param],
+    judged: impl Fn(&Param) -> bool,
+    input: &ParamInput<'_>,
+    out: &mut ParamValues,
+) -> Result<(), GatewayError> {
     out.clear();
     if params.is_empty() {
         return Ok(());
     }
     let mut scratch = std::mem::take(&mut out.scratch);
-    let result = apply_each(params, input, out, &mut scratch);
+    let result = apply_each(params, judged, input, out, &mut scratch);
     out.scratch = scratch;
     result
 }
 
 fn apply_each(
     params: &[Param],
+    judged: impl Fn(&Param) -> bool,
     input: &ParamInput<'_>,
     out: &mut ParamValues,
     scratch: &mut String,
 ) -> Result<(), GatewayError> {
     for (i, p) in params.iter().enumerate() {
+        if !judged(p) {
+            continue;
+        }
         let value = match lookup(p, input, scratch)? {
             Some(v) => {
                 if !valid(p.data_type, v) {

@@ -608,6 +608,52 @@ fn config_order_and_first_failure() {
 }
 
 #[test]
+fn apply_where_passes_over_what_it_does_not_judge() {
+    let params = [
+        required(param("X-A", Header, Int)),
+        default(param("X-B", Header, Int), "7"),
+        required(param("c", Query, Boolean)),
+        default(param("d", Query, Long), "-1"),
+    ];
+    let no_headers = |p: &Param| p.location != Header;
+    let run_where = |target: &str, headers: &[&[u8]]| -> Outcome {
+        let raw = request(target, headers);
+        let mut head = RequestHead::default();
+        parse_head(&raw, &limits(), &mut head).expect("test request parses");
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let captures = Captures::empty();
+        let input = ParamInput {
+            buf: &raw,
+            head: &head,
+            query: Some(query),
+            path,
+            captures: &captures,
+        };
+        let mut out = ParamValues::default();
+        match apply_where(&params, no_headers, &input, &mut out) {
+            Ok(()) => Ok(out.iter().map(|(i, v)| (i, v.to_string())).collect()),
+            Err(e) => Err((e.status(), e.message())),
+        }
+    };
+    // The missing required header and the header default are not looked at; indices stay
+    // those of the whole list.
+    assert_eq!(run_where("/?c=true", &[]), ok(&[(3, "-1")]));
+    // A bad header value is not looked at either.
+    assert_eq!(run_where("/?c=true", &[b"X-A: x"]), ok(&[(3, "-1")]));
+    // What is judged is judged as `apply` does.
+    assert_eq!(
+        run_where("/?c=1", &[]),
+        err(400, "querystring c is not a valid boolean")
+    );
+    assert_eq!(run_where("/", &[]), err(403, "querystring c is required"));
+    // `apply` judges all of them.
+    assert_eq!(
+        run(&params, "/", "/?c=true", &[]),
+        err(403, "header X-A is required")
+    );
+}
+
+#[test]
 fn empty_params_touch_nothing() {
     let mut out = ParamValues::default();
     let params = [default(param("a", Query, Int), "1")];
