@@ -203,13 +203,68 @@ fn urls_parse() {
         ("ftp://1.2.3.4", "must start with http"),
         ("http://clb.internal:80", "by IP address"),
         ("http://1.2.3.4:80/path", "just scheme://vip:port"),
-        ("http://1.2.3.4:99999", "by IP address"),
     ] {
         let text = format!("[[upstreams]]\nname = \"u\"\nurl = \"{url}\"\n");
         assert_error(&text, "upstreams[0].url", fragment, Some(3));
     }
     let ok = "[[upstreams]]\nname = \"u\"\nurl = \"https://[::1]\"\n";
     load_str(ok, Path::new(FILE)).unwrap();
+}
+
+#[test]
+fn upstream_ports_are_checked() {
+    for (url, message) in [
+        (
+            "http://127.0.0.1:99999",
+            "\"http://127.0.0.1:99999\": port 99999 is out of range (1-65535)",
+        ),
+        (
+            "https://[::1]:65536",
+            "\"https://[::1]:65536\": port 65536 is out of range (1-65535)",
+        ),
+        (
+            "http://127.0.0.1:0",
+            "\"http://127.0.0.1:0\": port 0 is out of range (1-65535)",
+        ),
+        (
+            "http://127.0.0.1:http",
+            "\"http://127.0.0.1:http\": port \"http\" is not a number",
+        ),
+        (
+            "http://127.0.0.1:",
+            "\"http://127.0.0.1:\": the port after `:` is empty",
+        ),
+    ] {
+        let text = format!("[[upstreams]]\nname = \"u\"\nurl = \"{url}\"\n");
+        let errs = errors(&text);
+        assert_error(&text, "upstreams[0].url", message, Some(3));
+        assert!(
+            errs.iter().all(|e| !e.message.contains("host names")),
+            "{url}: {errs:?}"
+        );
+    }
+    for (target, message) in [
+        (
+            "127.0.0.1:99999",
+            "\"127.0.0.1:99999\": port 99999 is out of range (1-65535)",
+        ),
+        (
+            "127.0.0.1:0",
+            "\"127.0.0.1:0\": port 0 is out of range (1-65535)",
+        ),
+        (
+            "127.0.0.1:x1",
+            "\"127.0.0.1:x1\": port \"x1\" is not a number",
+        ),
+        ("127.0.0.1:", "\"127.0.0.1:\": the port after `:` is empty"),
+        ("127.0.0.1", "the port is missing"),
+        ("clb.internal:80", "host names are not resolved"),
+    ] {
+        let text = format!(
+            "[[upstreams]]\nname = \"u\"\nurl = \"http://127.0.0.1:1\"\ntargets = [\"127.0.0.1:2\", \"{target}\"]\n"
+        );
+        assert_error(&text, "upstreams[0].targets[1]", message, Some(4));
+    }
 }
 
 #[test]

@@ -472,27 +472,116 @@ fn parse_upstream_url(url: &str) -> Result<(Scheme, SocketAddr, IpAddr), String>
         ));
     }
     let default_port = if scheme == Scheme::Http { 80 } else { 443 };
-    let addr = authority
-        .parse::<SocketAddr>()
-        .ok()
-        .or_else(|| {
-            authority
-                .parse::<IpAddr>()
-                .ok()
-                .map(|ip| SocketAddr::new(ip, default_port))
-        })
-        .or_else(|| {
-            let v6 = authority.strip_prefix('[')?.strip_suffix(']')?;
-            v6.parse::<IpAddr>()
-                .ok()
-                .map(|ip| SocketAddr::new(ip, default_port))
-        })
-        .ok_or_else(|| {
-            format!(
-                "\"{url}\" must name the CLB by IP address (vip:port); host names are not resolved"
-            )
-        })?;
+    let addr = vip_addr(authority, Some(default_port)).map_err(|e| match e {
+        VipError::NotAnIp => format!(
+            "\"{url}\" must name the CLB by IP address (vip:port); host names are not resolved"
+        ),
+        e => format!("\"{url}\": {e}"),
+    })?;
     Ok((scheme, addr, addr.ip()))
+}
+
+/// Why a CLB address (`upstreams.url`'s authority, a `targets` entry) is refused.
+#[derive(Debug, PartialEq, Eq)]
+enum VipError {
+    /// The host part is not an IP address (a host name, or garbage).
+    NotAnIp,
+    /// An unbracketed IPv6 address followed by a port.
+    Ipv6WithoutBrackets,
+    /// No port where one is required.
+    NoPort,
+    /// `ip:` with nothing after the colon.
+    EmptyPort,
+    /// Not all ASCII digits (the text as written).
+    PortNotANumber(String),
+    /// 0, or above 65535 (the digits as written).
+    PortOutOfRange(String),
+}
+
+impl std::fmt::Display for VipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VipError::NotAnIp => {
+                f.write_str("the host must be an IP address (host names are not resolved)")
+            }
+            VipError::Ipv6WithoutBrackets => {
+                f.write_str("an IPv6 address with a port must be in brackets, as [::1]:80")
+            }
+            VipError::NoPort => f.write_str("the port is missing"),
+            VipError::EmptyPort => f.write_str("the port after `:` is empty"),
+            VipError::PortNotANumber(p) => write!(f, "port \"{p}\" is not a number"),
+            VipError::PortOutOfRange(p) => write!(f, "port {p} is out of range (1-65535)"),
+        }
+    }
+}
+
+/// A CLB address: `ip:port`, `[ipv6]:port`, or, where `default_port` is given, `ip`,
+/// `[ipv6]` or a bare IPv6 address. Port 0 is refused (nothing can be reached there).
+fn vip_addr(authority: &str, default_port: Option<u16>) -> Result<SocketAddr, VipError> {
+    // Everything the standard parser takes, but port 0, as before.
+    if let Ok(a) = authority.parse::<SocketAddr>()
+        && a.port() != 0
+    {
+        return Ok(a);
+    }
+    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+        let (host, after) = inner.split_once(']').ok_or(VipError::NotAnIp)?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or(VipError::NotAnIp)?),
+            ),
+        }
+    } else if authority.parse::<IpAddr>().is_ok() {
+        (authority, None)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => {
+                return Err(if host.parse::<std::net::Ipv6Addr>().is_ok() {
+                    VipError::Ipv6WithoutBrackets
+                } else {
+                    VipError::NotAnIp
+                });
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let ip = host.parse::<IpAddr>().map_err(|_| VipError::NotAnIp)?;
+    let port = match port {
+        None => default_port.ok_or(VipError::NoPort)?,
+        Some("") => return Err(VipError::EmptyPort),
+        Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(VipError::PortNotANumber(p.to_string()));
+        }
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&n| n != 0)
+            .ok_or_else(|| VipError::PortOutOfRange(p.to_string()))?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// `upstreams[i].targets`: each an `ip:port` (`[ipv6]:port`).
+fn target_addrs(cx: &mut Ctx, key_name: &str, v: &[String]) -> Vec<SocketAddr> {
+    v.iter()
+        .enumerate()
+        .filter_map(|(i, a)| match vip_addr(a, None) {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                let why = match e {
+                    VipError::NotAnIp | VipError::NoPort => {
+                        format!("\"{a}\" is not an address like \"10.0.0.5:80\": {e}")
+                    }
+                    e => format!("\"{a}\": {e}"),
+                };
+                cx.err(format!("{key_name}[{i}]"), why);
+                None
+            }
+        })
+        .collect()
 }
 
 fn build_upstreams(cx: &mut Ctx, ups: &[FileUpstream]) -> Vec<Upstream> {
@@ -521,7 +610,7 @@ fn build_upstreams(cx: &mut Ctx, ups: &[FileUpstream]) -> Vec<Upstream> {
                 );
                 Vec::new()
             }
-            Some(t) => socket_addrs(cx, &key(&k, "targets"), t),
+            Some(t) => target_addrs(cx, &key(&k, "targets"), t),
             None => parsed.iter().map(|p| p.1).collect(),
         };
         let scheme = parsed.map_or(Scheme::Http, |p| p.0);
@@ -784,6 +873,74 @@ fn build_routes(cx: &mut Ctx, services: &[Service]) -> Option<RouteTable> {
                 }
             }
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vip_addresses() {
+        use VipError::*;
+        let ok = |s: &str, d: Option<u16>| vip_addr(s, d).map(|a| a.to_string());
+        let cases: &[(&str, Option<u16>, Result<&str, VipError>)] = &[
+            ("10.0.0.5:80", None, Ok("10.0.0.5:80")),
+            ("10.0.0.5:65535", None, Ok("10.0.0.5:65535")),
+            ("10.0.0.5:1", None, Ok("10.0.0.5:1")),
+            ("10.0.0.5:080", None, Ok("10.0.0.5:80")),
+            ("10.0.0.5", Some(80), Ok("10.0.0.5:80")),
+            ("[::1]:8080", None, Ok("[::1]:8080")),
+            ("[::1]", Some(443), Ok("[::1]:443")),
+            ("::1", Some(443), Ok("[::1]:443")),
+            ("10.0.0.5", None, Err(NoPort)),
+            ("[::1]", None, Err(NoPort)),
+            ("10.0.0.5:99999", None, Err(PortOutOfRange("99999".into()))),
+            (
+                "10.0.0.5:99999",
+                Some(80),
+                Err(PortOutOfRange("99999".into())),
+            ),
+            ("10.0.0.5:65536", None, Err(PortOutOfRange("65536".into()))),
+            (
+                "10.0.0.5:123456789012345678901",
+                None,
+                Err(PortOutOfRange("123456789012345678901".into())),
+            ),
+            ("10.0.0.5:0", Some(80), Err(PortOutOfRange("0".into()))),
+            ("[::1]:0", None, Err(PortOutOfRange("0".into()))),
+            ("10.0.0.5:", Some(80), Err(EmptyPort)),
+            ("[::1]:", Some(80), Err(EmptyPort)),
+            (
+                "10.0.0.5:http",
+                Some(80),
+                Err(PortNotANumber("http".into())),
+            ),
+            ("10.0.0.5:+80", None, Err(PortNotANumber("+80".into()))),
+            ("10.0.0.5:-1", None, Err(PortNotANumber("-1".into()))),
+            ("10.0.0.5: 80", None, Err(PortNotANumber(" 80".into()))),
+            ("clb.internal:80", Some(80), Err(NotAnIp)),
+            ("clb.internal", Some(80), Err(NotAnIp)),
+            (":80", Some(80), Err(NotAnIp)),
+            ("", Some(80), Err(NotAnIp)),
+            ("[clb]:80", None, Err(NotAnIp)),
+            ("[::1]x", None, Err(NotAnIp)),
+            ("[::1", None, Err(NotAnIp)),
+            // An unbracketed IPv6 address then a port: told to use brackets. (`::1:80` is
+            // itself an IPv6 address, so it is taken as one.)
+            ("2001:db8::1:99999", None, Err(Ipv6WithoutBrackets)),
+            ("fe80::1:2:http", Some(80), Err(Ipv6WithoutBrackets)),
+            ("::1:80", Some(80), Ok("[::1:80]:80")),
+            ("2001:db8::g:80", None, Err(NotAnIp)),
+        ];
+        for (s, default, want) in cases {
+            let want = want
+                .as_ref()
+                .map(|a| a.to_string())
+                .map_err(|e| e.to_string());
+            let got = ok(s, *default).map_err(|e| e.to_string());
+            assert_eq!(got, want, "{s:?} (default port {default:?})");
         }
     }
 }
