@@ -5,6 +5,8 @@
 //! headless Chromium (`chromium` or `chromium-browser`) into a PNG that must be much larger
 //! than the PNG of a blank page.
 
+mod support;
+
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -670,4 +672,478 @@ fn an_unwritable_out_dir_exits_1() {
     let err = text(&o.stderr);
     assert!(err.starts_with("ringway docs: cannot create"), "{err}");
     assert!(err.contains(&out.display().to_string()), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The samples, run: each `curl` sample of the docs is run by `sh` (with the `curl` and
+// `openssl` commands) against a gateway serving the documented configuration.
+
+const SAMPLE_ID: &str = "AKIDdocs0001";
+const SAMPLE_KEY: &str = "docs-secret-key-0001";
+/// How long one sample may run: a WebSocket sample keeps its tunnel open until killed.
+const SAMPLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `src` with `sh -c` in its own process group (killed after `limit`), with the key
+/// pair's variables set; returns (stdout, stderr).
+fn run_sample(src: &str, secret_key: &str, limit: Duration) -> (String, String) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(src)
+        .env("SECRET_ID", SAMPLE_ID)
+        .env("SECRET_KEY", secret_key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("run sh");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait for sh").is_none() {
+        if Instant::now() > deadline {
+            // SAFETY: kill(2) on the process group of our own child (its id is the group's).
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = text(&out.join().expect("stdout reader"));
+    let err = text(&err.join().expect("stderr reader"));
+    (out, err)
+}
+
+/// The status code and body of `curl -i` output (the last response, after any 100).
+fn status_and_body(out: &str) -> (u16, String) {
+    let start = out.rfind("HTTP/1.1 ").unwrap_or(0);
+    let resp = &out[start..];
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// The inverse of [`esc`].
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Every `<pre><code>` block of an HTML page, unescaped.
+fn code_blocks(html: &str) -> Vec<String> {
+    html.split("<pre><code>")
+        .skip(1)
+        .filter_map(|b| b.split_once("</code></pre>"))
+        .map(|(code, _)| unescape(code))
+        .collect()
+}
+
+/// Every operation's sample of an OpenAPI document: (summary, method, source).
+fn openapi_samples(doc: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for item in doc["paths"].as_object().expect("paths").values() {
+        for (method, op) in item.as_object().expect("path item") {
+            let src = op["x-codeSamples"][0]["source"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no sample in {op}"));
+            let name = op["summary"].as_str().expect("summary");
+            out.push((name.to_string(), method.to_uppercase(), src.to_string()));
+        }
+    }
+    out
+}
+
+/// The names a key-pair recipe signs (from its `printf` format) and the names its
+/// `headers="..."` lists, and, for each signed name, whether a `-H "Name: $VAR"` sends the
+/// variable the `printf` signs for it.
+fn recipe_lists(src: &str) -> (Vec<String>, Vec<String>) {
+    let sig = src
+        .lines()
+        .find(|l| l.starts_with("SIG=$(printf '"))
+        .unwrap_or_else(|| panic!("no `SIG=$(printf '...` line in:\n{src}"));
+    let rest = &sig["SIG=$(printf '".len()..];
+    let (format, rest) = rest.split_once('\'').expect("printf format");
+    let args = rest
+        .split_once(" | openssl dgst ")
+        .expect("openssl dgst")
+        .0
+        .split_whitespace()
+        .map(|a| a.trim_matches('"').trim_start_matches('$').to_string())
+        .collect::<Vec<_>>();
+    let parts: Vec<&str> = format.split("\\n").collect();
+    assert_eq!(
+        parts.len(),
+        args.len(),
+        "one argument per line of {format:?}"
+    );
+    let mut signed = Vec::new();
+    for (part, var) in parts.iter().zip(&args) {
+        let name = part
+            .strip_suffix(": %s")
+            .unwrap_or_else(|| panic!("signing-string line {part:?} is not `name: %s`"));
+        // The signed value is the one sent: `-H "Name: $VAR"` for the same variable.
+        let sent = src.lines().any(|l| {
+            l.trim().trim_end_matches('\\').trim().to_ascii_lowercase()
+                == format!("-h \"{name}: ${}\"", var.to_ascii_lowercase())
+        });
+        assert!(
+            sent,
+            "{name} is signed from ${var} but not sent from it:\n{src}"
+        );
+        signed.push(name.to_string());
+    }
+    let listed = src
+        .split_once("headers=\\\"")
+        .and_then(|(_, r)| r.split_once("\\\""))
+        .unwrap_or_else(|| panic!("no headers=\\\"...\\\" in:\n{src}"))
+        .0;
+    let listed = listed.split(' ').map(String::from).collect();
+    (signed, listed)
+}
+
+/// A gateway on a known free port serving `body` (services, upstreams, key pairs), and the
+/// docs written for the same file: (gateway, docs dir, its temp dir).
+fn serve_and_document(body: &str) -> (support::Gateway, PathBuf, tempfile::TempDir) {
+    let addr = support::unused_addr();
+    let toml = format!(
+        "[server]\nlisten_http = [\"{addr}\"]\nadmin_listen = \"off\"\naccess_log = \"off\"\nworkers = 1\n{body}"
+    );
+    let gw = support::Gateway::start(&toml);
+    assert_eq!(gw.addr(), addr);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("site");
+    docs(&gw.config_path.to_string_lossy(), &out);
+    (gw, out, dir)
+}
+
+/// The key-pair recipe of the docs, run as written with the `openssl` and `curl` commands,
+/// passes the gateway's check; and it signs exactly the headers its `headers="..."` names.
+#[test]
+fn key_pair_recipe_runs_with_openssl() {
+    let (mut gw, out, _dir) = serve_and_document(&format!(
+        r#"
+[[services]]
+name = "s"
+[[services.apis]]
+name = "signed"
+path = "=/signed"
+method = "POST"
+auth = "key_pair"
+[services.apis.backend]
+type = "mock"
+mock_body = "signed ok"
+[[services.apis]]
+name = "signed-item"
+path = "/items/{{id}}"
+auth = "key_pair"
+[[services.apis.params]]
+name = "id"
+location = "path"
+data_type = "int"
+sample = "7"
+[[services.apis.params]]
+name = "X-Tenant"
+location = "header"
+data_type = "long"
+required = true
+[services.apis.backend]
+type = "mock"
+mock_body = "item ok"
+[[key_pairs]]
+secret_id = "{SAMPLE_ID}"
+secret_key = "{SAMPLE_KEY}"
+services = ["s"]
+"#
+    ));
+    let doc = json(&out.join("openapi/s.json"));
+    let page = read(&out.join("s.html"));
+    let blocks = code_blocks(&page);
+    let samples = openapi_samples(&doc);
+    assert_eq!(samples.len(), 2);
+    for (name, method, src) in &samples {
+        assert!(
+            blocks.contains(src),
+            "{name}: the HTML page does not show the OpenAPI sample:\n{src}"
+        );
+        let (signed, listed) = recipe_lists(src);
+        assert_eq!(signed, listed, "{name}: signed vs headers=\"...\"");
+        assert_eq!(signed, ["x-date", "source"], "{name}: SPEC §4's example");
+
+        let (o, e) = run_sample(src, SAMPLE_KEY, SAMPLE_LIMIT);
+        let (status, body) = status_and_body(&o);
+        let want = if name == "signed" {
+            "signed ok"
+        } else {
+            "item ok"
+        };
+        assert_eq!(
+            (status, body.as_str()),
+            (200, want),
+            "{name} {method}:\n{src}\n--- stdout\n{o}\n--- stderr\n{e}"
+        );
+        // A control: the gateway does check what the recipe signs.
+        let (o, _) = run_sample(src, "not-the-secret-key", SAMPLE_LIMIT);
+        assert_eq!(status_and_body(&o).0, 401, "{name} with a wrong key:\n{o}");
+        let tampered = src.replace("-H \"Source: $SOURCE\"", "-H \"Source: other\"");
+        assert_ne!(&tampered, src);
+        let (o, _) = run_sample(&tampered, SAMPLE_KEY, SAMPLE_LIMIT);
+        assert_eq!(
+            status_and_body(&o).0,
+            401,
+            "{name} with Source changed:\n{o}"
+        );
+    }
+
+    // The page's own recipe (a template for any URL) signs the same way and passes too.
+    let recipe = blocks
+        .iter()
+        .find(|b| b.contains("curl -i '<url>'"))
+        .unwrap_or_else(|| panic!("no key-pair recipe on the page"));
+    assert!(recipe.starts_with("# Template: replace <url> "), "{recipe}");
+    let (signed, listed) = recipe_lists(recipe);
+    assert_eq!(
+        signed, listed,
+        "the page's recipe: signed vs headers=\"...\""
+    );
+    let filled = recipe.replace("'<url>'", &format!("-X POST 'http://{}/signed'", gw.addr()));
+    let (o, e) = run_sample(&filled, SAMPLE_KEY, SAMPLE_LIMIT);
+    assert_eq!(
+        status_and_body(&o),
+        (200, "signed ok".to_string()),
+        "{filled}\n--- stderr\n{e}"
+    );
+    // The recipe's header line in the auth description names the same list.
+    let description = doc["components"]["securitySchemes"]["keyPair"]["description"]
+        .as_str()
+        .expect("keyPair scheme");
+    assert!(
+        description.contains(&format!("headers=\\\"{}\\\"", listed.join(" ")))
+            || description.contains(&format!("headers=\"{}\"", listed.join(" "))),
+        "{description}"
+    );
+    assert!(gw.terminate().success());
+}
+
+/// Every sample of the docs runs as shown and gets the documented answer, or starts with
+/// `# Template:` lines naming each `<placeholder>` it has; filled in, a template runs too.
+#[test]
+fn every_sample_runs_as_shown_or_is_a_template() {
+    let backend = support::Backend::start(|_| support::Reply::ok("from the backend"));
+    let backend_addr = backend.addr();
+    let ws = support::ws::echo_backend();
+    let jwk = format!("{MANIFEST}/conf/demo/jwt-demo.jwk.json");
+    let (mut gw, out, _dir) = serve_and_document(&format!(
+        r#"
+[[upstreams]]
+name = "b"
+url = "http://{backend_addr}"
+[[upstreams]]
+name = "ws"
+url = "http://{ws}"
+
+[[services]]
+name = "s"
+[services.oauth2]
+public_key_file = "{jwk}"
+[[services.apis]]
+name = "hello"
+path = "=/hello"
+[services.apis.backend]
+type = "mock"
+mock_body = "hello"
+[[services.apis]]
+name = "files"
+path = "^~/files/"
+method = "ANY"
+[services.apis.backend]
+type = "mock"
+mock_body = "files"
+[[services.apis]]
+name = "item"
+path = "/items/{{id}}"
+[[services.apis.params]]
+name = "id"
+location = "path"
+data_type = "int"
+required = true
+[[services.apis.params]]
+name = "X-Tenant"
+location = "header"
+data_type = "long"
+required = true
+[[services.apis.params]]
+name = "verbose"
+location = "query"
+data_type = "boolean"
+required = true
+[[services.apis.params]]
+name = "ratio"
+location = "query"
+data_type = "double"
+sample = "0.5"
+[services.apis.backend]
+upstream = "b"
+path = "/internal/items/{{id}}"
+[[services.apis]]
+name = "status"
+path = '~ ^/v(?P<version>\d+)/status$'
+[[services.apis.params]]
+name = "version"
+location = "path"
+data_type = "int"
+[services.apis.backend]
+type = "mock"
+mock_body = "status"
+[[services.apis]]
+name = "images"
+path = '~* \.(png|gif)$'
+[services.apis.backend]
+type = "mock"
+mock_body = "image"
+[[services.apis]]
+name = "orders"
+path = "/orders"
+method = "POST"
+[services.apis.backend]
+upstream = "b"
+path = "/api/orders"
+[[services.apis]]
+name = "signed"
+path = "=/signed"
+method = "POST"
+auth = "key_pair"
+[services.apis.backend]
+type = "mock"
+mock_body = "signed"
+[[services.apis]]
+name = "me"
+path = "=/me"
+auth = "oauth2"
+[services.apis.backend]
+type = "mock"
+mock_body = "me"
+[[services.apis]]
+name = "chat"
+frontend_type = "ws"
+path = "=/chat"
+[services.apis.backend]
+upstream = "ws"
+path = "/ws"
+
+[[key_pairs]]
+secret_id = "{SAMPLE_ID}"
+secret_key = "{SAMPLE_KEY}"
+services = ["s"]
+"#
+    ));
+    let token = Command::new("sh")
+        .arg(format!("{MANIFEST}/conf/demo/make-token.sh"))
+        .output()
+        .expect("run conf/demo/make-token.sh");
+    assert!(token.status.success(), "{}", text(&token.stderr));
+    let token = text(&token.stdout).trim().to_string();
+    // What fills each placeholder, and what each API answers.
+    let fill = [("<rest>", "photo.png"), ("<JWT>", token.as_str())];
+    let answers = [
+        ("hello", 200, "hello"),
+        ("files", 200, "files"),
+        ("item", 200, "from the backend"),
+        ("status", 200, "status"),
+        ("images", 200, "image"),
+        ("orders", 200, "from the backend"),
+        ("signed", 200, "signed"),
+        ("me", 200, "me"),
+        ("chat", 101, ""),
+    ];
+    let doc = json(&out.join("openapi/s.json"));
+    let mut samples = openapi_samples(&doc);
+    let page = read(&out.join("s.html"));
+    // The page shows each API's sample (an ANY API's with GET); the recipe block aside.
+    for block in code_blocks(&page)
+        .into_iter()
+        .filter(|b| b.contains("curl "))
+    {
+        if !block.contains("'<url>'") {
+            samples.push(("(html)".into(), "".into(), block));
+        }
+    }
+    let mut templates = 0;
+    for (name, method, src) in &samples {
+        let placeholders: Vec<&str> = fill
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| src.contains(p))
+            .collect();
+        let mut filled = src.clone();
+        if placeholders.is_empty() {
+            assert!(
+                !src.contains("# Template") && !src.contains('<'),
+                "{name} {method}: a runnable sample with something to fill in:\n{src}"
+            );
+        } else {
+            templates += 1;
+            for p in &placeholders {
+                let note = src
+                    .lines()
+                    .take_while(|l| l.starts_with('#'))
+                    .any(|l| l.starts_with(&format!("# Template: replace {p} with ")));
+                assert!(note, "{name} {method}: {p} is not explained first:\n{src}");
+            }
+            for (p, v) in fill {
+                filled = filled.replace(p, v);
+            }
+        }
+        // A WebSocket sample holds its tunnel open; curl writes the 101 head to a pipe (not
+        // a terminal) only when it ends, so here it gets a time limit.
+        if filled.contains(" -N ") {
+            filled = filled.replacen("curl ", "curl --max-time 2 ", 1);
+        }
+        let (o, e) = run_sample(&filled, SAMPLE_KEY, SAMPLE_LIMIT);
+        let (status, body) = status_and_body(&o);
+        let api = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|i| i.as_object().unwrap().values())
+            .find(|op| op["x-codeSamples"][0]["source"] == src.as_str())
+            .map_or(name.clone(), |op| {
+                op["summary"].as_str().unwrap().to_string()
+            });
+        let (_, want_status, want_body) = answers
+            .iter()
+            .find(|(n, ..)| *n == api)
+            .unwrap_or_else(|| panic!("no answer listed for {api}"));
+        // No body to compare for HEAD, nor after a 101 (the tunnel's bytes).
+        let (body, want_body) = if method == "HEAD" || *want_status == 101 {
+            (String::new(), "")
+        } else {
+            (body, *want_body)
+        };
+        assert_eq!(
+            (status, body.as_str()),
+            (*want_status, want_body),
+            "{api} {method}:\n{filled}\n--- stdout\n{o}\n--- stderr\n{e}"
+        );
+    }
+    // `images` (a regex that is no template) and `me` (a token), in the document and the page.
+    assert_eq!(templates, 4, "{samples:#?}");
+    assert!(gw.terminate().success());
 }

@@ -14,7 +14,10 @@
 use std::fmt::Write as _;
 
 use super::paths::is_prefix;
-use super::sample::{CORS_HOWTO, ServerUrl, curl, key_pair_howto, oauth2_howto, servers};
+use super::sample::{
+    CORS_HOWTO, KEY_PAIR_NOTE, ServerUrl, curl, key_pair_howto, key_pair_recipe, oauth2_howto,
+    servers,
+};
 use super::{
     GATEWAY_ERRORS, GENERATOR, Layout, api_error_example, api_gateway_errors, auth_name,
     data_type_name, location_name, media_type, protocol_name, service_index,
@@ -247,7 +250,20 @@ fn auth_section(out: &mut String, service: &Service) {
         for line in key_pair_howto() {
             let _ = writeln!(out, "<p>{}</p>", inline_code(&line));
         }
-        out.push_str("<p>In shell, with <code>SECRET_ID</code> and <code>SECRET_KEY</code> set (the <code>curl</code> samples below use them):</p>\n<pre><code>XDATE=$(LC_ALL=C TZ=GMT date &#39;+%a, %d %b %Y %H:%M:%S GMT&#39;)\nSIG=$(printf &#39;x-date: %s&#39; &quot;$XDATE&quot; | openssl dgst -sha256 -hmac &quot;$SECRET_KEY&quot; -binary | openssl base64 -A)\ncurl -H &quot;X-Date: $XDATE&quot; \\\n  -H &quot;Authorization: hmac id=\\&quot;$SECRET_ID\\&quot;, algorithm=\\&quot;hmac-sha256\\&quot;, headers=\\&quot;x-date\\&quot;, signature=\\&quot;$SIG\\&quot;&quot; ...</code></pre>\n");
+        let (recipe, headers) = key_pair_recipe();
+        let mut shell = vec![
+            "# Template: replace <url> with the API's URL, and add its method and params (each API's sample request below is complete).".to_string(),
+            KEY_PAIR_NOTE.to_string(),
+        ];
+        shell.extend(recipe);
+        let mut cmd = vec!["curl -i '<url>'".to_string()];
+        cmd.extend(headers.iter().map(|h| format!("-H {h}")));
+        shell.push(cmd.join(" \\\n  "));
+        let _ = writeln!(
+            out,
+            "<p>In shell, with the <code>openssl</code> and <code>curl</code> commands (the sample requests below sign the same way):</p>\n<pre><code>{}</code></pre>",
+            esc(&shell.join("\n"))
+        );
     }
     if let Some(o) = oauth2 {
         out.push_str("<h3 id=\"auth-oauth2\">OAuth 2.0 (JWT)</h3>\n");

@@ -26,7 +26,7 @@
 use serde_json::{Map, Value, json};
 
 use super::paths::{Template, is_prefix, template};
-use super::sample::{CORS_HOWTO, curl, key_pair_howto, oauth2_howto, servers};
+use super::sample::{CORS_HOWTO, curl_as, key_pair_howto, oauth2_howto, servers};
 use super::{
     GATEWAY_ERRORS, GENERATOR, api_error_example, api_gateway_errors, data_type_name,
     location_name, media_type, sample_value, typed_value,
@@ -269,7 +269,7 @@ fn operation(config: &Config, service: &Service, api: &Api, t: &Template, method
     }
     op.insert(
         "x-codeSamples".into(),
-        json!([{ "lang": "Shell", "label": "curl", "source": curl(config, service, api) }]),
+        json!([{ "lang": "Shell", "label": "curl", "source": curl_as(config, service, api, method) }]),
     );
     Value::Object(op)
 }

@@ -107,15 +107,79 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// A runnable `curl` command for the API (a few shell lines for key-pair APIs, which sign
-/// first). It calls the first server URL with the params' samples, defaults or type
-/// examples; `<JWT>` stands for an OAuth 2.0 token and `$SECRET_ID` / `$SECRET_KEY` for a
-/// key pair.
+/// The headers the key-pair recipe signs, in order: (name in the signing string and in
+/// `headers="..."`, header as sent, shell variable, the variable's value in shell). The signing
+/// string, the `-H` options and the `headers="..."` list are all made from this one list, so
+/// they cannot disagree.
+pub const KEY_PAIR_SIGNED: [(&str, &str, &str, &str); 2] = [
+    (
+        "x-date",
+        "X-Date",
+        "XDATE",
+        "$(LC_ALL=C TZ=GMT date '+%a, %d %b %Y %H:%M:%S GMT')",
+    ),
+    ("source", "Source", "SOURCE", "my-app"),
+];
+
+/// The first line of a sample that needs the caller's key pair.
+pub const KEY_PAIR_NOTE: &str =
+    "# Set SECRET_ID and SECRET_KEY to your key pair's secret_id and secret_key first.";
+
+/// The key-pair signing recipe in shell (SPEC §4, hmac-sha256, signed by the `openssl` CLI):
+/// the lines that set each signed header's variable and `SIG`, and the `curl -H` arguments
+/// (shell words) that send the signed headers and `Authorization`. Uses `$SECRET_ID` and
+/// `$SECRET_KEY`.
+pub fn key_pair_recipe() -> (Vec<String>, Vec<String>) {
+    let mut lines: Vec<String> = KEY_PAIR_SIGNED
+        .iter()
+        .map(|(_, _, var, value)| format!("{var}={value}"))
+        .collect();
+    let format: Vec<String> = KEY_PAIR_SIGNED
+        .iter()
+        .map(|(name, ..)| format!("{name}: %s"))
+        .collect();
+    let args: Vec<String> = KEY_PAIR_SIGNED
+        .iter()
+        .map(|(_, _, var, _)| format!("\"${var}\""))
+        .collect();
+    lines.push(format!(
+        "SIG=$(printf '{}' {} | openssl dgst -sha256 -hmac \"$SECRET_KEY\" -binary | openssl base64 -A)",
+        format.join("\\n"),
+        args.join(" ")
+    ));
+    let mut headers: Vec<String> = KEY_PAIR_SIGNED
+        .iter()
+        .map(|(_, header, var, _)| format!("\"{header}: ${var}\""))
+        .collect();
+    headers.push(format!(
+        r#""Authorization: hmac id=\"$SECRET_ID\", algorithm=\"hmac-sha256\", headers=\"{}\", signature=\"$SIG\"""#,
+        key_pair_signed_names()
+    ));
+    (lines, headers)
+}
+
+/// The `headers="..."` value of the recipe: the signed header names, space-separated.
+pub fn key_pair_signed_names() -> String {
+    let names: Vec<&str> = KEY_PAIR_SIGNED.iter().map(|(name, ..)| *name).collect();
+    names.join(" ")
+}
+
+/// A `curl` command for the API, calling it with its configured method (see [`curl_as`]).
 pub fn curl(config: &Config, service: &Service, api: &Api) -> String {
+    curl_as(config, service, api, api.methods.name())
+}
+
+/// A `curl` command for the API sent with `method` (an `ANY` API's OpenAPI operations pass
+/// their own): the first server URL with the params' samples, defaults or type examples. It
+/// runs as shown, but for what it says in `#` lines first: a key-pair API's sample signs
+/// with `$SECRET_ID` / `$SECRET_KEY` (set them first), and a sample with a placeholder in
+/// `<...>` (`<JWT>` for an OAuth 2.0 token, `<rest>` for the part of a path only a regex
+/// describes) starts with `# Template:` lines saying what to put there.
+pub fn curl_as(config: &Config, service: &Service, api: &Api, method: &str) -> String {
     let base = servers(config, service)
         .first()
         .map_or_else(|| "http://localhost".to_string(), ServerUrl::concrete);
-    let (path, complete) = sample_path(api);
+    let (mut path, complete) = sample_path(api);
     let mut query: Vec<String> = api
         .params
         .iter()
@@ -137,30 +201,36 @@ pub fn curl(config: &Config, service: &Service, api: &Api) -> String {
     let mut lines: Vec<String> = Vec::new();
     if !complete {
         lines.push(format!(
-            "# complete the path: it must match the regex {}",
+            "# Template: replace {REST} with the rest of a path that the regex {} matches.",
             api.path_source.replace('\n', " ")
         ));
+        path.push_str(REST);
     }
     match (api.auth, service.oauth2.as_ref()) {
         (Auth::KeyPair, _) => {
-            lines.push("XDATE=$(LC_ALL=C TZ=GMT date '+%a, %d %b %Y %H:%M:%S GMT')".to_string());
-            lines.push("SIG=$(printf 'x-date: %s' \"$XDATE\" | openssl dgst -sha256 -hmac \"$SECRET_KEY\" -binary | openssl base64 -A)".to_string());
-            headers.push("\"X-Date: $XDATE\"".to_string());
-            headers.push(
-                r#""Authorization: hmac id=\"$SECRET_ID\", algorithm=\"hmac-sha256\", headers=\"x-date\", signature=\"$SIG\"""#
-                    .to_string(),
-            );
+            lines.push(KEY_PAIR_NOTE.to_string());
+            let (recipe, mut signed) = key_pair_recipe();
+            lines.extend(recipe);
+            headers.append(&mut signed);
         }
-        (Auth::OAuth2, Some(o)) => match o.token_location {
-            TokenLocation::Header => headers.push(shell_quote("Authorization: Bearer <JWT>")),
-            TokenLocation::Cookie => headers.push(format!(
-                "-b {}",
-                shell_quote(&format!("{}=<JWT>", o.token_name))
-            )),
-            TokenLocation::Query => {
-                query.push(format!("{}=<JWT>", percent_encode(&o.token_name, b"")))
+        (Auth::OAuth2, Some(o)) => {
+            lines.push(format!(
+                "# Template: replace {JWT} with a JWT from the service's identity provider ({}).",
+                jwt_algorithms(o).join(", ")
+            ));
+            match o.token_location {
+                TokenLocation::Header => {
+                    headers.push(shell_quote(&format!("Authorization: Bearer {JWT}")))
+                }
+                TokenLocation::Cookie => headers.push(format!(
+                    "-b {}",
+                    shell_quote(&format!("{}={JWT}", o.token_name))
+                )),
+                TokenLocation::Query => {
+                    query.push(format!("{}={JWT}", percent_encode(&o.token_name, b"")))
+                }
             }
-        },
+        }
         _ => {}
     }
     let mut url = format!("{base}{path}");
@@ -168,7 +238,6 @@ pub fn curl(config: &Config, service: &Service, api: &Api) -> String {
         url.push('?');
         url.push_str(&query.join("&"));
     }
-    let method = api.methods.name();
     let flags = match (api.frontend_type, method) {
         (FrontendType::Ws, _) => {
             let handshake = [
@@ -198,12 +267,17 @@ pub fn curl(config: &Config, service: &Service, api: &Api) -> String {
     lines.join("\n")
 }
 
+/// The placeholder for an OAuth 2.0 token in a sample.
+pub const JWT: &str = "<JWT>";
+/// The placeholder for the part of a sample path that only a regex describes.
+pub const REST: &str = "<rest>";
+
 /// The key-pair (HMAC) recipe, as Markdown lines (also shown by the HTML page).
 pub fn key_pair_howto() -> Vec<String> {
     let algs: Vec<&str> = hmac::Algorithm::ALL.iter().map(|a| a.name()).collect();
     vec![
         "Sign each request with a key pair (a `secret_id` and its `secret_key`, given to you by the gateway's operator) and send:".into(),
-        "`Authorization: hmac id=\"<secret_id>\", algorithm=\"hmac-sha256\", headers=\"x-date source\", signature=\"<base64>\"`".into(),
+        format!("`Authorization: hmac id=\"<secret_id>\", algorithm=\"hmac-sha256\", headers=\"{}\", signature=\"<base64>\"`", key_pair_signed_names()),
         "The signing string is, for each header named in `headers`, in order, `lowercase(name) + \": \" + value`, joined by `\\n` (no trailing newline); the pseudo-header `request-line` stands for the request line (`GET /path?q HTTP/1.1`).".into(),
         format!("`signature` is the standard (padded) base64 of the HMAC of the signing string with the secret key. Algorithms: {}.", algs.join(", ")),
         format!("`x-date` (or `date`) must be signed: an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) within {} s of the gateway's clock.", hmac::MAX_CLOCK_SKEW.as_secs()),
@@ -345,17 +419,78 @@ mod tests {
 
     #[test]
     fn curl_key_pair_signs_first() {
-        let cfg = one_api("path = \"=/s\"\nauth = \"key_pair\"", "");
+        let cfg = one_api("path = \"=/s\"\nmethod = \"POST\"\nauth = \"key_pair\"", "");
         let s = &cfg.services[0];
-        let c = curl(&cfg, s, &s.apis[0]);
-        let lines: Vec<&str> = c.lines().collect();
-        assert!(lines[0].starts_with("XDATE=$("), "{c}");
-        assert!(
-            lines[1].contains("openssl dgst -sha256 -hmac \"$SECRET_KEY\""),
-            "{c}"
+        assert_eq!(
+            curl(&cfg, s, &s.apis[0]),
+            r#"# Set SECRET_ID and SECRET_KEY to your key pair's secret_id and secret_key first.
+XDATE=$(LC_ALL=C TZ=GMT date '+%a, %d %b %Y %H:%M:%S GMT')
+SOURCE=my-app
+SIG=$(printf 'x-date: %s\nsource: %s' "$XDATE" "$SOURCE" | openssl dgst -sha256 -hmac "$SECRET_KEY" -binary | openssl base64 -A)
+curl -i -X POST 'http://localhost:8080/s' \
+  -H "X-Date: $XDATE" \
+  -H "Source: $SOURCE" \
+  -H "Authorization: hmac id=\"$SECRET_ID\", algorithm=\"hmac-sha256\", headers=\"x-date source\", signature=\"$SIG\"""#
         );
-        assert!(c.contains(r#"-H "X-Date: $XDATE""#), "{c}");
-        assert!(c.contains(r#"signature=\"$SIG\""#), "{c}");
+    }
+
+    /// The recipe signs exactly the headers its `headers="..."` names, in that order, sends
+    /// each of them, and the howto names the same list.
+    #[test]
+    fn key_pair_recipe_signs_what_it_lists() {
+        let (lines, headers) = key_pair_recipe();
+        let sig = lines.iter().find(|l| l.starts_with("SIG=")).unwrap();
+        let format = sig
+            .strip_prefix("SIG=$(printf '")
+            .and_then(|r| r.split_once('\''))
+            .unwrap()
+            .0;
+        let signed: Vec<&str> = format
+            .split("\\n")
+            .map(|part| part.strip_suffix(": %s").unwrap())
+            .collect();
+        let auth = headers.last().unwrap();
+        let listed = auth
+            .split_once(r#"headers=\""#)
+            .and_then(|(_, r)| r.split_once('\\'))
+            .unwrap()
+            .0;
+        assert_eq!(listed.split(' ').collect::<Vec<_>>(), signed);
+        assert_eq!(signed, ["x-date", "source"], "SPEC §4's example");
+        for (name, header, var, _) in KEY_PAIR_SIGNED {
+            assert!(lines.iter().any(|l| l.starts_with(&format!("{var}="))));
+            assert!(sig.contains(&format!("\"${var}\"")), "{sig}");
+            assert_eq!(header.to_ascii_lowercase(), name);
+            assert!(headers.contains(&format!("\"{header}: ${var}\"")));
+        }
+        let howto = key_pair_howto().join("\n");
+        assert!(howto.contains(&format!(r#"headers="{listed}""#)), "{howto}");
+    }
+
+    #[test]
+    fn curl_regex_path_is_a_template() {
+        let cfg = one_api("path = '~ ^/files/.*\\.txt$'", "");
+        let s = &cfg.services[0];
+        assert_eq!(
+            curl(&cfg, s, &s.apis[0]),
+            "# Template: replace <rest> with the rest of a path that the regex ~ ^/files/.*\\.txt$ matches.\ncurl -i 'http://localhost:8080/files/<rest>'"
+        );
+    }
+
+    #[test]
+    fn curl_any_api_per_method() {
+        let cfg = one_api("path = \"/p\"\nmethod = \"ANY\"", "");
+        let s = &cfg.services[0];
+        let api = &s.apis[0];
+        assert_eq!(curl(&cfg, s, api), "curl -i 'http://localhost:8080/p'");
+        assert_eq!(
+            curl_as(&cfg, s, api, "DELETE"),
+            "curl -i -X DELETE 'http://localhost:8080/p'"
+        );
+        assert_eq!(
+            curl_as(&cfg, s, api, "HEAD"),
+            "curl -I 'http://localhost:8080/p'"
+        );
     }
 
     #[test]
@@ -375,6 +510,10 @@ mod tests {
             let s = &cfg.services[0];
             let c = curl(&cfg, s, &s.apis[0]);
             assert!(c.contains(want), "{place}: {c}");
+            assert!(
+                c.starts_with("# Template: replace <JWT> with a JWT from the service's identity provider (RS256, "),
+                "{place}: {c}"
+            );
             let o = s.oauth2.as_ref().unwrap();
             assert_eq!(jwt_algorithms(o)[0], "RS256");
         }
