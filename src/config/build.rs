@@ -31,6 +31,13 @@ pub const DEFAULT_CLIENT_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 pub const DEFAULT_WS_IDLE_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 65_536;
+pub const DEFAULT_REQUEST_BUFFER_BYTES: u64 = 64 * 1024;
+/// The largest `request_buffer_bytes` (a buffered body is held in memory per request).
+pub const MAX_REQUEST_BUFFER_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_CLIENT_BODY_TIMEOUT_MS: u64 = 10_000;
+/// Bytes per second: a 56 kbit/s client (7,000 bytes/s) passes with room to spare.
+pub const DEFAULT_CLIENT_BODY_MIN_RATE: u64 = 1_000;
+pub const DEFAULT_CLIENT_BODY_RATE_WINDOW_MS: u64 = 10_000;
 pub const DEFAULT_KEEPALIVE: u64 = 64;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Passive health, as nginx: one failed connect takes a target out for 10 s.
@@ -310,9 +317,45 @@ fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server
             false
         }
     };
+    let path_normalization = match s.path_normalization.as_deref().unwrap_or("safe") {
+        "safe" => PathNormalization::Safe,
+        "none" => PathNormalization::None,
+        other => {
+            cx.err(
+                "server.path_normalization",
+                format!("\"{other}\" is not \"safe\" or \"none\""),
+            );
+            PathNormalization::Safe
+        }
+    };
     Server {
         log_json,
         pid_file,
+        path_normalization,
+        request_buffer_bytes: cx.number(
+            "server.request_buffer_bytes",
+            s.request_buffer_bytes,
+            DEFAULT_REQUEST_BUFFER_BYTES,
+            0,
+            MAX_REQUEST_BUFFER_BYTES,
+        ) as usize,
+        client_body_timeout: cx.millis(
+            "server.client_body_timeout_ms",
+            s.client_body_timeout_ms,
+            DEFAULT_CLIENT_BODY_TIMEOUT_MS,
+        ),
+        client_body_min_rate: cx.number(
+            "server.client_body_min_rate",
+            s.client_body_min_rate,
+            DEFAULT_CLIENT_BODY_MIN_RATE,
+            0,
+            u32::MAX as u64,
+        ),
+        client_body_rate_window: cx.millis(
+            "server.client_body_rate_window_ms",
+            s.client_body_rate_window_ms,
+            DEFAULT_CLIENT_BODY_RATE_WINDOW_MS,
+        ),
         listen_http,
         listen_https,
         admin_listen,

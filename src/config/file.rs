@@ -61,6 +61,11 @@ pub struct FileServer {
     pub access_log: Option<String>,
     pub pid_file: Option<String>,
     pub log_format: Option<String>,
+    pub request_buffer_bytes: Option<u64>,
+    pub client_body_timeout_ms: Option<u64>,
+    pub client_body_min_rate: Option<u64>,
+    pub client_body_rate_window_ms: Option<u64>,
+    pub path_normalization: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]

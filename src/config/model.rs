@@ -49,6 +49,27 @@ pub struct Server {
     pub pid_file: Option<PathBuf>,
     /// The gateway's own messages on stderr as JSON lines (`log_format = "json"`).
     pub log_json: bool,
+    /// A request body up to this size is read whole before an upstream connection is
+    /// taken; a larger one streams once this much has arrived.
+    pub request_buffer_bytes: usize,
+    /// A request body with no byte for this long: 408.
+    pub client_body_timeout: Duration,
+    /// A request body slower than this many bytes per second over a
+    /// `client_body_rate_window`: 408 (0: no minimum).
+    pub client_body_min_rate: u64,
+    pub client_body_rate_window: Duration,
+    pub path_normalization: PathNormalization,
+}
+
+/// `server.path_normalization`: what the request path is made into before routing and
+/// forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathNormalization {
+    /// Percent-encoded unreserved characters decoded, then dot segments resolved; `\`,
+    /// `%2F` and `%5C` refused (400). The backend gets the normalized path.
+    Safe,
+    /// Only dot segments are resolved; percent-encoding is left as sent.
+    None,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
