@@ -32,6 +32,9 @@ pub enum ErrorKind {
     NotFound(String),
     /// The request head was not complete in time: 408, then close.
     HeaderTimeout,
+    /// The request body stalled (`client_body_timeout_ms`) or came slower than
+    /// `client_body_min_rate`: 408, then close.
+    BodyTimeout(BodyStall),
     /// Content-Length above `max_body_bytes`: 413.
     BodyTooLarge,
     /// Request target above `max_uri_bytes`: 414.
@@ -46,6 +49,15 @@ pub enum ErrorKind {
     GatewayTimeout,
     /// Past `max_connections`: 503.
     Overloaded,
+}
+
+/// How a request body failed to arrive in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyStall {
+    /// No byte for `client_body_timeout_ms`.
+    Stalled,
+    /// Fewer bytes than `client_body_min_rate` asks over a window.
+    TooSlow,
 }
 
 /// Why authentication failed: the scheme and a short reason, the labels of
@@ -108,7 +120,7 @@ impl GatewayError {
             ErrorKind::Unauthorized(..) => 401,
             ErrorKind::MissingParameter(_) => 403,
             ErrorKind::NotFound(_) => 404,
-            ErrorKind::HeaderTimeout => 408,
+            ErrorKind::HeaderTimeout | ErrorKind::BodyTimeout(_) => 408,
             ErrorKind::BodyTooLarge => 413,
             ErrorKind::UriTooLong => 414,
             ErrorKind::ProtocolNotAllowed(_) => 426,
@@ -126,6 +138,7 @@ impl GatewayError {
             self.kind,
             ErrorKind::BadRequest(_)
                 | ErrorKind::HeaderTimeout
+                | ErrorKind::BodyTimeout(_)
                 | ErrorKind::HeadTooLarge
                 | ErrorKind::UriTooLong
                 | ErrorKind::BodyTooLarge
@@ -143,6 +156,8 @@ impl GatewayError {
             | ErrorKind::BadGateway(m) => m.clone(),
             ErrorKind::ProtocolNotAllowed(m) => (*m).to_string(),
             ErrorKind::HeaderTimeout => "request header timeout".into(),
+            ErrorKind::BodyTimeout(BodyStall::Stalled) => "request body timeout".into(),
+            ErrorKind::BodyTimeout(BodyStall::TooSlow) => "request body too slow".into(),
             ErrorKind::BodyTooLarge => "request body too large".into(),
             ErrorKind::UriTooLong => "request URI too long".into(),
             ErrorKind::HeadTooLarge => "request header fields too large".into(),
@@ -193,6 +208,18 @@ mod tests {
             ),
             (ErrorKind::NotFound("x".into()), 404, Side::Client, false),
             (ErrorKind::HeaderTimeout, 408, Side::Client, true),
+            (
+                ErrorKind::BodyTimeout(BodyStall::Stalled),
+                408,
+                Side::Client,
+                true,
+            ),
+            (
+                ErrorKind::BodyTimeout(BodyStall::TooSlow),
+                408,
+                Side::Client,
+                true,
+            ),
             (ErrorKind::BodyTooLarge, 413, Side::Client, true),
             (ErrorKind::UriTooLong, 414, Side::Client, true),
             (ErrorKind::ProtocolNotAllowed("x"), 426, Side::Client, false),

@@ -9,8 +9,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
 use super::io::{Read, read_until, write_until};
+use super::pace::BodyPace;
 use super::splice::{self, BodyPath, Pipe, SPLICE_ABOVE_BYTES, Spliceable};
-use crate::error::GatewayError;
+use crate::error::{BodyStall, GatewayError};
 use crate::http::chunked::ChunkedScanner;
 use crate::runtime::{LARGE_RELAY_BUFFER_BYTES, RELAY_BUFFER_BYTES};
 
@@ -29,13 +30,40 @@ pub enum Remaining {
 pub enum RelayError {
     /// The source ended early, failed, timed out, or sent bad framing (the error, if any).
     Source(Option<GatewayError>),
+    /// A request body broke its pace ([`ReadPace::Body`]).
+    Stalled(BodyStall),
     /// The destination could not take the bytes.
     Sink,
 }
 
+/// How long each read from the source may wait.
+pub enum ReadPace<'p> {
+    /// Each read at most this long (a response body: the backend timeout).
+    Every(Duration),
+    /// A request body: the gap and minimum-rate rules of [`BodyPace`].
+    Body(&'p mut BodyPace),
+}
+
+impl ReadPace<'_> {
+    fn deadline(&self) -> Instant {
+        match self {
+            ReadPace::Every(d) => Instant::now() + *d,
+            ReadPace::Body(p) => p.deadline(),
+        }
+    }
+}
+
+/// What is left of the body, when known.
+fn left(rest: &Remaining) -> Option<u64> {
+    match rest {
+        Remaining::Length(n) => Some(*n),
+        Remaining::Chunked(_) | Remaining::UntilClose => None,
+    }
+}
+
 /// Copies the rest of a body from `src` to `dst` (`None` discards it). `buf` is cleared
 /// first; when the body is complete it holds the bytes read past its end. Each read waits
-/// at most `read_timeout`, each write `write_timeout`. A body larger than
+/// as `pace` says, each write at most `write_timeout`. A body larger than
 /// [`RELAY_BUFFER_BYTES`] (by its length, or a read that filled such a buffer) is relayed
 /// through a buffer grown to [`LARGE_RELAY_BUFFER_BYTES`]: fewer reads and writes per byte
 /// (measured in `benches/large_bodies.sh`). With [`BodyPath::SpliceLarge`], a
@@ -46,7 +74,7 @@ pub async fn relay<R: AsyncReadRent + Spliceable, W: AsyncWriteRent + Spliceable
     mut dst: Option<&mut W>,
     buf: &mut Vec<u8>,
     mut rest: Remaining,
-    read_timeout: Duration,
+    mut pace: ReadPace<'_>,
     write_timeout: Duration,
     path: BodyPath,
 ) -> Result<(), RelayError> {
@@ -57,14 +85,18 @@ pub async fn relay<R: AsyncReadRent + Spliceable, W: AsyncWriteRent + Spliceable
     if matches!(rest, Remaining::Length(0)) {
         return Ok(());
     }
-    if let (BodyPath::SpliceLarge, Remaining::Length(left), Some(dst)) =
-        (path, &rest, dst.as_deref())
+    if let (
+        BodyPath::SpliceLarge,
+        Remaining::Length(left),
+        Some(dst),
+        ReadPace::Every(read_timeout),
+    ) = (path, &rest, dst.as_deref(), &pace)
         && *left >= SPLICE_ABOVE_BYTES
         && let (Some(from), Some(to)) = (src.socket(), dst.socket())
         && let Some(pipe) = Pipe::new()
     {
         let spliced =
-            splice::relay_length(from, to, &pipe, *left, read_timeout, write_timeout).await;
+            splice::relay_length(from, to, &pipe, *left, *read_timeout, write_timeout).await;
         src.count_spliced(spliced.received, 0);
         dst.count_spliced(0, spliced.sent);
         return spliced.result;
@@ -78,10 +110,14 @@ pub async fn relay<R: AsyncReadRent + Spliceable, W: AsyncWriteRent + Spliceable
             // `buf` is empty here: a new allocation copies nothing.
             *buf = Vec::with_capacity(LARGE_RELAY_BUFFER_BYTES);
         }
-        let n = match read_until(src, buf, Instant::now() + read_timeout).await {
+        let n = match read_until(src, buf, pace.deadline()).await {
             Read::Data(n) => n,
             Read::Eof if matches!(rest, Remaining::UntilClose) => return Ok(()),
-            Read::Eof | Read::Timeout | Read::Failed(_) => return Err(RelayError::Source(None)),
+            Read::Timeout => match pace {
+                ReadPace::Body(_) => return Err(RelayError::Stalled(BodyStall::Stalled)),
+                ReadPace::Every(_) => return Err(RelayError::Source(None)),
+            },
+            Read::Eof | Read::Failed(_) => return Err(RelayError::Source(None)),
         };
         let (take, done) = match &mut rest {
             Remaining::Length(left) => {
@@ -97,6 +133,10 @@ pub async fn relay<R: AsyncReadRent + Spliceable, W: AsyncWriteRent + Spliceable
             }
             Remaining::UntilClose => (n, false),
         };
+        if let ReadPace::Body(p) = &mut pace {
+            p.after(n, Instant::now(), left(&rest))
+                .map_err(RelayError::Stalled)?;
+        }
         if let Some(dst) = dst.as_deref_mut() {
             let deadline = Instant::now() + write_timeout;
             if write_until(dst, buf, 0, take, deadline).await.is_err() {

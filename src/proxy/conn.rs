@@ -22,13 +22,15 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, S
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use super::body::Remaining;
 use super::io::{Read, read_some, read_until, write_all_until};
 use super::metered::Metered;
+use super::pace::BodyPace;
 use super::request::{Body, Persist, Request};
 use super::splice::Spliceable;
 use super::tunnel::{self, Tunnel};
-use super::upstream::{Exchange, Outcome, Upgrade};
-use crate::error::{ErrorKind, GatewayError};
+use super::upstream::{CONTINUE, Exchange, Outcome, Upgrade};
+use crate::error::{BodyStall, ErrorKind, GatewayError};
 use crate::gateway::{self, Action, Inbound, Local, cors};
 use crate::http::head::{Progress, RequestHead, header_values, parse_head};
 use crate::http::reply::{Reply, write_error};
@@ -50,6 +52,19 @@ pub const PARK_ABOVE_CONNECTIONS: usize = 512;
 /// keepalive connections come back well within it, so they never pay for the move.
 pub const IDLE_SET_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The smallest room a body read into the read buffer is given, and the most it grows by at
+/// once (a slow upload's buffer grows only as its bytes come).
+const BODY_READ_BYTES: usize = 4096;
+const MAX_BODY_READ_BYTES: usize = 16 * 1024;
+
+/// What is left of a body, when known.
+fn remaining(rest: &Remaining) -> Option<u64> {
+    match rest {
+        Remaining::Length(n) => Some(*n),
+        Remaining::Chunked(_) | Remaining::UntilClose => None,
+    }
+}
+
 /// A client stream: plain TCP or TLS.
 ///
 /// [`Spliceable::socket`] is the TCP stream when the connection is plain TCP: an idle one
@@ -70,6 +85,11 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Spliceable + Sized + 'static 
     /// The connection is parked idle: let go of buffers it can do without (TLS: its
     /// ciphertext and record buffers).
     fn park(&mut self);
+    /// The client bytes read and written since the last call, when counted
+    /// ([`Metered`]).
+    fn take_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 impl Stream for TcpStream {
@@ -163,6 +183,8 @@ enum HeadRead {
     Idle(Instant),
     /// The head is malformed, too large, or late: answer and close.
     Failed(GatewayError),
+    /// The client closed (or the connection broke) with part of a head sent.
+    Abandoned,
 }
 
 pub struct Conn<S> {
@@ -215,6 +237,10 @@ pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<W
             }
             HeadRead::Complete => Box::pin(conn.serve_one()).await,
             HeadRead::Failed(e) => Served::Next(Box::pin(conn.refuse_head(e)).await),
+            HeadRead::Abandoned => {
+                conn.abandon_head();
+                break;
+            }
         };
         let persist = match served {
             Served::Next(p) => p,
@@ -332,6 +358,9 @@ impl<S: Stream> Conn<S> {
                 Read::Timeout if header_deadline.is_some() => {
                     return HeadRead::Failed(GatewayError::new(ErrorKind::HeaderTimeout));
                 }
+                Read::Eof | Read::Failed(_) if !self.buf.is_empty() => {
+                    return HeadRead::Abandoned;
+                }
                 Read::Timeout | Read::Eof | Read::Failed(_) => return HeadRead::Gone,
             }
         }
@@ -355,7 +384,9 @@ impl<S: Stream> Conn<S> {
             tls: self.io.tls_info(),
         };
         let mut req = Request::begin(&self.worker, start);
-        match self.serve_request(&mut req).await {
+        let step = self.serve_request(&mut req).await;
+        req.client_bytes = self.io.take_counts();
+        match step {
             Step::Answered(persist) => {
                 req.finish();
                 Served::Next(persist)
@@ -379,8 +410,27 @@ impl<S: Stream> Conn<S> {
         let mut req = Request::begin(&self.worker, start);
         self.answer(&mut req, &Local::Error(e), false, Persist::Close, None)
             .await;
+        req.client_bytes = self.io.take_counts();
         req.finish();
         Persist::Close
+    }
+
+    /// A head the client gave up on: logged (status 0, the bytes that came) and counted.
+    fn abandon_head(&mut self) {
+        let start = Start {
+            time: std::time::SystemTime::now(),
+            request_id: "",
+            client: self.peer,
+            method: b"",
+            host: b"",
+            target: b"",
+            user_agent: None,
+            tls: self.io.tls_info(),
+        };
+        let mut req = Request::begin(&self.worker, start);
+        req.client_bytes = self.io.take_counts();
+        self.worker.metrics().head_abandoned();
+        req.finish();
     }
 
     /// The whole request path; see the module docs.
@@ -425,6 +475,24 @@ impl<S: Stream> Conn<S> {
             Action::Forward(f) => (f, false),
         };
         req.caller = forward.permit.identity().caller().map(str::to_string);
+        // A body still on its way is read here, up to `request_buffer_bytes`, before an
+        // upstream connection is taken: a slow upload never holds one.
+        let body = match body {
+            Body::Streaming(rest) if !websocket && cfg.server.request_buffer_bytes > 0 => {
+                match self.buffer_body(req, rest).await {
+                    Ok(body) => body,
+                    Err(Some(e)) => {
+                        let local = Local::Error(e);
+                        return Step::Answered(
+                            self.answer(req, &local, head_request, Persist::Close, None)
+                                .await,
+                        );
+                    }
+                    Err(None) => return Step::Answered(Persist::Close),
+                }
+            }
+            body => body,
+        };
 
         let exchange = Exchange::new(&snapshot, &forward, req);
         let outcome = if websocket {
@@ -451,6 +519,78 @@ impl<S: Stream> Conn<S> {
                     .await
             }
         })
+    }
+
+    /// Reads the rest of a request body into `buf`, until it is whole or
+    /// `request_buffer_bytes` of it are here, at the pace the configuration asks
+    /// ([`BodyPace`]). `Err(None)`: the client went away; `Err(Some(e))`: 408 (or a framing
+    /// error), and the connection closes.
+    async fn buffer_body(
+        &mut self,
+        req: &mut Request,
+        mut rest: Remaining,
+    ) -> Result<Body, Option<GatewayError>> {
+        let snapshot = req.snapshot.clone();
+        let server = &snapshot.config.server;
+        let head_len = self.head.len;
+        if self.head.expect_continue {
+            let mut cont = CONTINUE.to_vec();
+            let deadline = Instant::now() + server.client_idle_timeout;
+            if !write_all_until(&mut self.io, &mut cont, deadline).await {
+                return Err(None);
+            }
+            req.continue_sent = true;
+        }
+        let mut pace = BodyPace::new(server, remaining(&rest), Instant::now());
+        loop {
+            let here = self.buf.len() - head_len;
+            if here >= server.request_buffer_bytes {
+                req.body_pace = Some(pace);
+                return Ok(Body::Streaming(rest));
+            }
+            if self.buf.capacity() - self.buf.len() < BODY_READ_BYTES {
+                let want = match &rest {
+                    Remaining::Length(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+                    _ => usize::MAX,
+                };
+                let room = server.request_buffer_bytes - here;
+                self.buf
+                    .reserve(want.min(room).clamp(BODY_READ_BYTES, MAX_BODY_READ_BYTES));
+            }
+            let old = self.buf.len();
+            let n = match read_until(&mut self.io, &mut self.buf, pace.deadline()).await {
+                Read::Data(n) => n,
+                Read::Timeout => {
+                    return Err(Some(GatewayError::new(ErrorKind::BodyTimeout(
+                        BodyStall::Stalled,
+                    ))));
+                }
+                Read::Eof | Read::Failed(_) => return Err(None),
+            };
+            match &mut rest {
+                Remaining::Length(left) => {
+                    let take = (*left).min(n as u64);
+                    *left -= take;
+                    if *left == 0 {
+                        return Ok(Body::Buffered {
+                            end: old + take as usize,
+                        });
+                    }
+                }
+                Remaining::Chunked(scanner) => {
+                    let s = scanner.scan(&self.buf[old..old + n]).map_err(Some)?;
+                    if s.done {
+                        return Ok(Body::Buffered {
+                            end: old + s.consumed,
+                        });
+                    }
+                }
+                // Request bodies are never delimited by the end of the stream.
+                Remaining::UntilClose => return Ok(Body::Streaming(rest)),
+            }
+            pace.after(n, Instant::now(), remaining(&rest))
+                .map_err(|why| Some(GatewayError::new(ErrorKind::BodyTimeout(why))))?;
+        }
     }
 
     /// Writes an answer the gateway makes itself, then drops the request from the buffer.

@@ -1,8 +1,10 @@
 //! A client stream that counts the bytes it moves (after TLS decryption, before
-//! encryption) into its worker's `Cell`s; [`crate::runtime::Worker::take_bytes`] folds them
-//! into the metrics with each request. A WebSocket tunnel's halves are the inner stream's:
+//! encryption): into its worker's `Cell`s, which [`crate::runtime::Worker::take_bytes`]
+//! folds into the metrics, and into its own counts, which the connection hands to each
+//! request's access-log line ([`Metered::take_counts`]). A WebSocket tunnel's halves are the inner stream's:
 //! the tunnel counts its own bytes.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use monoio::BufResult;
@@ -16,11 +18,23 @@ use crate::runtime::Worker;
 pub struct Metered<S> {
     inner: S,
     worker: Rc<Worker>,
+    read: Cell<u64>,
+    written: Cell<u64>,
 }
 
 impl<S> Metered<S> {
     pub fn new(inner: S, worker: Rc<Worker>) -> Metered<S> {
-        Metered { inner, worker }
+        Metered {
+            inner,
+            worker,
+            read: Cell::new(0),
+            written: Cell::new(0),
+        }
+    }
+
+    fn counted(&self, read: u64, written: u64) {
+        self.read.set(self.read.get() + read);
+        self.written.set(self.written.get() + written);
     }
 }
 
@@ -29,6 +43,7 @@ impl<S: AsyncReadRent> AsyncReadRent for Metered<S> {
         let (r, buf) = self.inner.read(buf).await;
         if let Ok(n) = r {
             self.worker.count_in(n);
+            self.counted(n as u64, 0);
         }
         (r, buf)
     }
@@ -37,6 +52,7 @@ impl<S: AsyncReadRent> AsyncReadRent for Metered<S> {
         let (r, buf) = self.inner.readv(buf).await;
         if let Ok(n) = r {
             self.worker.count_in(n);
+            self.counted(n as u64, 0);
         }
         (r, buf)
     }
@@ -47,6 +63,7 @@ impl<S: AsyncWriteRent> AsyncWriteRent for Metered<S> {
         let (r, buf) = self.inner.write(buf).await;
         if let Ok(n) = r {
             self.worker.count_out(n);
+            self.counted(0, n as u64);
         }
         (r, buf)
     }
@@ -55,6 +72,7 @@ impl<S: AsyncWriteRent> AsyncWriteRent for Metered<S> {
         let (r, buf) = self.inner.writev(buf).await;
         if let Ok(n) = r {
             self.worker.count_out(n);
+            self.counted(0, n as u64);
         }
         (r, buf)
     }
@@ -69,6 +87,9 @@ impl<S: AsyncWriteRent> AsyncWriteRent for Metered<S> {
 }
 
 impl<S: Stream> Stream for Metered<S> {
+    fn take_counts(&self) -> (u64, u64) {
+        (self.read.replace(0), self.written.replace(0))
+    }
     type ReadHalf = S::ReadHalf;
     type WriteHalf = S::WriteHalf;
     fn into_halves(self) -> (S::ReadHalf, S::WriteHalf) {
@@ -97,5 +118,6 @@ impl<S: Stream> super::splice::Spliceable for Metered<S> {
             .count_in(usize::try_from(received).unwrap_or(usize::MAX));
         self.worker
             .count_out(usize::try_from(sent).unwrap_or(usize::MAX));
+        self.counted(received, sent);
     }
 }

@@ -14,6 +14,7 @@ pub mod body;
 pub mod conn;
 pub mod io;
 pub mod metered;
+pub mod pace;
 pub mod request;
 pub mod splice;
 pub mod tunnel;

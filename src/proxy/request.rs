@@ -17,6 +17,7 @@ use crate::runtime::metrics::{self, RequestRecord};
 use crate::runtime::{RequestScratch, Snapshot, Worker};
 
 use super::body::Remaining;
+use super::pace::BodyPace;
 
 /// Whether the client connection carries another request after this one. Starts from the
 /// request head and the drain state, and only ever turns to `Close`.
@@ -109,6 +110,13 @@ pub struct Request {
     pub auth_failure: Option<AuthFailure>,
     /// The backend that answered and the time to its response head, for the access log.
     pub upstream: Option<(std::net::SocketAddr, std::time::Duration)>,
+    /// A body being read: its pace so far (the part buffered before the upstream was taken
+    /// counts toward the rest).
+    pub body_pace: Option<BodyPace>,
+    /// `100 Continue` went to the client already (before its body was buffered).
+    pub continue_sent: bool,
+    /// The client bytes read and written on this request's connection while it ran.
+    pub client_bytes: (u64, u64),
 }
 
 impl Request {
@@ -138,6 +146,9 @@ impl Request {
             tunnel: None,
             auth_failure: None,
             upstream: None,
+            body_pace: None,
+            continue_sent: false,
+            client_bytes: (0, 0),
         }
     }
 
@@ -146,8 +157,10 @@ impl Request {
         let slot = self.matched.map_or(metrics::UNMATCHED, |m| {
             self.snapshot.slots.api(m.service, m.api)
         });
-        let bytes = self.worker.take_bytes();
-        let (mut read, mut written) = bytes;
+        // The worker's totals for the metrics (every byte counted once, whichever request
+        // or tick takes it); this connection's own counts for the log line.
+        let (mut read, mut written) = self.worker.take_bytes();
+        let bytes = self.client_bytes;
         if let Some(t) = &self.tunnel {
             (read, written) = (read + t.up, written + t.down);
         }

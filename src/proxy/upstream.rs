@@ -9,9 +9,10 @@ use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
-use super::body::{RelayError, Remaining, relay};
+use super::body::{ReadPace, RelayError, Remaining, relay};
 use super::conn::{Conn, Stream};
 use super::io::{Read, WriteFailed, read_until, write_all_until, write_until};
+use super::pace::BodyPace;
 use super::request::{Body, Persist, Request};
 use super::splice::BodyPath;
 use crate::config::{Server, Upstream, UpstreamTls};
@@ -34,7 +35,7 @@ use crate::tls::stream::TlsStream;
 /// Attempts per request: the first, plus one retry on a fresh connection.
 pub const MAX_ATTEMPTS: u32 = 2;
 
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// How an exchange ended.
 pub enum Outcome {
@@ -139,7 +140,15 @@ impl<'a> Exchange<'a> {
             }
         };
         let whole = rest.is_none();
-        if !whole && client.head.expect_continue {
+        // The body's pace goes on from where buffering left it.
+        let mut pace = req.body_pace.take().unwrap_or_else(|| {
+            let left = match &rest {
+                Some(Remaining::Length(n)) => Some(*n),
+                _ => None,
+            };
+            BodyPace::new(server, left, Instant::now())
+        });
+        if !whole && client.head.expect_continue && !req.continue_sent {
             let mut cont = CONTINUE.to_vec();
             let deadline = Instant::now() + server.client_idle_timeout;
             if !write_all_until(&mut client.io, &mut cont, deadline).await {
@@ -199,7 +208,7 @@ impl<'a> Exchange<'a> {
                     Some(&mut up.stream),
                     &mut big,
                     rest,
-                    server.client_idle_timeout,
+                    ReadPace::Body(&mut pace),
                     backend.timeout,
                     BodyPath::Copy,
                 )
@@ -215,6 +224,10 @@ impl<'a> Exchange<'a> {
                         head_deadline = Instant::now() + backend.timeout;
                     }
                     Err(RelayError::Source(Some(e))) => break Err(e),
+                    Err(RelayError::Stalled(why)) => {
+                        worker.put_buffer(big);
+                        break Err(GatewayError::new(ErrorKind::BodyTimeout(why)));
+                    }
                     Err(RelayError::Source(None)) => {
                         worker.put_buffer(ubuf);
                         return Outcome::Relayed(Persist::Close);
@@ -521,7 +534,7 @@ impl Relay<'_> {
                 Some(&mut client.io),
                 ubuf,
                 rest,
-                self.timeout,
+                ReadPace::Every(self.timeout),
                 self.server_idle,
                 BodyPath::SpliceLarge,
             )

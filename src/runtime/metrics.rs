@@ -130,6 +130,8 @@ struct Counters {
     bytes_out: u64,
     /// Connections in the worker's idle set (a gauge, set by housekeeping).
     parked: u64,
+    /// Connections that ended with part of a request head and no answer.
+    heads_abandoned: u64,
     tls_done: u64,
     tls_failed: [u64; TLS_FAILURE_REASONS.len()],
     auth: Vec<(AuthFailure, u64)>,
@@ -312,6 +314,11 @@ impl WorkerMetrics {
         self.lock().tunnels_open += 1;
     }
 
+    /// A client connection ended with part of a request head sent and never finished.
+    pub fn head_abandoned(&self) {
+        self.lock().heads_abandoned += 1;
+    }
+
     /// A WebSocket tunnel ended.
     pub fn tunnel_ended(&self, end: TunnelEndKind) {
         let mut c = self.lock();
@@ -373,6 +380,7 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
         sum.bytes_in += c.bytes_in;
         sum.bytes_out += c.bytes_out;
         sum.parked += c.parked;
+        sum.heads_abandoned += c.heads_abandoned;
         sum.tunnels_open += c.tunnels_open;
         for (s, n) in sum.tunnels_ended.iter_mut().zip(c.tunnels_ended) {
             *s += n;
@@ -526,6 +534,17 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
         "Idle plain client connections waiting in the workers' idle sets (no task, no buffer; counted in ringway_client_connections too).",
     );
     let _ = writeln!(out, "ringway_client_connections_parked {}", c.parked);
+    family(
+        out,
+        "ringway_client_heads_abandoned_total",
+        "counter",
+        "Client connections that ended with part of a request head and no answer (also logged, status 0).",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_client_heads_abandoned_total {}",
+        c.heads_abandoned
+    );
     family(
         out,
         "ringway_websocket_tunnels_open",
