@@ -95,6 +95,38 @@ impl TunnelEndKind {
     }
 }
 
+/// Why `accept` failed (`ringway_accept_errors_total{error}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptError {
+    /// The process is out of descriptors (`EMFILE`).
+    Emfile,
+    /// The system is out of open files (`ENFILE`).
+    Enfile,
+    Other,
+}
+
+const ACCEPT_ERRORS: [(AcceptError, &str); 3] = [
+    (AcceptError::Emfile, "emfile"),
+    (AcceptError::Enfile, "enfile"),
+    (AcceptError::Other, "other"),
+];
+
+/// Why a new client connection was refused (`ringway_connections_refused_total{reason}`):
+/// past `max_connections`, or taken with the spare descriptor while the process (`EMFILE`)
+/// or the system (`ENFILE`) was out of descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    MaxConnections,
+    Emfile,
+    Enfile,
+}
+
+const REFUSALS: [(Refusal, &str); 3] = [
+    (Refusal::MaxConnections, "max_connections"),
+    (Refusal::Emfile, "emfile"),
+    (Refusal::Enfile, "enfile"),
+];
+
 #[derive(Clone)]
 struct ApiStats {
     service: Box<str>,
@@ -138,6 +170,8 @@ struct Counters {
     /// WebSocket tunnels running (a gauge).
     tunnels_open: u64,
     tunnels_ended: [u64; TUNNEL_ENDS.len()],
+    accept_errors: [u64; ACCEPT_ERRORS.len()],
+    refused: [u64; REFUSALS.len()],
 }
 
 /// One configuration's indexes mapped to a worker's slots.
@@ -328,6 +362,19 @@ impl WorkerMetrics {
         }
     }
 
+    pub fn accept_error(&self, error: AcceptError) {
+        if let Some(i) = ACCEPT_ERRORS.iter().position(|(e, _)| *e == error) {
+            self.lock().accept_errors[i] += 1;
+        }
+    }
+
+    /// A new client connection refused (answered 503, or closed on an HTTPS listener).
+    pub fn refused(&self, why: Refusal) {
+        if let Some(i) = REFUSALS.iter().position(|(r, _)| *r == why) {
+            self.lock().refused[i] += 1;
+        }
+    }
+
     pub fn tls(&self, outcome: TlsOutcome) {
         let mut c = self.lock();
         match TLS_FAILURE_REASONS.iter().position(|(o, _)| *o == outcome) {
@@ -383,6 +430,12 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
         sum.heads_abandoned += c.heads_abandoned;
         sum.tunnels_open += c.tunnels_open;
         for (s, n) in sum.tunnels_ended.iter_mut().zip(c.tunnels_ended) {
+            *s += n;
+        }
+        for (s, n) in sum.accept_errors.iter_mut().zip(c.accept_errors) {
+            *s += n;
+        }
+        for (s, n) in sum.refused.iter_mut().zip(c.refused) {
             *s += n;
         }
         sum.tls_done += c.tls_done;
@@ -564,6 +617,28 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
 
     family(
         out,
+        "ringway_connections_refused_total",
+        "counter",
+        "New client connections refused (503, or closed on an HTTPS listener): past max_connections, or while out of descriptors (emfile: the process, enfile: the system).",
+    );
+    for ((_, reason), n) in REFUSALS.iter().zip(c.refused) {
+        let _ = writeln!(
+            out,
+            "ringway_connections_refused_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    family(
+        out,
+        "ringway_accept_errors_total",
+        "counter",
+        "Failed accepts on the client listeners, by error: emfile (the process is out of descriptors), enfile (the system is), other.",
+    );
+    for ((_, error), n) in ACCEPT_ERRORS.iter().zip(c.accept_errors) {
+        let _ = writeln!(out, "ringway_accept_errors_total{{error=\"{error}\"}} {n}");
+    }
+
+    family(
+        out,
         "ringway_tls_handshakes_total",
         "counter",
         "Client TLS handshakes completed.",
@@ -693,6 +768,31 @@ mod tests {
             !out.contains("api=\"other\",le="),
             "no histogram for an API without requests"
         );
+    }
+
+    #[test]
+    fn refusals_and_accept_errors_are_summed_with_every_label() {
+        let (a, b) = (WorkerMetrics::default(), WorkerMetrics::default());
+        a.refused(Refusal::MaxConnections);
+        b.refused(Refusal::MaxConnections);
+        b.refused(Refusal::Emfile);
+        a.accept_error(AcceptError::Emfile);
+        b.accept_error(AcceptError::Emfile);
+        b.accept_error(AcceptError::Other);
+        let mut out = String::new();
+        render(&[a, b], &process(), &mut out);
+        for line in [
+            "ringway_connections_refused_total{reason=\"max_connections\"} 2",
+            "ringway_connections_refused_total{reason=\"emfile\"} 1",
+            "ringway_connections_refused_total{reason=\"enfile\"} 0",
+            "ringway_accept_errors_total{error=\"emfile\"} 2",
+            "ringway_accept_errors_total{error=\"enfile\"} 0",
+            "ringway_accept_errors_total{error=\"other\"} 1",
+            "# TYPE ringway_connections_refused_total counter",
+            "# TYPE ringway_accept_errors_total counter",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `ringway run`: the process around the workers.
 //!
-//! load config (done by the caller) → block signals → check that no one else listens on our
-//! addresses ([`listen::check_free`]; with `--upgrade-from`, only the predecessor may,
+//! load config (done by the caller) → block signals → raise the soft descriptor limit to
+//! the hard one and warn when `max_connections` may need more ([`descriptors_needed`]) →
+//! check that no one else listens on our addresses ([`listen::check_free`]; with `--upgrade-from`, only the predecessor may,
 //! [`upgrade`]) → bind `SO_REUSEPORT` sockets per worker → start the workers and the admin
 //! thread ([`admin`]), wait until each serves → write the pid file, announce the listeners,
 //! hand over from the predecessor → wait for signals: `SIGHUP` reloads the configuration
@@ -134,6 +135,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     for note in config.not_served_yet() {
         crate::say!(warn, "{note}");
     }
+    descriptor_limit(&config, workers);
     let predecessor = options
         .upgrade_from
         .as_deref()
@@ -286,6 +288,88 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     Ok(())
 }
 
+/// Descriptors the process holds besides connections and listeners: the standard streams,
+/// the access log, the admin thread's connections, ...
+pub const OWN_DESCRIPTORS: u64 = 64;
+/// ... and per worker: its io_uring, its idle set's epoll, its spare descriptor, ...
+pub const OWN_DESCRIPTORS_PER_WORKER: u64 = 8;
+
+/// Descriptors `config` may need with `workers` workers at its limits: two per client
+/// connection (the client's and a proxied request's upstream connection), the upstream
+/// keepalive pools (per worker and target), every listener, and the process's own.
+pub fn descriptors_needed(config: &Config, workers: usize) -> u64 {
+    let s = &config.server;
+    let workers = workers as u64;
+    let pools: u64 = config
+        .upstreams
+        .iter()
+        .map(|u| (u.keepalive as u64).saturating_mul(u.targets.len() as u64))
+        .sum();
+    let listeners = (s.listen_http.len() + s.listen_https.len()) as u64 * workers
+        + u64::from(s.admin_listen.is_some());
+    (s.max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(pools.saturating_mul(workers))
+        .saturating_add(listeners)
+        .saturating_add(OWN_DESCRIPTORS + OWN_DESCRIPTORS_PER_WORKER * workers)
+}
+
+/// The process's descriptor limit (`RLIMIT_NOFILE`): (soft, hard).
+fn nofile_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the valid rlimit it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Raises the soft descriptor limit to the hard one (as nginx's `worker_rlimit_nofile` and
+/// Go's runtime do: the soft limit is often 1,024 for the sake of `select`, which the
+/// gateway does not use), says what it is, and warns when the configuration may need more.
+fn descriptor_limit(config: &Config, workers: usize) {
+    let (soft, hard) = match nofile_limit() {
+        Ok(l) => l,
+        Err(e) => {
+            crate::say!(
+                warn,
+                "cannot read the descriptor limit (RLIMIT_NOFILE): {e}"
+            );
+            return;
+        }
+    };
+    let mut limit = soft;
+    let mut raised = String::new();
+    if soft < hard {
+        let lim = libc::rlimit {
+            rlim_cur: hard as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit reads the valid rlimit it is given; threads started from here
+        // on share the new limit (it is the process's).
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+            limit = hard;
+            raised = format!(", raised from {soft}");
+        } else {
+            let e = std::io::Error::last_os_error();
+            raised = format!(", not raised to the hard limit {hard}: {e}");
+        }
+    }
+    let needed = descriptors_needed(config, workers);
+    if needed > limit {
+        crate::say!(
+            warn,
+            "descriptor limit {limit} (RLIMIT_NOFILE{raised}) is below the {needed} that max_connections = {} may need (two per proxied connection, plus upstream keepalive pools, listeners and the process's own): out of descriptors, new clients get 503; raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower max_connections",
+            config.server.max_connections
+        );
+    } else {
+        crate::say!(info, "descriptor limit {limit} (RLIMIT_NOFILE{raised})");
+    }
+}
+
 /// glibc's allocator gives the top of its heaps back to the kernel as soon as 128 KiB there
 /// are free, and takes them back with page faults on the next burst: under load that is a
 /// steady stream of `brk`/page faults (`sysmalloc` in the profile). Keep a pad instead; the
@@ -332,6 +416,23 @@ mod tests {
             }
         }
         cpus
+    }
+
+    #[test]
+    fn descriptors_needed_counts_connections_pools_listeners_and_the_process() {
+        let text = "[server]\nlisten_http = [\"127.0.0.1:0\", \"127.0.0.1:0\", \"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\nmax_connections = 1000\n\
+            [[upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ntargets = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nkeepalive = 10\n\
+            [[upstreams]]\nname = \"b\"\nurl = \"http://127.0.0.1:3\"\nkeepalive = 5\n";
+        let config = crate::config::load_str(text, std::path::Path::new("t.toml"));
+        let config = match config {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        // 2 × 1000 + (10 × 2 + 5) × 4 workers + 3 × 4 listeners + admin + the process's own.
+        let own = OWN_DESCRIPTORS + 4 * OWN_DESCRIPTORS_PER_WORKER;
+        assert_eq!(descriptors_needed(&config, 4), 2000 + 100 + 12 + 1 + own);
+        let own = OWN_DESCRIPTORS + OWN_DESCRIPTORS_PER_WORKER;
+        assert_eq!(descriptors_needed(&config, 1), 2000 + 25 + 3 + 1 + own);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! The worker's state (snapshot, pools, buffers, log) is [`crate::runtime::Worker`]; this
 //! file starts the thread and its runtime, runs the accept loops and the housekeeping task.
 
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,7 +23,9 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::reply::write_error;
 use crate::proxy::conn;
 use crate::proxy::io::write_all_until;
-use crate::runtime::metrics::TlsOutcome;
+use crate::proxy::request::Request;
+use crate::runtime::access_log::Start;
+use crate::runtime::metrics::{AcceptError, Refusal, TlsOutcome};
 use crate::runtime::{Shared, Worker};
 use crate::tls::stream::{HandshakeError, TlsStream};
 
@@ -34,6 +39,12 @@ pub const POOL_SWEEP: Duration = Duration::from_secs(1);
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// How long a refused (over `max_connections`) client gets to take its 503.
 pub const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// At most one stderr line this often per worker about failed accepts, and one about
+/// refused connections (each with the count since the last one).
+pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
+/// The most connections one accept error takes off its listener with the spare descriptor
+/// (the rest wait for the next round, after [`ACCEPT_ERROR_PAUSE`]).
+pub const REFUSE_BATCH: usize = 256;
 
 /// Everything a worker thread starts with.
 pub struct WorkerSpec {
@@ -94,12 +105,15 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
                 Err(e) => return ready(Err(format!("worker {}: listener: {e}", spec.index))),
             }
         }
+        let admission = Rc::new(Admission::new(worker.index));
         ready(Ok(driver));
         let accepts: Vec<_> = listeners
             .into_iter()
-            .map(|(l, https)| monoio::spawn(accept_loop(l, https, worker.clone())))
+            .map(|(l, https)| {
+                monoio::spawn(accept_loop(l, https, worker.clone(), admission.clone()))
+            })
             .collect();
-        monoio::spawn(housekeeping(worker.clone()));
+        monoio::spawn(housekeeping(worker.clone(), admission));
         monoio::spawn(idle_watch(worker.clone()));
         worker.unlisten.wait().await;
         for a in accepts {
@@ -186,13 +200,14 @@ impl TrimPolicy {
 }
 
 /// Watches for a stop request and sweeps the upstream pools.
-async fn housekeeping(worker: Rc<Worker>) {
+async fn housekeeping(worker: Rc<Worker>, admission: Rc<Admission>) {
     let mut last_sweep = Instant::now();
     let mut trim = TrimPolicy::new(Instant::now());
     loop {
         monoio::time::sleep(STOP_POLL).await;
         worker.log.flush();
         worker.tls_failures.report(worker.index);
+        admission.report(worker.index);
         if worker.shared.stopping.load(Ordering::Acquire) && !worker.unlisten.is_fired() {
             worker.unlisten.fire();
         }
@@ -316,7 +331,12 @@ async fn idle_watch(worker: Rc<Worker>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
+async fn accept_loop(
+    listener: TcpListener,
+    https: bool,
+    worker: Rc<Worker>,
+    admission: Rc<Admission>,
+) {
     // A stop cancels the accept in flight, and the loop still awaits it: an accept the
     // kernel completed just before the cancel hands over its connection instead of leaking
     // it (a dropped accept op would lose the descriptor, and the client would hang).
@@ -329,11 +349,12 @@ async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
     });
     while !worker.unlisten.is_fired() {
         match listener.cancelable_accept(handle.clone()).await {
-            Ok((stream, peer)) => admit(stream, peer, https, &worker),
+            Ok((stream, peer)) => admit(stream, peer, https, &worker, &admission),
             Err(_) if worker.unlisten.is_fired() => break,
             Err(e) => {
-                crate::say!(warn, "worker {}: accept: {e}", worker.index);
-                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                if admission.accept_failed(&e, listener.as_raw_fd(), https, &worker) {
+                    monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
             }
         }
     }
@@ -352,6 +373,11 @@ async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
             )
         };
         if rc < 0 {
+            // Out of descriptors: the spare answers what is still queued.
+            let e = std::io::Error::last_os_error();
+            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                admission.accept_failed(&e, fd, https, &worker);
+            }
             break;
         }
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
@@ -360,19 +386,30 @@ async fn accept_loop(listener: TcpListener, https: bool, worker: Rc<Worker>) {
             continue;
         };
         if let Ok(stream) = TcpStream::from_std(std_stream) {
-            admit(stream, peer, https, &worker);
+            admit(stream, peer, https, &worker, &admission);
         }
     }
 }
 
 /// A new connection: counted and given its task, or refused past `max_connections`.
-fn admit(stream: TcpStream, peer: std::net::SocketAddr, https: bool, worker: &Rc<Worker>) {
+fn admit(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    https: bool,
+    worker: &Rc<Worker>,
+    admission: &Admission,
+) {
     let _ = stream.set_nodelay(true);
     let max = worker.snapshot().config.server.max_connections;
     if worker.shared.connections.fetch_add(1, Ordering::AcqRel) >= max {
         worker.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        worker.metrics().refused(Refusal::MaxConnections);
+        admission.refusals.add(0, |last| {
+            let _ = write!(last, "over max_connections ({max})");
+        });
+        admission.report(worker.index);
         if !https {
-            monoio::spawn(refuse(stream, worker.clone()));
+            monoio::spawn(refuse(stream, peer, worker.clone()));
         }
         // On an HTTPS listener there is no plaintext answer to give: just close.
         return;
@@ -428,25 +465,342 @@ async fn serve_tls(stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wor
     }
 }
 
-/// Past `max_connections`: a 503 and close.
-async fn refuse(mut stream: TcpStream, worker: Rc<Worker>) {
-    let mut id = String::new();
-    worker.ids.borrow_mut().next_into(&mut id);
-    let mut out = Vec::new();
-    write_error(
-        &mut out,
-        &GatewayError::new(ErrorKind::Overloaded),
-        &id,
-        false,
-        true,
-        b"",
-    );
-    let _ = write_all_until(&mut stream, &mut out, Instant::now() + REFUSE_WRITE_TIMEOUT).await;
+/// Past `max_connections`: a 503 and close, logged and counted as a request (no head was
+/// read: method and target are empty).
+async fn refuse(mut stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
+    let mut req = Request::begin(&worker, refused_start(peer));
+    write_overloaded(&mut req);
+    let deadline = Instant::now() + REFUSE_WRITE_TIMEOUT;
+    if write_all_until(&mut stream, &mut req.s.out, deadline).await {
+        let n = req.s.out.len();
+        sent(&mut req, n);
+    }
+    req.finish();
+}
+
+/// The access log's request half for a client refused before its head was read.
+fn refused_start(peer: std::net::SocketAddr) -> Start<'static> {
+    Start {
+        time: std::time::SystemTime::now(),
+        request_id: "",
+        client: peer,
+        method: b"",
+        host: b"",
+        target: b"",
+        user_agent: None,
+        tls: None,
+    }
+}
+
+/// The 503 of a refused client, in the request's output buffer.
+fn write_overloaded(req: &mut Request) {
+    let e = GatewayError::new(ErrorKind::Overloaded);
+    req.s.out.clear();
+    write_error(&mut req.s.out, &e, &req.s.request_id, false, true, b"");
+    req.status = e.status();
+}
+
+/// `n` bytes of a refusal written: in the client byte counts and the access-log line.
+fn sent(req: &mut Request, n: usize) {
+    req.worker.count_out(n);
+    req.client_bytes = (0, n as u64);
+}
+
+/// A worker's admission state besides the connection counts: its spare descriptor, and
+/// what it has to say on stderr about failed accepts and refused clients (a line at most
+/// once a second of each, with the count since the last one; the access log and
+/// `/metrics` have every one).
+///
+/// The spare is the reserve-descriptor technique: an `accept` that fails because the
+/// process (`EMFILE`) or the system (`ENFILE`) is out of descriptors leaves the client in
+/// the listen queue, where it would wait, unanswered, until some connection closes. So
+/// the worker closes its spare, takes the waiting clients off the listener one at a time
+/// with the descriptor that frees, answers each a 503 (just closes it on an HTTPS
+/// listener), closes it, and opens its spare again.
+struct Admission {
+    /// An open `/dev/null`.
+    spare: RefCell<Option<std::fs::File>>,
+    errors: Summary,
+    refusals: Summary,
+}
+
+impl Admission {
+    fn new(worker: usize) -> Admission {
+        let spare = match open_spare() {
+            Ok(f) => Some(f),
+            Err(e) => {
+                crate::say!(
+                    warn,
+                    "worker {worker}: no spare descriptor ({e}): out of descriptors, new clients will wait instead of getting 503"
+                );
+                None
+            }
+        };
+        Admission {
+            spare: RefCell::new(spare),
+            errors: Summary::default(),
+            refusals: Summary::default(),
+        }
+    }
+
+    /// An accept on listener `fd` failed with `e`: counted and summarized; out of
+    /// descriptors, the clients waiting are refused with the spare. `true`: pause before
+    /// the next accept.
+    fn accept_failed(
+        &self,
+        e: &std::io::Error,
+        fd: RawFd,
+        https: bool,
+        worker: &Rc<Worker>,
+    ) -> bool {
+        let (error, refusal) = match e.raw_os_error() {
+            // A client that left before its accept, an interrupted call: not an error.
+            Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN) => return false,
+            Some(libc::EMFILE) => (AcceptError::Emfile, Some(Refusal::Emfile)),
+            Some(libc::ENFILE) => (AcceptError::Enfile, Some(Refusal::Enfile)),
+            _ => (AcceptError::Other, None),
+        };
+        worker.metrics().accept_error(error);
+        let refused = refusal.map_or(0, |why| self.refuse_waiting(fd, https, worker, why));
+        self.errors.add(refused, |last| {
+            let _ = write!(last, "{e}");
+        });
+        self.report(worker.index);
+        true
+    }
+
+    /// Out of descriptors: closes the spare, refuses the clients waiting on listener `fd`
+    /// with the descriptor that frees (at most [`REFUSE_BATCH`]), and opens the spare
+    /// again. Another thread may take the freed slot first: then no client is taken this
+    /// round (and the spare may stay closed until a later one). How many were refused.
+    fn refuse_waiting(&self, fd: RawFd, https: bool, worker: &Rc<Worker>, why: Refusal) -> u64 {
+        drop(self.spare.borrow_mut().take());
+        let mut refused = 0;
+        for _ in 0..REFUSE_BATCH {
+            // SAFETY: a non-blocking accept4 on the listener the calling task owns (a
+            // listener socket is non-blocking); null address pointers are allowed.
+            let rc = unsafe {
+                libc::accept4(
+                    fd,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                )
+            };
+            if rc < 0 {
+                break;
+            }
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            let client = unsafe { std::net::TcpStream::from_raw_fd(rc) };
+            if let Ok(peer) = client.peer_addr() {
+                refuse_now(client, peer, https, worker, why);
+                refused += 1;
+            }
+        }
+        *self.spare.borrow_mut() = open_spare().ok();
+        refused
+    }
+
+    /// Writes the summaries that are due.
+    fn report(&self, worker: usize) {
+        let now = std::time::Instant::now();
+        if let Some((n, refused, last)) = self.errors.take_due(now) {
+            let spare = if refused > 0 {
+                format!(
+                    "; {} refused with the spare descriptor",
+                    count(refused, "client")
+                )
+            } else {
+                String::new()
+            };
+            crate::say!(
+                warn,
+                "worker {worker}: {} in the last second: {last}{spare}",
+                count(n, "accept error")
+            );
+        }
+        if let Some((n, _, last)) = self.refusals.take_due(now) {
+            crate::say!(
+                warn,
+                "worker {worker}: {} refused in the last second: {last}",
+                count(n, "connection")
+            );
+        }
+    }
+}
+
+fn open_spare() -> std::io::Result<std::fs::File> {
+    std::fs::File::open("/dev/null")
+}
+
+/// A client refused on the spot, its descriptor closed on return: counted and, on a plain
+/// listener, answered 503 (one non-blocking write: the send buffer of a new connection has
+/// room for it) and logged.
+fn refuse_now(
+    client: std::net::TcpStream,
+    peer: std::net::SocketAddr,
+    https: bool,
+    worker: &Rc<Worker>,
+    why: Refusal,
+) {
+    worker.metrics().refused(why);
+    if https {
+        return;
+    }
+    let mut req = Request::begin(worker, refused_start(peer));
+    write_overloaded(&mut req);
+    if let Ok(n) = (&client).write(&req.s.out) {
+        sent(&mut req, n);
+    }
+    req.finish();
+}
+
+/// `n` things, as words: "1 accept error", "37 accept errors".
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Events of one kind since the last stderr line about them.
+#[derive(Default)]
+struct Summary {
+    count: Cell<u64>,
+    /// Clients refused meanwhile (accept errors: with the spare descriptor).
+    refused: Cell<u64>,
+    /// What the last one was.
+    last: RefCell<String>,
+    logged: Cell<Option<std::time::Instant>>,
+}
+
+impl Summary {
+    /// One more; `last` writes what it was.
+    fn add(&self, refused: u64, last: impl FnOnce(&mut String)) {
+        self.count.set(self.count.get() + 1);
+        self.refused.set(self.refused.get() + refused);
+        let mut text = self.last.borrow_mut();
+        text.clear();
+        last(&mut text);
+    }
+
+    /// (count, refused, last) since the last line, when there are some and the last line
+    /// is [`ACCEPT_LOG_EVERY`] old; taken, so the next line starts from zero.
+    fn take_due(&self, now: std::time::Instant) -> Option<(u64, u64, String)> {
+        let n = self.count.get();
+        let recent = self
+            .logged
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < ACCEPT_LOG_EVERY);
+        if n == 0 || recent {
+            return None;
+        }
+        self.logged.set(Some(now));
+        self.count.set(0);
+        Some((n, self.refused.replace(0), self.last.take()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_say_the_first_at_once_then_at_most_one_line_a_second() {
+        let s = Summary::default();
+        let t0 = std::time::Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(s.take_due(at(0)), None, "nothing to say");
+        s.add(0, |l| l.push_str("first"));
+        assert_eq!(s.take_due(at(0)), Some((1, 0, "first".into())));
+        for i in 0..37 {
+            s.add(1, |l| {
+                let _ = write!(l, "e{i}");
+            });
+        }
+        assert_eq!(s.take_due(at(500)), None, "a line 500 ms ago");
+        assert_eq!(s.take_due(at(999)), None);
+        assert_eq!(s.take_due(at(1000)), Some((37, 37, "e36".into())));
+        assert_eq!(s.take_due(at(5000)), None, "nothing since");
+        s.add(0, |l| l.push_str("later"));
+        assert_eq!(s.take_due(at(5000)), Some((1, 0, "later".into())));
+    }
+
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(count(1, "accept error"), "1 accept error");
+        assert_eq!(count(37, "accept error"), "37 accept errors");
+        assert_eq!(count(0, "client"), "0 clients");
+    }
+
+    /// The clients waiting on a listener are taken with the spare, answered 503 (plain) or
+    /// just closed (HTTPS), logged and counted; the spare is open again afterwards.
+    #[test]
+    fn the_spare_refuses_every_waiting_client() {
+        use std::io::Read;
+        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        let Ok(mut rt) = rt else { return };
+        rt.block_on(async {
+            let cfg = crate::config::load_str(
+                "[server]\nlisten_http = [\"127.0.0.1:0\"]\nadmin_listen = \"off\"\naccess_log = \"off\"\n",
+                std::path::Path::new("t.toml"),
+            )
+            .unwrap();
+            let logger = Arc::new(crate::runtime::access_log::Logger::start().unwrap());
+            let shared = Arc::new(Shared::new(Arc::new(cfg), 1, logger));
+            let worker = Rc::new(Worker::new(0, shared.clone()).unwrap());
+            let admission = Admission::new(0);
+            assert!(admission.spare.borrow().is_some());
+            for https in [false, true] {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                listener.set_nonblocking(true).unwrap();
+                let addr = listener.local_addr().unwrap();
+                let mut clients: Vec<_> = (0..3)
+                    .map(|_| std::net::TcpStream::connect(addr).unwrap())
+                    .collect();
+                let n = admission.refuse_waiting(
+                    listener.as_raw_fd(),
+                    https,
+                    &worker,
+                    Refusal::Emfile,
+                );
+                assert_eq!(n, 3);
+                assert!(admission.spare.borrow().is_some(), "the spare is back");
+                for c in &mut clients {
+                    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut got = Vec::new();
+                    c.read_to_end(&mut got).unwrap();
+                    let text = String::from_utf8_lossy(&got);
+                    if https {
+                        assert!(got.is_empty(), "{text}");
+                    } else {
+                        assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+                        assert!(text.contains("gateway overloaded"), "{text}");
+                    }
+                }
+            }
+            let mut out = String::new();
+            let process = crate::runtime::metrics::ProcessValues {
+                version: "t",
+                client_connections: 0,
+                reloads_succeeded: 0,
+                reloads_failed: 0,
+                last_reload_unix: 0,
+                access_log_dropped: 0,
+            };
+            crate::runtime::metrics::render(&shared.metrics, &process, &mut out);
+            for line in [
+                "ringway_connections_refused_total{reason=\"emfile\"} 6",
+                "ringway_requests_total{service=\"\",api=\"\",code=\"503\"} 3",
+            ] {
+                assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+            }
+            assert_eq!(shared.connections.load(Ordering::Acquire), 0);
+        });
+    }
 
     /// (milliseconds since start, active, parked, trim expected)
     fn run(steps: &[(u64, usize, usize, bool)]) {

@@ -128,19 +128,25 @@ impl Gateway {
 
     /// [`Gateway::start`] with stdout a pipe that nobody reads (a stalled log consumer).
     pub fn start_with_stdout_unread(config_toml: &str) -> Gateway {
-        match Gateway::spawn(config_toml, &[], &[], true) {
+        match Gateway::spawn(config_toml, &[], &[], true, None) {
             Ok(g) => g,
             Err(e) => panic!("{e}\n--- configuration ---\n{config_toml}"),
         }
     }
 
     pub fn try_start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
-        Gateway::spawn(config_toml, env, &[], false)
+        Gateway::spawn(config_toml, env, &[], false, None)
     }
 
     /// [`Gateway::try_start`] with more arguments after `run --config F`.
     pub fn try_start_with_args(config_toml: &str, args: &[&str]) -> Result<Gateway, String> {
-        Gateway::spawn(config_toml, &[], args, false)
+        Gateway::spawn(config_toml, &[], args, false, None)
+    }
+
+    /// [`Gateway::try_start`] with the descriptor limit (`RLIMIT_NOFILE`) set to
+    /// `(soft, hard)` in the gateway process.
+    pub fn try_start_with_nofile(config_toml: &str, nofile: (u64, u64)) -> Result<Gateway, String> {
+        Gateway::spawn(config_toml, &[], &[], false, Some(nofile))
     }
 
     fn spawn(
@@ -148,11 +154,30 @@ impl Gateway {
         env: &[(&str, &str)],
         args: &[&str],
         stdout_unread: bool,
+        nofile: Option<(u64, u64)>,
     ) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("ringway.toml");
         std::fs::write(&config_path, config_toml).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringway"));
+        if let Some((soft, hard)) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
