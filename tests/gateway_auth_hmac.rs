@@ -260,21 +260,6 @@ fn assert_untouched(backend: &Backend) {
     assert_eq!(backend.connections(), 0, "the backend got a connection");
 }
 
-fn read_log(path: &Path, n: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn every_algorithm_authenticates_and_the_backend_gets_the_secret_id() {
     let backend = Backend::start(|r| Reply::ok(&r.target));
@@ -309,7 +294,7 @@ fn every_algorithm_authenticates_and_the_backend_gets_the_secret_id() {
         "HMAC authorization header is missing",
     );
 
-    let lines = read_log(&log, 5);
+    let lines = read_json_lines(&log, 5);
     assert_eq!(lines.len(), 5, "{lines:?}");
     for (line, id) in lines.iter().zip(&ids) {
         assert_eq!(line["request_id"], id.as_str(), "{line}");

@@ -7,22 +7,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn read_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
-    // Workers flush every few tens of milliseconds; wait for the lines (bounded).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn every_request_gets_one_json_line() {
     let backend = Backend::start(|_| Reply::ok("hi"));
@@ -44,7 +28,7 @@ fn every_request_gets_one_json_line() {
     bad.send("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
     assert_eq!(bad.read_response().status, 400);
 
-    let lines = read_lines(&log, 3);
+    let lines = read_json_lines(&log, 3);
     assert_eq!(lines.len(), 3, "{lines:?}");
     let first = &lines[0];
     assert_eq!(first["method"], "GET");

@@ -10,21 +10,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn read_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The common proxy configuration with `server` keys and an access log file in `dir`.
 fn config(backend: &Backend, server: &str, dir: &std::path::Path) -> (String, std::path::PathBuf) {
     let log = dir.join("access.log");
@@ -81,7 +66,7 @@ fn slow_uploads_hold_no_backend_connection_and_get_408() {
     }
     assert_eq!(backend.connections(), 1);
     // Logged as 408 with the bytes that came (head and 10 body bytes).
-    let lines = read_lines(&log, 220);
+    let lines = read_json_lines(&log, 220);
     let timeouts: Vec<_> = lines.iter().filter(|l| l["status"] == 408).collect();
     assert_eq!(timeouts.len(), 200, "{lines:?}");
     let sent = (head.len() + 10) as u64;
@@ -136,7 +121,7 @@ fn a_trickle_under_the_timeout_is_408_too_slow() {
     assert!(waited < Duration::from_millis(2500), "408 after {waited:?}");
     assert!(sent >= 9, "only {sent} bytes went");
     assert_eq!(backend.connections(), 0);
-    let lines = read_lines(&log, 1);
+    let lines = read_json_lines(&log, 1);
     assert_eq!(lines[0]["status"], 408);
 }
 
@@ -184,7 +169,7 @@ fn a_body_larger_than_the_buffer_streams_and_a_stall_midway_is_408() {
     let r = c.read_response();
     assert_eq!(r.status, 408, "{}", r.text());
     assert!(backend.wait_until(Duration::from_secs(5), |s| s.conns.iter().all(|c| c.closed)));
-    let lines = read_lines(&log, 1);
+    let lines = read_json_lines(&log, 1);
     assert_eq!(lines[0]["status"], 408);
     assert!(
         lines[0]["bytes_in"].as_u64().unwrap() >= 3000,
@@ -261,7 +246,7 @@ fn an_abandoned_head_and_a_late_one_are_logged_with_their_bytes_and_counted() {
     late.send(partial);
     let r = late.read_response();
     assert_eq!(r.status, 408);
-    let lines = read_lines(&log, 2);
+    let lines = read_json_lines(&log, 2);
     assert_eq!(lines.len(), 2, "{lines:?}");
     let by_status = |s: u64| {
         lines

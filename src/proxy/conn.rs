@@ -397,16 +397,7 @@ impl<S: Stream> Conn<S> {
 
     /// A head that could not be parsed or arrive in time: answer, log and close.
     async fn refuse_head(&mut self, e: GatewayError) -> Persist {
-        let start = Start {
-            time: std::time::SystemTime::now(),
-            request_id: "",
-            client: self.peer,
-            method: b"",
-            host: b"",
-            target: b"",
-            user_agent: None,
-            tls: self.io.tls_info(),
-        };
+        let start = Start::headless(self.peer, self.io.tls_info());
         let mut req = Request::begin(&self.worker, start);
         self.answer(&mut req, &Local::Error(e), false, Persist::Close, None)
             .await;
@@ -417,16 +408,7 @@ impl<S: Stream> Conn<S> {
 
     /// A head the client gave up on: logged (status 0, the bytes that came) and counted.
     fn abandon_head(&mut self) {
-        let start = Start {
-            time: std::time::SystemTime::now(),
-            request_id: "",
-            client: self.peer,
-            method: b"",
-            host: b"",
-            target: b"",
-            user_agent: None,
-            tls: self.io.tls_info(),
-        };
+        let start = Start::headless(self.peer, self.io.tls_info());
         let mut req = Request::begin(&self.worker, start);
         req.client_bytes = self.io.take_counts();
         self.worker.metrics().head_abandoned();

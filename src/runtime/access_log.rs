@@ -179,6 +179,23 @@ pub struct Start<'a> {
     pub tls: Option<(&'a str, Option<&'a str>)>,
 }
 
+impl<'a> Start<'a> {
+    /// A request known only by its connection (no head was read: refused, late or
+    /// abandoned): method, host and target empty.
+    pub fn headless(client: SocketAddr, tls: Option<(&'a str, Option<&'a str>)>) -> Start<'a> {
+        Start {
+            time: SystemTime::now(),
+            request_id: "",
+            client,
+            method: b"",
+            host: b"",
+            target: b"",
+            user_agent: None,
+            tls,
+        }
+    }
+}
+
 /// A WebSocket tunnel's bytes each way (client to backend, backend to client) and why it
 /// ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

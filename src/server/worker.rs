@@ -468,7 +468,7 @@ async fn serve_tls(stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wor
 /// Past `max_connections`: a 503 and close, logged and counted as a request (no head was
 /// read: method and target are empty).
 async fn refuse(mut stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
-    let mut req = Request::begin(&worker, refused_start(peer));
+    let mut req = Request::begin(&worker, Start::headless(peer, None));
     write_overloaded(&mut req);
     let deadline = Instant::now() + REFUSE_WRITE_TIMEOUT;
     if write_all_until(&mut stream, &mut req.s.out, deadline).await {
@@ -476,20 +476,6 @@ async fn refuse(mut stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wo
         sent(&mut req, n);
     }
     req.finish();
-}
-
-/// The access log's request half for a client refused before its head was read.
-fn refused_start(peer: std::net::SocketAddr) -> Start<'static> {
-    Start {
-        time: std::time::SystemTime::now(),
-        request_id: "",
-        client: peer,
-        method: b"",
-        host: b"",
-        target: b"",
-        user_agent: None,
-        tls: None,
-    }
 }
 
 /// The 503 of a refused client, in the request's output buffer.
@@ -647,7 +633,7 @@ fn refuse_now(
     if https {
         return;
     }
-    let mut req = Request::begin(worker, refused_start(peer));
+    let mut req = Request::begin(worker, Start::headless(peer, None));
     write_overloaded(&mut req);
     if let Ok(n) = (&client).write(&req.s.out) {
         sent(&mut req, n);
