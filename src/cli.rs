@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{self, Config};
 use crate::http::authority::check_host;
-use crate::router::target::{parse_target, resolve_dot_segments};
+use crate::router::target::{normalize_path, parse_target};
 
 /// Exit code when the configuration cannot be loaded (`check` and `route`).
 pub const EXIT_CONFIG: i32 = 1;
@@ -138,7 +138,8 @@ fn judge_params(
     apply_where(&api.params, judged, &input, &mut ParamValues::default())
 }
 
-/// The answer of `ringway route` for a loaded configuration: the API the target reaches,
+/// The answer of `ringway route` for a loaded configuration (the path normalized by
+/// `server.path_normalization`, as on the data path): the API the target reaches,
 /// or the 404 / 400 of routing, or the 400 / 403 of its path and query params (see
 /// [`judge_params`]).
 pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) -> (i32, Value) {
@@ -153,7 +154,7 @@ pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) 
     }
     let host = t.authority.or(host);
     let mut buf = String::new();
-    let path = match resolve_dot_segments(t.path, &mut buf) {
+    let path = match normalize_path(t.path, cfg.server.path_normalization, &mut buf) {
         Ok(p) => p,
         Err(e) => return failure(400, e.message().to_string()),
     };

@@ -220,10 +220,11 @@ fn route_refuses_a_path_param_of_the_wrong_type() {
 
 #[test]
 fn route_accepts_good_param_values() {
-    // `%32` is decoded before the check, as on the data path; the params shown are as sent.
+    // `%32` (an unreserved `2`) is decoded by path normalization before routing, as on the
+    // data path: the param shown is the normalized `42`.
     for (target, userid) in [
         ("/user/-7", "-7"),
-        ("/user/4%32", "4%32"),
+        ("/user/4%32", "42"),
         ("/user/42?fields=id,name", "42"),
     ] {
         let o = route_conf(&[target]);

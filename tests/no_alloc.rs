@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::path::Path;
 
 use ringway::config::load_str;
-use ringway::router::target::{parse_target, resolve_dot_segments};
+use ringway::router::target::{normalize_path, parse_target};
 
 struct Counting;
 
@@ -95,6 +95,7 @@ fn routing_allocates_nothing() {
         ("a.example.org", "GET", "/v12/x"),
         ("a.example.org", "GET", "/orders/7/items"),
         ("a.example.org", "GET", "/a/./b/../../orders/1"),
+        ("a.example.org", "GET", "/a/%2e%2E/%6Frders/%31"),
         ("a.example.org", "GET", "/nothing"),
         ("a.example.org", "PUT", "/user"),
         ("unknown.host", "GET", "/user"),
@@ -107,7 +108,7 @@ fn routing_allocates_nothing() {
         let mut matched = 0;
         for (host, method, target) in requests {
             let t = parse_target(target).unwrap();
-            let path = resolve_dot_segments(t.path, &mut dots).unwrap();
+            let path = normalize_path(t.path, cfg.server.path_normalization, &mut dots).unwrap();
             if let Ok(m) = cfg.routes.route(Some(host), method, path) {
                 let api = &cfg.services[m.service].apis[m.api];
                 if let Some(bp) = &api.backend.path {
@@ -119,9 +120,9 @@ fn routing_allocates_nothing() {
         COUNTING.with(|c| c.set(false));
         matched
     };
-    assert_eq!(run(false), 6, "warm-up: six of the requests match");
+    assert_eq!(run(false), 7, "warm-up: seven of the requests match");
     COUNT.with(|c| c.set(0));
-    assert_eq!(run(true), 6);
+    assert_eq!(run(true), 7);
     assert_eq!(COUNT.with(Cell::get), 0, "allocations on the match path");
 }
 
@@ -192,8 +193,9 @@ value = "gw"
 "#;
     let cfg = load_str(GATEWAY, Path::new("no_alloc.toml")).unwrap();
     let auth = AuthState::new(&cfg);
-    let requests: [&[u8]; 2] = [
+    let requests: [&[u8]; 3] = [
         b"GET /plain/42?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+        b"GET http://a/x/%2E%2e/pl%61in/./4%32 HTTP/1.1\r\nHost: b\r\n\r\n",
         b"GET /featured?limit=20&q=a%20b HTTP/1.1\r\nHost: a\r\nX-Tenant: 7\r\n\r\n",
     ];
     let limits = cfg.server.limits;
@@ -245,9 +247,9 @@ value = "gw"
         }
         forwarded
     };
-    assert_eq!(run(false), 2, "warm-up: both requests are forwarded");
+    assert_eq!(run(false), 3, "warm-up: the three requests are forwarded");
     COUNT.with(|c| c.set(0));
-    assert_eq!(run(true), 2);
+    assert_eq!(run(true), 3);
     assert_eq!(
         COUNT.with(Cell::get),
         0,

@@ -109,6 +109,61 @@ fn constants_replace_client_headers_and_query_params() {
     assert!(!got.text().contains("evil"), "{}", got.text());
 }
 
+/// RFC 9112 §3.2.2: an absolute-form target's authority, as sent (port included), is the
+/// Host the backend gets, the client's Host dropped; a constant Host still wins.
+#[test]
+fn an_absolute_form_target_forwards_its_authority_as_host() {
+    let backend = Backend::ok();
+    let gw = Gateway::start(&proxy_config(backend.addr(), "", ""));
+    let mut c = gw.connect();
+    let cases = [
+        (
+            "GET http://a.test/api/x HTTP/1.1\r\nHost: b\r\nX-A: 1\r\n\r\n",
+            "GET /internal/x HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\n",
+        ),
+        (
+            "GET HTTP://A.Test:8080/api/y?q=1 HTTP/1.1\r\nhost: b:81\r\n\r\n",
+            "GET /internal/y?q=1 HTTP/1.1\r\nhost: A.Test:8080\r\n",
+        ),
+        (
+            "GET /api/z HTTP/1.1\r\nHost: b\r\n\r\n",
+            "GET /internal/z HTTP/1.1\r\nHost: b\r\n",
+        ),
+    ];
+    for (i, (request, want)) in cases.into_iter().enumerate() {
+        let r = c.roundtrip(request);
+        assert_eq!(r.status, 200, "{request}: {}", r.text());
+        let got = &backend.wait_requests(i + 1)[i];
+        assert!(got.text().starts_with(want), "{request}\n{}", got.text());
+        assert_eq!(got.header_all("host").len(), 1, "{}", got.text());
+    }
+    // HTTP/1.0 without a Host: the authority, not the upstream's address.
+    let mut c = gw.connect();
+    let r = c.roundtrip("GET http://a.test:81/api/w HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = backend.wait_requests(4);
+    assert_eq!(
+        got[3].header_all("host"),
+        ["a.test:81"],
+        "{}",
+        got[3].text()
+    );
+
+    let constant = "[[services.apis.backend.constants]]\nname = \"Host\"\nlocation = \"header\"\nvalue = \"internal.example\"\n";
+    let backend = Backend::ok();
+    let gw = Gateway::start(&proxy_config(backend.addr(), "", constant));
+    let mut c = gw.connect();
+    let r = c.roundtrip("GET http://a.test/api/x HTTP/1.1\r\nHost: b\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = &backend.wait_requests(1)[0];
+    assert_eq!(
+        got.header_all("host"),
+        ["internal.example"],
+        "{}",
+        got.text()
+    );
+}
+
 #[test]
 fn hop_by_hop_headers_are_removed_and_forwarding_headers_set() {
     let backend = Backend::ok();

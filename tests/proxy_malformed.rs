@@ -232,6 +232,48 @@ fn assert_refused(gw: &Gateway, backend: &Backend, request: &[u8], status: u16, 
     assert_eq!(backend.connections(), 0, "the backend saw a connection");
 }
 
+/// RFC 9112 §7.1: `chunk-size = 1*HEXDIG`, whitespace only before a `;` or `=` of an
+/// extension, extension names tokens, values tokens or quoted strings. Anything else is a
+/// 400 and the body never reaches the backend; a line by the grammar is relayed as sent.
+#[test]
+fn chunk_size_lines_outside_rfc_9112_are_400_and_never_reach_the_backend() {
+    let backend = Backend::ok();
+    let gw = Gateway::start(&proxy_config(backend.addr(), "", ""));
+    let chunked = |size_line: &str| {
+        format!(
+            "POST /api/m HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{size_line}\r\nhello\r\n0\r\n\r\n"
+        )
+    };
+    for (size_line, message) in [
+        ("5 ", "bad chunk size line"),
+        ("5\t", "bad chunk size line"),
+        ("5;", "bad chunk size line"),
+        ("5;=x", "bad chunk size line"),
+        ("5;a=b ", "bad chunk size line"),
+        ("5;a b", "bad chunk size line"),
+        ("5;a=\"unterminated", "bad chunk size line"),
+        (" 5", "bad chunk size"),
+        ("+5", "bad chunk size"),
+        ("0x5", "bad chunk size"),
+    ] {
+        assert_refused(&gw, &backend, chunked(size_line).as_bytes(), 400, message);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        backend.connections(),
+        0,
+        "no refused body reached the backend"
+    );
+    let ok = chunked("5 ; a = \"x y\";b");
+    let mut c = gw.connect();
+    assert_eq!(c.roundtrip(&ok).status, 200);
+    let got = backend.wait_requests(1);
+    assert_eq!(
+        got[0].body_raw, b"5 ; a = \"x y\";b\r\nhello\r\n0\r\n\r\n",
+        "a valid line is relayed byte for byte"
+    );
+}
+
 #[test]
 fn uri_over_max_uri_bytes_is_414() {
     let backend = Backend::ok();
@@ -517,7 +559,8 @@ fn bad_target_bytes_hosts_and_authorities_are_400_and_close() {
     for &(request, message) in cases {
         assert_refused(&gw, &backend, request, 400, message);
     }
-    // The accepted forms of the same rules are served, and the Host goes up as sent.
+    // The accepted forms of the same rules are served, and the Host goes up as sent; an
+    // absolute-form target's authority goes up as the Host (RFC 9112 §3.2.2).
     for host in ["[::1]:8080", "a.b-c_d~e", "%41", "h:", "h:65535", ""] {
         let mut c = gw.connect();
         let r = c.roundtrip(format!("GET /api/ok HTTP/1.1\r\nHost: {host}\r\n\r\n"));
@@ -533,7 +576,15 @@ fn bad_target_bytes_hosts_and_authorities_are_400_and_close() {
         .collect();
     assert_eq!(
         hosts,
-        ["[::1]:8080", "a.b-c_d~e", "%41", "h:", "h:65535", "", "h"],
+        [
+            "[::1]:8080",
+            "a.b-c_d~e",
+            "%41",
+            "h:",
+            "h:65535",
+            "",
+            "[::1]:8080"
+        ],
         "Host headers the backend saw"
     );
 }

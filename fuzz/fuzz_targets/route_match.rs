@@ -13,6 +13,11 @@
 //! A second, cheaper oracle rides along: every `{param}` pattern is also checked against the
 //! regex engine (`(?s)^L0(.+)L1…Ln$`, leftmost-first greedy), since the trie and the linear
 //! matcher share `ParamPath::captures` and could not disagree about it.
+//!
+//! Request paths go through `normalize_path` under either `path_normalization`, as the
+//! gateway does; a "safe" result must hold no `\`, `%2F` or `%5C` and no dot segment, and
+//! normalizing it again must give it back. The forwarder's `absolute_authority` must find
+//! the authority `parse_target` found.
 
 #![no_main]
 
@@ -23,7 +28,10 @@ use std::fmt::Write as _;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use regex_automata::meta::Regex;
-use ringway::router::target::{parse_target, resolve_dot_segments};
+use ringway::config::PathNormalization;
+use ringway::router::target::{
+    absolute_authority, normalize_path, parse_target, resolve_dot_segments,
+};
 use ringway::router::{
     ApiRoute, Captures, HostPattern, MethodSet, PathPattern, RouteMatch, RouteTable, ServiceRoutes,
 };
@@ -160,6 +168,8 @@ struct Request {
     host: ReqHost,
     method: ReqMethod,
     target: Target,
+    /// `path_normalization = "none"` instead of `"safe"`.
+    no_normalization: bool,
 }
 
 #[derive(Debug, Arbitrary, Clone, Copy)]
@@ -234,6 +244,16 @@ enum ReqPiece {
     Y,
     /// `%2e`
     PctDot,
+    /// `%2E`
+    PctUpperDot,
+    /// `%61` (`a`)
+    PctA,
+    /// `%2f`
+    PctSlash,
+    /// `%25` (`%`)
+    PctPercent,
+    /// `\`
+    Backslash,
     Ascii(u8),
     Char(char),
 }
@@ -346,6 +366,11 @@ fn render_req_pieces(s: &mut String, pieces: &[ReqPiece]) {
             ReqPiece::X => s.push('x'),
             ReqPiece::Y => s.push('y'),
             ReqPiece::PctDot => s.push_str("%2e"),
+            ReqPiece::PctUpperDot => s.push_str("%2E"),
+            ReqPiece::PctA => s.push_str("%61"),
+            ReqPiece::PctSlash => s.push_str("%2f"),
+            ReqPiece::PctPercent => s.push_str("%25"),
+            ReqPiece::Backslash => s.push('\\'),
             ReqPiece::Ascii(b) => s.push(printable(*b)),
             ReqPiece::Char(c) => s.push(*c),
         }
@@ -540,11 +565,48 @@ fuzz_target!(|input: Input| {
         let Ok(t) = parse_target(&raw) else {
             continue;
         };
+        assert_eq!(
+            absolute_authority(raw.as_bytes()),
+            t.authority.map(str::as_bytes),
+            "forwarder and router disagree on the authority of {raw:?}"
+        );
         // As the real callers do: an absolute-form authority replaces the Host header.
         let host = t.authority.or(req.host.text());
-        let Ok(path) = resolve_dot_segments(t.path, &mut buf) else {
+        let mode = if req.no_normalization {
+            PathNormalization::None
+        } else {
+            PathNormalization::Safe
+        };
+        if !t.path.contains(['%', '\\']) {
+            let (mut a, mut b) = (String::new(), String::new());
+            assert_eq!(
+                normalize_path(t.path, PathNormalization::Safe, &mut a),
+                normalize_path(t.path, PathNormalization::None, &mut b),
+                "without escapes both settings agree on {:?}",
+                t.path
+            );
+        }
+        let Ok(path) = normalize_path(t.path, mode, &mut buf) else {
             continue;
         };
+        if mode == PathNormalization::Safe {
+            let lower = path.to_ascii_lowercase();
+            assert!(
+                !path.contains('\\') && !lower.contains("%2f") && !lower.contains("%5c"),
+                "{path:?} from {raw:?}"
+            );
+            let mut again = String::new();
+            assert_eq!(
+                normalize_path(path, mode, &mut again),
+                Ok(path),
+                "normalizing {path:?} again (from {raw:?})"
+            );
+            assert_eq!(
+                resolve_dot_segments(path, &mut again),
+                Ok(path),
+                "dot segments left in {path:?} (from {raw:?})"
+            );
+        }
         let method = req.method.text();
 
         let fast = table.route(host, method, path);

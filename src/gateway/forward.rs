@@ -2,7 +2,8 @@
 //! parsed head (offsets into its read buffer) into a reused output buffer.
 //!
 //! Order of work: request line (backend method or the client's, composed backend path,
-//! the client's query with constant query params set last); the client's headers minus
+//! the client's query with constant query params set last); the client's headers (with an
+//! absolute-form target's authority as sent for the Host value, RFC 9112 §3.2.2), minus
 //! hop-by-hop ones (Connection and the names it lists, Keep-Alive, TE, Trailer, Upgrade
 //! unless a WebSocket is being set up, Proxy-*), minus the headers the gateway sets itself
 //! and those a constant replaces; then X-Forwarded-For (appended), X-Real-IP,
@@ -16,6 +17,7 @@ use super::params::{ParamValues, backend_target, is_moved};
 use super::query;
 use crate::config::{Backend, Location, Param};
 use crate::http::head::RequestHead;
+use crate::router::target::absolute_authority;
 
 /// What the gateway knows about the request beyond its head.
 pub struct ForwardContext<'a> {
@@ -120,6 +122,9 @@ pub fn write_upstream_head(
         })
     };
     let strip_authorization = plan.permit.strips_authorization();
+    // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host header; the
+    // router routed by it too.
+    let authority = absolute_authority(head.target.get(buf));
     let mut host_sent = false;
     for (n, v) in &head.headers {
         let (name, value) = (n.get(buf), v.get(buf));
@@ -142,14 +147,22 @@ pub fn write_upstream_head(
         {
             continue;
         }
-        host_sent |= name.eq_ignore_ascii_case(b"host");
+        if name.eq_ignore_ascii_case(b"host") {
+            host_sent = true;
+            header(out, name, authority.unwrap_or(value));
+            continue;
+        }
         header(out, name, value);
     }
     if !host_sent
         && !constant_sets(b"host")
         && !placed_headers().any(|(n, _)| n.eq_ignore_ascii_case("host"))
     {
-        header(out, b"Host", ctx.default_host.as_bytes());
+        header(
+            out,
+            b"Host",
+            authority.unwrap_or(ctx.default_host.as_bytes()),
+        );
     }
     if ctx.websocket {
         header(out, b"Connection", b"Upgrade");

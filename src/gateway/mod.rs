@@ -37,7 +37,7 @@ use std::time::SystemTime;
 use crate::config::{Api, BackendTarget, Config, FrontendType, Service};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::head::RequestHead;
-use crate::router::target::{parse_target, resolve_dot_segments};
+use crate::router::target::{normalize_path, parse_target};
 use auth::{AuthState, Permit};
 use params::{ParamInput, ParamValues};
 
@@ -53,7 +53,7 @@ pub struct Inbound<'r> {
 
 /// The request's buffers that the decision writes into.
 pub struct Scratch<'s> {
-    /// Dot-segment resolution writes the resolved path here (only when there are dot segments).
+    /// Path normalization writes the normalized path here (only when the path changes).
     pub path: &'s mut String,
     pub backend_path: &'s mut String,
     pub params: &'s mut ParamValues,
@@ -136,7 +136,7 @@ pub fn decide<'c>(
 ) -> Decision<'c> {
     let (buf, head) = (req.buf, req.head);
 
-    // Target and dot segments.
+    // Target and path normalization (`server.path_normalization`).
     let Ok(raw_target) = std::str::from_utf8(head.target.get(buf)) else {
         let e = GatewayError::new(ErrorKind::BadRequest("invalid request target"));
         return local(None, e);
@@ -148,7 +148,7 @@ pub fn decide<'c>(
     let host = target
         .authority
         .or_else(|| head.host.and_then(|h| std::str::from_utf8(h.get(buf)).ok()));
-    let path = match resolve_dot_segments(target.path, scratch.path) {
+    let path = match normalize_path(target.path, cfg.server.path_normalization, scratch.path) {
         Ok(p) => p,
         Err(e) => return local(None, GatewayError::new(ErrorKind::BadRequest(e.message()))),
     };

@@ -202,6 +202,17 @@ fn decision_table() {
         ("GET /nope HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), None, "404 There is no api match uri[/nope] host[h]"),
         ("POST /mock HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), None, "404 There is no api match method[POST] uri[/mock] host[h]"),
         ("GET /mock HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), Some("mock"), "mock 201"),
+        // Path normalization ("safe", the default): what is routed, captured and forwarded;
+        // the query is left as sent.
+        ("GET /x/%2e%2E/pl%61in/4%32?q=%2e%2e/%41 HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), Some("plain"),
+         "forward GET /b/42?q=%2e%2e/%41 HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.1\r\nX-Forwarded-Proto: http\r\nX-Api-RequestId: rid\r\n\r\n"),
+        ("GET /m%6fck/. HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), None, "404 There is no api match uri[/mock/] host[h]"),
+        ("GET /plain/1%2F2 HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), None, "400 request path contains an encoded slash or a backslash"),
+        ("GET /plain/..\\x HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), None, "400 request path contains an encoded slash or a backslash"),
+        ("GET /a/%2e%2e/%2e%2e/mock HTTP/1.1\r\nHost: h\r\n\r\n".into(), false, now(), None, "400 request path climbs above /"),
+        // An absolute-form target: routed by its authority, which is the Host forwarded.
+        ("GET http://a.test:8080/plain/7 HTTP/1.1\r\nHost: b\r\n\r\n".into(), false, now(), Some("plain"),
+         "forward GET /b/7 HTTP/1.1\r\nHost: a.test:8080\r\nX-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.1\r\nX-Forwarded-Proto: http\r\nX-Api-RequestId: rid\r\n\r\n"),
         // Protocol.
         ("GET /x HTTP/1.1\r\nHost: secure.example.com\r\n\r\n".into(), false, now(), Some("any"), "426 this API is served over https only"),
         ("GET /x HTTP/1.1\r\nHost: secure.example.com\r\n\r\n".into(), true, now(), Some("any"), "mock 200"),

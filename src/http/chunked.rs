@@ -23,13 +23,10 @@ enum State {
         value: u64,
         digits: u8,
     },
-    /// Whitespace after the size, before `;` or CR.
-    SizeWhitespace {
+    /// The size line past the size, in its extensions (RFC 9112 §7.1.1).
+    Ext {
         value: u64,
-    },
-    /// A chunk extension, up to CR.
-    Extension {
-        value: u64,
+        at: Ext,
     },
     /// CR of the size line seen; LF expected.
     SizeLf {
@@ -51,6 +48,48 @@ enum State {
         last: bool,
     },
     Done,
+}
+
+/// Where a size line stands after its size, by the grammar of RFC 9112 §7.1.1:
+///
+/// ```text
+/// chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+///
+/// BWS is optional whitespace, so whitespace is allowed only where a `;` or `=` follows:
+/// `5 \r\n`, `5;a \r\n` and `5;a=b \r\n` are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    /// Whitespace after the size or after an extension value: only `;` may follow.
+    BeforeSemicolon,
+    /// After `;`: whitespace, then a name.
+    BeforeName,
+    /// In a name: CR, `;`, `=` or whitespace (then `=` or `;`) may end it.
+    Name,
+    /// Whitespace after a name: `=` or `;` must follow.
+    AfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    BeforeValue,
+    /// In a token value.
+    Token,
+    /// In a quoted-string value, after its opening `"`.
+    Quoted,
+    /// After a `\` in a quoted string.
+    QuotedPair,
+    /// After the closing `"`: CR, `;` or whitespace (then `;`).
+    AfterQuoted,
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 §5.6.4 `qdtext`.
+fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
 }
 
 /// Result of one [`ChunkedScanner::scan`] call.
@@ -138,27 +177,24 @@ impl ChunkedScanner {
                         }
                     }
                     _ if digits == 0 => return Err(bad("bad chunk size")),
-                    b' ' | b'\t' => State::SizeWhitespace { value },
-                    b';' => State::Extension { value },
+                    b' ' | b'\t' => State::Ext {
+                        value,
+                        at: Ext::BeforeSemicolon,
+                    },
+                    b';' => State::Ext {
+                        value,
+                        at: Ext::BeforeName,
+                    },
                     b'\r' => State::SizeLf { value },
                     _ => return Err(bad("bad chunk size")),
                 }
             }
-            State::SizeWhitespace { value } => {
+            State::Ext { value, at } => {
                 self.count_line_byte()?;
-                match b {
-                    b' ' | b'\t' => State::SizeWhitespace { value },
-                    b';' => State::Extension { value },
-                    b'\r' => State::SizeLf { value },
-                    _ => return Err(bad("bad chunk size line")),
-                }
-            }
-            State::Extension { value } => {
-                self.count_line_byte()?;
-                match b {
-                    b'\r' => State::SizeLf { value },
-                    b'\t' | b' '..=b'~' | 0x80..=0xff => State::Extension { value },
-                    _ => return Err(bad("bad chunk extension")),
+                match Self::ext_step(at, b) {
+                    Some(Some(at)) => State::Ext { value, at },
+                    Some(None) => State::SizeLf { value },
+                    None => return Err(bad("bad chunk size line")),
                 }
             }
             State::SizeLf { value } => {
@@ -208,6 +244,35 @@ impl ChunkedScanner {
             State::Data { .. } | State::Done => self.state,
         };
         Ok(())
+    }
+
+    /// One byte of a size line's extensions: the next place in them, `Some(None)` for the CR
+    /// that ends the line, `None` for a byte the grammar does not allow there.
+    fn ext_step(at: Ext, b: u8) -> Option<Option<Ext>> {
+        let ws = b == b' ' || b == b'\t';
+        Some(Some(match at {
+            Ext::BeforeSemicolon if ws => Ext::BeforeSemicolon,
+            Ext::BeforeName if ws => Ext::BeforeName,
+            Ext::BeforeName | Ext::Name if is_tchar(b) => Ext::Name,
+            Ext::Name | Ext::AfterName if ws => Ext::AfterName,
+            Ext::Name | Ext::AfterName if b == b'=' => Ext::BeforeValue,
+            Ext::BeforeValue if ws => Ext::BeforeValue,
+            Ext::BeforeValue | Ext::Token if is_tchar(b) => Ext::Token,
+            Ext::BeforeValue if b == b'"' => Ext::Quoted,
+            Ext::Quoted if b == b'"' => Ext::AfterQuoted,
+            Ext::Quoted if b == b'\\' => Ext::QuotedPair,
+            Ext::Quoted if is_qdtext(b) => Ext::Quoted,
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            Ext::QuotedPair if ws || b.is_ascii_graphic() || b >= 0x80 => Ext::Quoted,
+            Ext::Token | Ext::AfterQuoted if ws => Ext::BeforeSemicolon,
+            Ext::BeforeSemicolon | Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterQuoted
+                if b == b';' =>
+            {
+                Ext::BeforeName
+            }
+            Ext::Name | Ext::Token | Ext::AfterQuoted if b == b'\r' => return Some(None),
+            _ => return None,
+        }))
     }
 
     fn count_line_byte(&mut self) -> Result<(), GatewayError> {
@@ -297,6 +362,87 @@ mod tests {
                 Err(e) => assert_eq!(e.status(), 400, "{:?}: {e}", String::from_utf8_lossy(body)),
                 Ok(s) => panic!("{:?} accepted: {s:?}", String::from_utf8_lossy(body)),
             }
+        }
+    }
+
+    /// Chunk-size lines exactly as RFC 9112 §7.1 writes them: each line alone, `true` when
+    /// it is a whole, valid line.
+    #[test]
+    fn size_lines() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"5\r\n", true),
+            (b"5;a=b\r\n", true),
+            (b"5 ; a = \"x y\"\r\n", true),
+            (b"5\t;\ta\t=\tb\r\n", true),
+            (b"5;a\r\n", true),
+            (b"5;a;b=c;d=\"\"\r\n", true),
+            (b"5;a ;b\r\n", true),
+            (b"5;a = b ; c\r\n", true),
+            (b"5;a=\"q\\\"uo\\\\te\"\r\n", true),
+            (b"5;a=\"x\" ;b=\"\x80\"\r\n", true),
+            (b"5;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~\r\n", true),
+            (b"aBcDeF\r\n", true),
+            (b"FFFFFFFFFFFFFFFF\r\n", true),
+            (b"5 \r\n", false),
+            (b" 5\r\n", false),
+            (b"5\t\r\n", false),
+            (b"5;\r\n", false),
+            (b"5; \r\n", false),
+            (b"5;=x\r\n", false),
+            (b"5;a=\r\n", false),
+            (b"5;a= \r\n", false),
+            (b"5;a \r\n", false),
+            (b"5;a=b \r\n", false),
+            (b"5;a=\"x\" \r\n", false),
+            (b"5;a=\"x\"b\r\n", false),
+            (b"5;a=b\"c\"\r\n", false),
+            (b"5;a=b=c\r\n", false),
+            (b"5;a b\r\n", false),
+            (b"5;a@b\r\n", false),
+            (b"5;a=b,c\r\n", false),
+            (b"5;a=\"unterminated\r\n", false),
+            (b"5;a=\"x\x01\"\r\n", false),
+            (b"5;a=\"x\\\x01\"\r\n", false),
+            (b"5;a=\"x\\\r\n", false),
+            (b"5 5\r\n", false),
+            (b"5 x\r\n", false),
+            (b"0x5\r\n", false),
+            (b"+5\r\n", false),
+            (b"-5\r\n", false),
+            (b"5\n", false),
+            (b"5;a\n", false),
+            (b"5\r\r\n", false),
+            (b"\r\n", false),
+            (b"10000000000000000\r\n", false),
+        ];
+        for &(line, valid) in cases {
+            let show = String::from_utf8_lossy(line);
+            let got = ChunkedScanner::new(u64::MAX).scan(line);
+            if valid {
+                assert_eq!(
+                    got.map(|s| s.consumed),
+                    Ok(line.len()),
+                    "{show:?} is a valid size line"
+                );
+            } else {
+                match got {
+                    Err(e) => assert_eq!(e.status(), 400, "{show:?}: {e}"),
+                    Ok(s) => panic!("{show:?} accepted: {s:?}"),
+                }
+            }
+        }
+        // The last chunk takes extensions too, and trailers still follow it.
+        for body in [
+            &b"0\r\n\r\n"[..],
+            b"0;a=\"b\"\r\n\r\n",
+            b"0 ;a\r\nT: v\r\n\r\n",
+        ] {
+            assert_eq!(
+                scan_all(body).map(|s| (s.consumed, s.done)),
+                Ok((body.len(), true)),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

@@ -134,3 +134,62 @@ fn expect_is_answered_by_the_gateway_not_forwarded() {
     assert!(!got.to_ascii_lowercase().contains("expect"), "{got}");
     assert!(got.contains("Content-Length: 3\r\n"), "{got}");
 }
+
+/// RFC 9112 §3.2.2: an absolute-form target's authority, as sent, is the one Host sent; a
+/// constant Host still wins.
+#[test]
+fn an_absolute_form_authority_is_the_host() {
+    // (request, a constant sets Host, the Host lines sent)
+    let cases = [
+        (
+            "GET http://a.test/x HTTP/1.1\r\nHost: b\r\nAccept: */*\r\n\r\n",
+            false,
+            "Host: a.test",
+        ),
+        (
+            "GET HTTP://A.Test:8080?q HTTP/1.1\r\nhost: b:81\r\n\r\n",
+            false,
+            "host: A.Test:8080",
+        ),
+        (
+            "GET https://[::1]:8443/x HTTP/1.1\r\nHost: b\r\n\r\n",
+            false,
+            "Host: [::1]:8443",
+        ),
+        (
+            "GET http://a.test/x HTTP/1.0\r\n\r\n",
+            false,
+            "Host: a.test",
+        ),
+        (
+            "GET http://a.test/x HTTP/1.1\r\nHost: b\r\n\r\n",
+            true,
+            "host: user.internal",
+        ),
+        ("GET /x HTTP/1.1\r\nHost: b\r\n\r\n", false, "Host: b"),
+    ];
+    for (raw, constant, want) in cases {
+        let constants: &[_] = if constant {
+            &[("host", Location::Header, "user.internal")]
+        } else {
+            &[]
+        };
+        let got = forward(raw, &backend(None, constants), "/x", None, false);
+        let hosts: Vec<&str> = got
+            .split("\r\n")
+            .filter(|l| l.to_ascii_lowercase().starts_with("host:"))
+            .collect();
+        assert_eq!(hosts, [want], "{raw}\n{got}");
+    }
+    let got = forward(
+        "GET http://a.test/x HTTP/1.1\r\nHost: b\r\nAccept: */*\r\n\r\n",
+        &backend(None, &[]),
+        "/x",
+        None,
+        false,
+    );
+    assert!(
+        got.starts_with("GET /x HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\n"),
+        "the Host keeps its place: {got}"
+    );
+}
