@@ -28,6 +28,9 @@ pub enum ErrorKind {
     Unauthorized(String, AuthFailure),
     /// A required parameter is missing: 403.
     MissingParameter(String),
+    /// IP control refused the client (SPEC §8): 403. The address is canonical (an
+    /// IPv4-mapped IPv6 peer as its IPv4 address).
+    IpRefused(std::net::IpAddr),
     /// No API matches (either 404 message of SPEC §2).
     NotFound(String),
     /// The request head was not complete in time: 408, then close.
@@ -118,7 +121,7 @@ impl GatewayError {
         match self.kind {
             ErrorKind::BadRequest(_) | ErrorKind::BadParameter(_) => 400,
             ErrorKind::Unauthorized(..) => 401,
-            ErrorKind::MissingParameter(_) => 403,
+            ErrorKind::MissingParameter(_) | ErrorKind::IpRefused(_) => 403,
             ErrorKind::NotFound(_) => 404,
             ErrorKind::HeaderTimeout | ErrorKind::BodyTimeout(_) => 408,
             ErrorKind::BodyTooLarge => 413,
@@ -155,6 +158,7 @@ impl GatewayError {
             | ErrorKind::NotFound(m)
             | ErrorKind::BadGateway(m) => m.clone(),
             ErrorKind::ProtocolNotAllowed(m) => (*m).to_string(),
+            ErrorKind::IpRefused(ip) => format!("client ip {ip} is not allowed"),
             ErrorKind::HeaderTimeout => "request header timeout".into(),
             ErrorKind::BodyTimeout(BodyStall::Stalled) => "request body timeout".into(),
             ErrorKind::BodyTimeout(BodyStall::TooSlow) => "request body too slow".into(),
@@ -202,6 +206,12 @@ mod tests {
             ),
             (
                 ErrorKind::MissingParameter("x".into()),
+                403,
+                Side::Client,
+                false,
+            ),
+            (
+                ErrorKind::IpRefused([192, 0, 2, 7].into()),
                 403,
                 Side::Client,
                 false,

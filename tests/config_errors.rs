@@ -690,6 +690,89 @@ fn constants_cannot_set_framing_headers() {
 }
 
 #[test]
+fn ip_control_entries_are_addresses_or_cidr_ranges() {
+    // (entry, what the error says); each entry on its own line, from line 12.
+    let cases = [
+        (
+            "10.0.0.0/33",
+            "/33 is out of range 0..=32 for an IPv4 address",
+        ),
+        (
+            "2001:db8::/129",
+            "/129 is out of range 0..=128 for an IPv6 address",
+        ),
+        (
+            "10.0.0.1/8",
+            "has bits set past the /8 prefix: write \"10.0.0.0/8\"",
+        ),
+        ("10.0.0.0/x", "the prefix length \"x\" is not a number"),
+        ("fe80::1%eth0", "has an IPv6 zone"),
+        ("10.0.0", "is not an IP address or a CIDR range"),
+        (
+            "gateway.example.com",
+            "is not an IP address or a CIDR range",
+        ),
+    ];
+    let list: String = cases.iter().map(|(e, _)| format!("  \"{e}\",\n")).collect();
+    for table in ["[services.ip_control]", "[services.apis.ip_control]"] {
+        let text = format!("{API}{table}\nmode = \"allow\"\nips = [\n  \"10.0.0.0/8\",\n{list}]\n");
+        let base = match table {
+            "[services.ip_control]" => "services[0].ip_control",
+            _ => "services[0].apis[0].ip_control",
+        };
+        for (i, (_, fragment)) in cases.iter().enumerate() {
+            assert_error(
+                &text,
+                &format!("{base}.ips[{}]", i + 1),
+                fragment,
+                Some(13 + i),
+            );
+        }
+        assert_eq!(errors(&text).len(), cases.len(), "one error per bad entry");
+    }
+}
+
+#[test]
+fn ip_control_ips_is_not_empty() {
+    for (table, key) in [
+        ("[services.ip_control]", "services[0].ip_control.ips"),
+        (
+            "[services.apis.ip_control]",
+            "services[0].apis[0].ip_control.ips",
+        ),
+    ] {
+        let text = format!("{API}{table}\nmode = \"deny\"\nips = []\n");
+        assert_error(&text, key, "is empty", Some(11));
+        let text = format!("{API}{table}\nmode = \"deny\"\n");
+        assert_error(&text, key, "is required", Some(9));
+    }
+}
+
+#[test]
+fn ip_control_mode_is_allow_or_deny() {
+    for (table, key) in [
+        ("[services.ip_control]", "services[0].ip_control.mode"),
+        (
+            "[services.apis.ip_control]",
+            "services[0].apis[0].ip_control.mode",
+        ),
+    ] {
+        let text = format!("{API}{table}\nmode = \"block\"\nips = [\"10.0.0.0/8\"]\n");
+        assert_error(
+            &text,
+            key,
+            "\"block\" is not one of \"allow\" | \"deny\"",
+            Some(10),
+        );
+        // No default: a forgotten mode would be the opposite policy.
+        let text = format!("{API}{table}\nips = [\"10.0.0.0/8\"]\n");
+        assert_error(&text, key, "is required", Some(9));
+        let text = format!("{API}{table}\nmode = \"allow\"\nip = [\"10.0.0.0/8\"]\n");
+        assert_error(&text, &key.replace("mode", "ip"), "unknown field", Some(11));
+    }
+}
+
+#[test]
 fn every_error_is_collected() {
     let text = "[server]\nworkers = 5000\n[[upstreams]]\nname = \"u\"\nurl = \"gopher://x\"\n[[services]]\nname = \"s\"\n[[services.apis]]\nname = \"a\"\npath = \"nope\"\nmethod = \"FETCH\"\n[services.apis.backend]\nupstream = \"zz\"\npath = \"/x\"\n";
     let errs = errors(text);

@@ -93,7 +93,11 @@ fn keys_of(dir: &Path, path: &[(String, Kind)]) -> Option<Vec<String>> {
         header(path)
     );
     let expected = &line[line.find(&unknown).unwrap() + unknown.len()..];
-    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+    // serde lists one key as `a`, two as `a` or `b`, more as one of `a`, `b`, `c`.
+    let expected = expected
+        .strip_prefix("one of ")
+        .unwrap_or(expected)
+        .replace("` or `", "`, `");
     let keys: Vec<String> = expected
         .split(", ")
         .map(|k| {

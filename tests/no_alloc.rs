@@ -212,6 +212,7 @@ value = "gw"
                 buf: raw,
                 head: &head,
                 https: false,
+                client: std::net::IpAddr::from([192, 0, 2, 1]),
                 now: std::time::UNIX_EPOCH,
             };
             let scratch = Scratch {
@@ -261,4 +262,138 @@ value = "gw"
             && text.contains("\r\nmax: 20\r\n"),
         "{text}"
     );
+}
+
+/// IP control allocates nothing, admitting or refusing (the 403 carries the address, not a
+/// message), on a long list and a short one; an API without IP control neither.
+#[test]
+fn ip_control_allocates_nothing() {
+    use ringway::gateway::auth::AuthState;
+    use ringway::gateway::params::ParamValues;
+    use ringway::gateway::{Action, Inbound, Local, Scratch, decide};
+    use ringway::http::head::{RequestHead, parse_head};
+
+    // A service whose deny list has 2,000 IPv4 ranges and 2,000 IPv6 ones, an API in it
+    // with its own allow list, and a service without IP control.
+    let v4: Vec<String> = (0..2000)
+        .map(|i| format!("\"10.{}.{}.0/24\"", i / 200, i % 200))
+        .collect();
+    let v6: Vec<String> = (0..2000)
+        .map(|i| format!("\"2001:db8:{i:x}::/48\""))
+        .collect();
+    let config = format!(
+        r#"
+[[upstreams]]
+name = "u"
+url = "http://127.0.0.1:9000"
+[[services]]
+name = "listed"
+hosts = ["listed"]
+[services.ip_control]
+mode = "deny"
+ips = [{}, {}]
+[[services.apis]]
+name = "deny"
+path = "/"
+[services.apis.backend]
+upstream = "u"
+path = "/b"
+[[services.apis]]
+name = "allow"
+path = "=/allow"
+[services.apis.ip_control]
+mode = "allow"
+ips = ["127.0.0.0/8", "::1"]
+[services.apis.backend]
+upstream = "u"
+path = "/b"
+[[services]]
+name = "open"
+hosts = ["open"]
+[[services.apis]]
+name = "open"
+path = "/"
+[services.apis.backend]
+upstream = "u"
+path = "/b"
+"#,
+        v4.join(", "),
+        v6.join(", ")
+    );
+    let cfg = load_str(&config, Path::new("no_alloc.toml")).unwrap();
+    let auth = AuthState::new(&cfg);
+    // (request, client, forwarded)
+    let requests: [(&[u8], &str, bool); 9] = [
+        (
+            b"GET /x HTTP/1.1\r\nHost: listed\r\n\r\n",
+            "10.3.150.7",
+            false,
+        ),
+        (
+            b"GET /x HTTP/1.1\r\nHost: listed\r\n\r\n",
+            "::ffff:10.9.199.255",
+            false,
+        ),
+        (
+            b"GET /x HTTP/1.1\r\nHost: listed\r\n\r\n",
+            "2001:db8:7cf::1",
+            false,
+        ),
+        (
+            b"GET /x HTTP/1.1\r\nHost: listed\r\n\r\n",
+            "10.10.0.1",
+            true,
+        ),
+        (
+            b"GET /x HTTP/1.1\r\nHost: listed\r\n\r\n",
+            "2001:db8:7d0::1",
+            true,
+        ),
+        (
+            b"GET /allow HTTP/1.1\r\nHost: listed\r\n\r\n",
+            "::ffff:127.0.0.1",
+            true,
+        ),
+        (b"GET /allow HTTP/1.1\r\nHost: listed\r\n\r\n", "::2", false),
+        (b"GET /x HTTP/1.1\r\nHost: open\r\n\r\n", "10.3.150.7", true),
+        (b"GET /x HTTP/1.1\r\nHost: open\r\n\r\n", "::1", true),
+    ];
+    let clients: Vec<std::net::IpAddr> = requests.iter().map(|r| r.1.parse().unwrap()).collect();
+    let limits = cfg.server.limits;
+    let mut head = RequestHead::default();
+    let (mut path, mut backend_path, mut params) =
+        (String::new(), String::new(), ParamValues::default());
+    let mut run = |count: bool| {
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for ((raw, _, _), client) in requests.iter().zip(&clients) {
+            parse_head(raw, &limits, &mut head).unwrap();
+            COUNTING.with(|c| c.set(count));
+            let inbound = Inbound {
+                buf: raw,
+                head: &head,
+                https: false,
+                client: *client,
+                now: std::time::UNIX_EPOCH,
+            };
+            let scratch = Scratch {
+                path: &mut path,
+                backend_path: &mut backend_path,
+                params: &mut params,
+            };
+            let d = decide(&cfg, &auth, &inbound, scratch);
+            let forwarded = match &d.action {
+                Action::Forward(_) => Some(true),
+                Action::Local(Local::Error(e)) if e.status() == 403 => Some(false),
+                _ => None,
+            };
+            COUNTING.with(|c| c.set(false));
+            outcomes.push(forwarded);
+        }
+        outcomes
+    };
+    let want: Vec<Option<bool>> = requests.iter().map(|r| Some(r.2)).collect();
+    assert_eq!(run(false), want, "warm-up: forwarded (true) or 403 (false)");
+    COUNT.with(|c| c.set(0));
+    assert_eq!(run(true), want);
+    assert_eq!(COUNT.with(Cell::get), 0, "allocations in IP control");
 }

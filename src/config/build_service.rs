@@ -4,10 +4,12 @@
 //! against the exact key and goes on.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::build::{Ctx, host_patterns, key};
 use super::file::*;
 use super::model::*;
+use crate::gateway::ip_control::IpNet;
 use crate::router::{BackendPath, MethodSet, PathPattern};
 
 /// Longest API name (SPEC §1).
@@ -94,10 +96,14 @@ pub(super) fn build_services(
             .oauth2
             .as_ref()
             .and_then(|o| build_oauth2(cx, &key(&k, "oauth2"), o));
+        let ip_control = s
+            .ip_control
+            .as_ref()
+            .and_then(|c| build_ip_control(cx, &key(&k, "ip_control"), c));
         let mut apis: Vec<Api> = Vec::new();
         for (j, a) in s.apis.iter().enumerate() {
             let ak = format!("{k}.apis[{j}]");
-            let api = build_api(cx, &ak, a, upstreams);
+            let api = build_api(cx, &ak, a, upstreams, ip_control.as_ref());
             if let Some(api) = api {
                 if apis.iter().any(|o| o.name == api.name) {
                     cx.err(
@@ -130,7 +136,14 @@ pub(super) fn build_services(
 }
 
 /// One API; `None` only when its path is unusable (the rest is still checked).
-fn build_api(cx: &mut Ctx, k: &str, a: &FileApi, upstreams: &HashMap<&str, usize>) -> Option<Api> {
+/// `service_ip_control` applies unless the API has its own.
+fn build_api(
+    cx: &mut Ctx,
+    k: &str,
+    a: &FileApi,
+    upstreams: &HashMap<&str, usize>,
+    service_ip_control: Option<&Arc<IpControl>>,
+) -> Option<Api> {
     let name = cx
         .name(&key(k, "name"), a.name.as_ref())
         .unwrap_or_default();
@@ -194,6 +207,10 @@ fn build_api(cx: &mut Ctx, k: &str, a: &FileApi, upstreams: &HashMap<&str, usize
         );
     }
     let response = build_response(cx, &key(k, "response"), a.response.as_ref());
+    let ip_control = match &a.ip_control {
+        Some(c) => build_ip_control(cx, &key(k, "ip_control"), c),
+        None => service_ip_control.cloned(),
+    };
     Some(Api {
         name: name.to_string(),
         description: a.description.clone().unwrap_or_default(),
@@ -206,7 +223,48 @@ fn build_api(cx: &mut Ctx, k: &str, a: &FileApi, upstreams: &HashMap<&str, usize
         params,
         backend: backend?,
         response,
+        ip_control,
     })
+}
+
+/// An `ip_control` table (SPEC §8), compiled for the data path.
+fn build_ip_control(cx: &mut Ctx, k: &str, c: &FileIpControl) -> Option<Arc<IpControl>> {
+    // Required: a default would turn a forgotten line into the opposite policy.
+    let mode = cx
+        .require(&key(k, "mode"), c.mode.as_deref())
+        .and_then(|m| match m {
+            "allow" => Some(IpMode::Allow),
+            "deny" => Some(IpMode::Deny),
+            _ => {
+                cx.err(
+                    key(k, "mode"),
+                    format!("\"{m}\" is not one of \"allow\" | \"deny\""),
+                );
+                None
+            }
+        });
+    let ips = cx.require(&key(k, "ips"), c.ips.as_ref());
+    if ips.is_some_and(|ips| ips.is_empty()) {
+        cx.err(
+            key(k, "ips"),
+            "is empty: list at least one address or CIDR range (or remove the ip_control table)",
+        );
+    }
+    let mut nets = Vec::new();
+    let mut bad = false;
+    for (i, entry) in ips.into_iter().flatten().enumerate() {
+        match IpNet::parse(entry) {
+            Ok(net) => nets.push(net),
+            Err(e) => {
+                cx.err(format!("{k}.ips[{i}]"), e);
+                bad = true;
+            }
+        }
+    }
+    if bad || nets.is_empty() {
+        return None;
+    }
+    Some(Arc::new(IpControl::new(mode?, &nets)))
 }
 
 fn build_params(

@@ -101,6 +101,7 @@ pub struct FileService {
     #[serde(default)]
     pub apis: Vec<FileApi>,
     pub oauth2: Option<FileOAuth2>,
+    pub ip_control: Option<FileIpControl>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -117,6 +118,7 @@ pub struct FileApi {
     pub params: Vec<FileParam>,
     pub backend: Option<FileBackend>,
     pub response: Option<FileResponse>,
+    pub ip_control: Option<FileIpControl>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -183,6 +185,13 @@ pub struct FileKeyPair {
     pub secret_key: Option<String>,
     pub secret_key_env: Option<String>,
     pub services: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileIpControl {
+    pub mode: Option<String>,
+    pub ips: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Debug)]

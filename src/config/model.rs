@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use crate::gateway::ip_control::{IpControl, IpMode};
 pub use crate::http::limits::Limits;
 use crate::router::{BackendPath, HostPattern, MethodSet, PathPattern, RouteTable};
 
@@ -172,6 +173,9 @@ pub struct Api {
     pub params: Vec<Param>,
     pub backend: Backend,
     pub response: Response,
+    /// The API's `ip_control`, else its service's (shared by the service's APIs); `None`:
+    /// every client may call.
+    pub ip_control: Option<std::sync::Arc<IpControl>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,10 +9,14 @@
 //!   the methods whose request on this path would reach a CORS API, allow-headers echo the
 //!   request's `Access-Control-Request-Headers`, max-age [`MAX_AGE_SECS`]. It never reaches
 //!   auth or the backend. A preflight for a path without a CORS API routes normally.
+//! - IP control holds for preflights too: a CORS API whose `ip_control` refuses the client
+//!   adds no method; when every CORS API of the path refuses it, the answer is that 403.
 
 use std::io::Write as _;
+use std::net::IpAddr;
 
 use crate::config::Config;
+use crate::error::GatewayError;
 use crate::http::head::{RequestHead, Span};
 use crate::http::reply::reason;
 use crate::router::method::NAMES;
@@ -71,11 +75,12 @@ pub struct Preflight {
 }
 
 /// A preflight the gateway answers, and the API it is counted against (the first CORS API
-/// found, in method order).
+/// found, in method order, that admits the client; else the first that refused it).
 pub struct PreflightAnswer {
     pub service: usize,
     pub api: usize,
-    pub answer: Preflight,
+    /// `Err`: IP control refused the client on every CORS API of the path (403).
+    pub answer: Result<Preflight, GatewayError>,
 }
 
 /// Answers a preflight when some method on `path` reaches a CORS API; `None` otherwise.
@@ -84,26 +89,41 @@ pub fn answer(
     host: Option<&str>,
     path: &str,
     req: &PreflightRequest,
+    client: IpAddr,
 ) -> Option<PreflightAnswer> {
     let mut methods = 0u8;
     let mut first = None;
+    let mut refused = None;
     for (i, name) in NAMES.iter().enumerate() {
         let Ok(m) = cfg.routes.route(host, name, path) else {
             continue;
         };
-        if cfg.services[m.service].apis[m.api].cors {
-            methods |= 1 << i;
-            first.get_or_insert((m.service, m.api));
+        let api = &cfg.services[m.service].apis[m.api];
+        if !api.cors {
+            continue;
         }
+        if let Err(e) = super::ip_control::check(api.ip_control.as_deref(), client) {
+            refused.get_or_insert((m.service, m.api, e));
+            continue;
+        }
+        methods |= 1 << i;
+        first.get_or_insert((m.service, m.api));
     }
-    let (service, api) = first?;
+    let (service, api, answer) = match (first, refused) {
+        (Some((service, api)), _) => {
+            let answer = Preflight {
+                methods,
+                headers: req.headers,
+            };
+            (service, api, Ok(answer))
+        }
+        (None, Some((service, api, e))) => (service, api, Err(e)),
+        (None, None) => return None,
+    };
     Some(PreflightAnswer {
         service,
         api,
-        answer: Preflight {
-            methods,
-            headers: req.headers,
-        },
+        answer,
     })
 }
 
@@ -214,20 +234,83 @@ type = "mock"
         let raw = b"OPTIONS /items HTTP/1.1\r\nHost: h\r\nOrigin: https://a\r\nAccess-Control-Request-Method: PUT\r\nAccess-Control-Request-Headers: x-date, authorization\r\n\r\n";
         let h = head(raw);
         let p = preflight(raw, &h, "OPTIONS").unwrap();
-        let a = answer(&cfg, None, "/items", &p).unwrap();
+        let a = answer(&cfg, None, "/items", &p, CLIENT).unwrap();
         assert_eq!((a.service, a.api), (0, 0));
         let mut out = Vec::new();
-        write_preflight(&mut out, &a.answer, raw, "rid", false);
+        write_preflight(&mut out, a.answer.as_ref().unwrap(), raw, "rid", false);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
             "HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: X-Api-RequestId\r\nAccess-Control-Allow-Methods: GET, POST\r\nAccess-Control-Allow-Headers: x-date, authorization\r\nAccess-Control-Max-Age: 86400\r\nX-Api-RequestId: rid\r\n\r\n"
         );
         // No CORS API on the path: no preflight answer (the request routes normally).
-        assert!(answer(&cfg, None, "/plain", &p).is_none());
-        assert!(answer(&cfg, None, "/nothing", &p).is_none());
+        assert!(answer(&cfg, None, "/plain", &p, CLIENT).is_none());
+        assert!(answer(&cfg, None, "/nothing", &p, CLIENT).is_none());
         // ANY: every method.
-        let a = answer(&cfg, None, "/open/x", &p).unwrap();
-        assert_eq!(a.answer.methods, 0x7f);
+        let a = answer(&cfg, None, "/open/x", &p, CLIENT).unwrap();
+        assert_eq!(a.answer.unwrap().methods, 0x7f);
+    }
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    /// IP control on a preflight: the methods of the CORS APIs that admit the client; a 403
+    /// (counted against the first refusing API) when none does.
+    #[test]
+    fn preflights_list_only_what_the_client_may_call() {
+        const IP_CONFIG: &str = r#"
+[[services]]
+name = "s"
+[services.ip_control]
+mode = "deny"
+ips = ["203.0.113.0/24"]
+[[services.apis]]
+name = "get"
+path = "=/items"
+cors = true
+[services.apis.ip_control]
+mode = "allow"
+ips = ["192.0.2.0/24"]
+[services.apis.backend]
+type = "mock"
+[[services.apis]]
+name = "post"
+path = "=/items"
+method = "POST"
+cors = true
+[services.apis.backend]
+type = "mock"
+"#;
+        let cfg = crate::config::load_str(IP_CONFIG, std::path::Path::new("t.toml")).unwrap();
+        let raw = b"OPTIONS /items HTTP/1.1\r\nHost: h\r\nOrigin: https://a\r\nAccess-Control-Request-Method: POST\r\n\r\n";
+        let h = head(raw);
+        let p = preflight(raw, &h, "OPTIONS").unwrap();
+        // (client, API counted, methods or the 403's message)
+        let cases: [(&str, usize, Result<u8, &str>); 4] = [
+            // Both admit it: GET and POST.
+            ("192.0.2.1", 0, Ok(0b11)),
+            // Outside the GET API's allow list: POST only, counted against POST.
+            ("198.51.100.1", 1, Ok(0b10)),
+            // The service's deny list (POST) and GET's allow list both refuse it.
+            (
+                "203.0.113.9",
+                0,
+                Err("client ip 203.0.113.9 is not allowed"),
+            ),
+            // Mapped IPv4 is judged, and named, as IPv4.
+            (
+                "::ffff:203.0.113.9",
+                0,
+                Err("client ip 203.0.113.9 is not allowed"),
+            ),
+        ];
+        for (client, api, want) in cases {
+            let a = answer(&cfg, None, "/items", &p, client.parse().unwrap()).unwrap();
+            let got = a
+                .answer
+                .map(|p| p.methods)
+                .map_err(|e| (e.status(), e.message()));
+            let want = want.map_err(|m| (403, m.to_string()));
+            assert_eq!((a.api, got), (api, want), "{client}");
+        }
     }
 }

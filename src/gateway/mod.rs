@@ -5,15 +5,16 @@
 //! API that either lets the request go on or answers it (Envoy's continue / local reply):
 //!
 //! ```text
-//! target → route → protocol (426) → WebSocket handshake → auth → params
+//! target → route → protocol (426) → IP control (403) → WebSocket handshake → auth → params
 //!        → Local (mock) | Forward | Tunnel
 //! ```
 //!
 //! A CORS preflight is recognised while routing (it routes by the method it asks about, on
-//! every API of its path) and, after the protocol check, answered before the WebSocket and
-//! auth stages: a preflight is never a handshake and carries no credentials.
+//! every API of its path) and, after the protocol check and IP control, answered before the
+//! WebSocket and auth stages: a preflight is never a handshake and carries no credentials.
 //!
 //! - [`cors`]: preflight answers and the headers a CORS API adds to every response.
+//! - [`ip_control`]: the client IP against the API's allow or deny list.
 //! - [`auth`]: key-pair (HMAC) and OAuth 2.0 (JWT) checks; the only producer of a
 //!   [`auth::Permit`], without which nothing can be forwarded.
 //! - [`params`] / [`query`]: typed input parameters, validated and placed for the backend.
@@ -27,10 +28,12 @@
 pub mod auth;
 pub mod cors;
 pub mod forward;
+pub mod ip_control;
 pub mod params;
 pub mod query;
 pub mod websocket;
 
+use std::net::IpAddr;
 use std::ops::Range;
 use std::time::SystemTime;
 
@@ -47,6 +50,8 @@ pub struct Inbound<'r> {
     pub head: &'r RequestHead,
     /// The request came over TLS.
     pub https: bool,
+    /// The client: the TCP peer, or the PROXY protocol's source address.
+    pub client: IpAddr,
     /// The gateway clock, for auth dates and token expiry.
     pub now: SystemTime,
 }
@@ -154,10 +159,10 @@ pub fn decide<'c>(
     };
     let method = std::str::from_utf8(head.method.get(buf)).unwrap_or("");
 
-    // A CORS preflight for a path with a CORS API is answered here, before auth; one for a
-    // path without one routes as the OPTIONS request it is.
-    if let Some(p) =
-        cors::preflight(buf, head, method).and_then(|p| cors::answer(cfg, host, path, &p))
+    // A CORS preflight for a path with a CORS API is answered here, after the protocol and
+    // IP control, before auth; one for a path without one routes as the OPTIONS request it is.
+    if let Some(p) = cors::preflight(buf, head, method)
+        .and_then(|p| cors::answer(cfg, host, path, &p, req.client))
     {
         let matched = Some(Matched {
             service: p.service,
@@ -167,9 +172,12 @@ pub fn decide<'c>(
         if let Err(e) = protocol(&cfg.services[p.service], req.https) {
             return local(matched, e);
         }
-        return Decision {
-            matched,
-            action: Action::Local(Local::Preflight(p.answer)),
+        return match p.answer {
+            Ok(answer) => Decision {
+                matched,
+                action: Action::Local(Local::Preflight(answer)),
+            },
+            Err(e) => local(matched, e),
         };
     }
 
@@ -188,6 +196,11 @@ pub fn decide<'c>(
 
     // Protocol (SPEC §2.1).
     if let Err(e) = protocol(service, req.https) {
+        return local(matched, e);
+    }
+
+    // IP control (SPEC §8).
+    if let Err(e) = ip_control::check(api.ip_control.as_deref(), req.client) {
         return local(matched, e);
     }
 

@@ -134,6 +134,7 @@ fn decide_text(raw: &str, https: bool, now: u64) -> (Option<&'static str>, Strin
         buf: raw.as_bytes(),
         head: &head,
         https,
+        client: std::net::IpAddr::from([192, 0, 2, 1]),
         now: UNIX_EPOCH + Duration::from_secs(now),
     };
     let (mut path, mut backend_path, mut params) =

@@ -36,6 +36,7 @@ use crate::http::head::{Progress, RequestHead, header_values, parse_head};
 use crate::http::reply::{Reply, write_error};
 use crate::runtime::Worker;
 use crate::runtime::access_log::Start;
+use crate::runtime::metrics::Rejection;
 use crate::runtime::upstream_stream::UpstreamStream;
 use crate::tls::stream::{TlsReadHalf, TlsStream, TlsWriteHalf};
 
@@ -436,6 +437,7 @@ impl<S: Stream> Conn<S> {
             buf: &self.buf,
             head: &self.head,
             https: self.https,
+            client: self.peer.ip(),
             now: req.wall,
         };
         let scratch = gateway::Scratch {
@@ -597,6 +599,7 @@ impl<S: Stream> Conn<S> {
                 if let ErrorKind::Unauthorized(_, why) = &e.kind {
                     req.auth_failure = Some(*why);
                 }
+                req.rejected = Rejection::of(e);
                 write_error(out, e, &req.s.request_id, head_request, close, extra);
                 e.status()
             }

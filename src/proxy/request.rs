@@ -13,7 +13,7 @@ use crate::gateway::{Matched, cors};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{BodyFraming, RequestHead};
 use crate::runtime::access_log::{End, Start};
-use crate::runtime::metrics::{self, RequestRecord};
+use crate::runtime::metrics::{self, Rejection, RequestRecord};
 use crate::runtime::{RequestScratch, Snapshot, Worker};
 
 use super::body::Remaining;
@@ -108,6 +108,8 @@ pub struct Request {
     pub tunnel: Option<crate::runtime::access_log::TunnelEnd>,
     /// Why authentication refused the request, for the metrics.
     pub auth_failure: Option<AuthFailure>,
+    /// Which traffic control refused the request, for the metrics.
+    pub rejected: Option<Rejection>,
     /// The backend that answered and the time to its response head, for the access log.
     pub upstream: Option<(std::net::SocketAddr, std::time::Duration)>,
     /// A body being read: its pace so far (the part buffered before the upstream was taken
@@ -145,6 +147,7 @@ impl Request {
             caller: None,
             tunnel: None,
             auth_failure: None,
+            rejected: None,
             upstream: None,
             body_pace: None,
             continue_sent: false,
@@ -170,6 +173,7 @@ impl Request {
             status: self.status,
             elapsed,
             auth: self.auth_failure,
+            rejected: self.rejected,
             bytes: (read, written),
         });
         let cfg = &self.snapshot.config;

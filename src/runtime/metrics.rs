@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::error::AuthFailure;
+use crate::error::{AuthFailure, ErrorKind, GatewayError};
 
 /// Upper bounds (seconds) of the request-duration histogram: 100 µs to 60 s.
 pub const DURATION_BUCKETS: [f64; 18] = [
@@ -127,6 +127,30 @@ const REFUSALS: [(Refusal, &str); 3] = [
     (Refusal::Enfile, "enfile"),
 ];
 
+/// Which traffic control refused a request (`ringway_ratelimit_rejected_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// IP control (403).
+    Ip,
+}
+
+impl Rejection {
+    /// The rejection an answered error stands for, if any.
+    pub fn of(e: &GatewayError) -> Option<Rejection> {
+        match e.kind {
+            ErrorKind::IpRefused(_) => Some(Rejection::Ip),
+            _ => None,
+        }
+    }
+
+    /// The `policy` and `reason` labels.
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Rejection::Ip => ("ip_control", "ip"),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct ApiStats {
     service: Box<str>,
@@ -136,6 +160,8 @@ struct ApiStats {
     /// Non-cumulative counts per bucket; the last one is `+Inf`.
     buckets: [u64; DURATION_BUCKETS.len() + 1],
     sum: f64,
+    /// (why, count) of requests a traffic control refused.
+    rejected: Vec<(Rejection, u64)>,
 }
 
 #[derive(Clone, Default)]
@@ -198,6 +224,7 @@ pub struct RequestRecord {
     pub status: u16,
     pub elapsed: Duration,
     pub auth: Option<AuthFailure>,
+    pub rejected: Option<Rejection>,
     /// Client bytes read and written since the last record.
     pub bytes: (u64, u64),
 }
@@ -229,6 +256,7 @@ impl Counters {
             codes: Vec::new(),
             buckets: [0; DURATION_BUCKETS.len() + 1],
             sum: 0.0,
+            rejected: Vec::new(),
         });
         self.api_slots
             .entry(service.into())
@@ -302,6 +330,12 @@ impl WorkerMetrics {
             .unwrap_or(DURATION_BUCKETS.len());
         api.buckets[bucket] += 1;
         api.sum += secs;
+        if let Some(why) = r.rejected {
+            match api.rejected.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, n)) => *n += 1,
+                None => api.rejected.push((why, 1)),
+            }
+        }
     }
 
     /// Client bytes moved outside any request (a WebSocket tunnel, an idle read).
@@ -413,6 +447,12 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
                 *b += n;
             }
             s.sum += a.sum;
+            for &(why, n) in &a.rejected {
+                match s.rejected.iter_mut().find(|(w, _)| *w == why) {
+                    Some((_, m)) => *m += n,
+                    None => s.rejected.push((why, n)),
+                }
+            }
         }
         for u in &c.upstreams {
             let slot = sum.upstream_slot(&u.name);
@@ -673,6 +713,23 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
 
     family(
         out,
+        "ringway_ratelimit_rejected_total",
+        "counter",
+        "Requests refused by traffic control, by service, API, policy and reason (ip: IP control, 403).",
+    );
+    for a in &c.apis {
+        let (s, api) = (label(&a.service), label(&a.api));
+        for &(why, n) in &a.rejected {
+            let (policy, reason) = why.labels();
+            let _ = writeln!(
+                out,
+                "ringway_ratelimit_rejected_total{{service=\"{s}\",api=\"{api}\",policy=\"{policy}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+
+    family(
+        out,
         "ringway_access_log_dropped_lines_total",
         "counter",
         "Access-log lines dropped because the log writer fell behind (a stalled sink).",
@@ -735,6 +792,7 @@ mod tests {
             status,
             elapsed: Duration::from_micros(us),
             auth: None,
+            rejected: None,
             bytes: (10, 20),
         };
         a.request(rec(sa, 200, 50));
@@ -744,6 +802,13 @@ mod tests {
             auth: Some(AuthFailure::TOKEN_MISSING),
             ..rec(UNMATCHED, 401, 10)
         });
+        let ip = |w: &WorkerMetrics| RequestRecord {
+            rejected: Some(Rejection::Ip),
+            bytes: (0, 0),
+            ..rec(w.lock().api_slot("s", "ip"), 403, 10)
+        };
+        a.request(ip(&a));
+        b.request(ip(&b));
         let mut out = String::new();
         render(&[a, b], &process(), &mut out);
         for line in [
@@ -758,6 +823,8 @@ mod tests {
             "ringway_client_bytes_received_total 40",
             "ringway_client_bytes_sent_total 80",
             "ringway_auth_failures_total{scheme=\"oauth2\",reason=\"token_missing\"} 1",
+            "ringway_ratelimit_rejected_total{service=\"s\",api=\"ip\",policy=\"ip_control\",reason=\"ip\"} 2",
+            "ringway_requests_total{service=\"s\",api=\"ip\",code=\"403\"} 2",
             "ringway_config_reloads_total{result=\"failure\"} 1",
             "ringway_build_info{version=\"1.2.3\"} 1",
             "ringway_access_log_dropped_lines_total 5",
