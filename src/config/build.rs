@@ -332,6 +332,7 @@ fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server
         log_json,
         pid_file,
         path_normalization,
+        proxy_protocol: s.proxy_protocol.unwrap_or(false),
         request_buffer_bytes: cx.number(
             "server.request_buffer_bytes",
             s.request_buffer_bytes,

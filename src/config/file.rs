@@ -66,6 +66,7 @@ pub struct FileServer {
     pub client_body_min_rate: Option<u64>,
     pub client_body_rate_window_ms: Option<u64>,
     pub path_normalization: Option<String>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]

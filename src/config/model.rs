@@ -60,6 +60,9 @@ pub struct Server {
     pub client_body_min_rate: u64,
     pub client_body_rate_window: Duration,
     pub path_normalization: PathNormalization,
+    /// Every client listener expects a PROXY protocol header first on each connection; its
+    /// source address is the client's (SPEC §9).
+    pub proxy_protocol: bool,
 }
 
 /// `server.path_normalization`: what the request path is made into before routing and

@@ -5,6 +5,8 @@
 //! - [`authority`] the syntax of a Host header and of an absolute-form authority.
 //! - [`chunked`] scans a chunked body as it streams through, to find where it ends.
 //! - [`limits`] the size limits those parsers enforce (SPEC §1).
+//! - [`proxy_protocol`] the PROXY protocol header a load balancer sends before the client's
+//!   bytes (SPEC §9).
 //! - [`reply`] writes the responses the gateway makes itself (errors, mocks) and request ids.
 //! - [`response`] reads the backend's response head: body framing and connection reuse.
 //!
@@ -15,5 +17,6 @@ pub mod authority;
 pub mod chunked;
 pub mod head;
 pub mod limits;
+pub mod proxy_protocol;
 pub mod reply;
 pub mod response;

@@ -210,15 +210,29 @@ pub enum Ended {
     Idle { fd: OwnedFd, deadline: Instant },
 }
 
-/// Serves a client connection until it closes or, idle, leaves for the idle set.
-pub async fn serve<S: Stream>(io: S, peer: SocketAddr, https: bool, worker: Rc<Worker>) -> Ended {
+/// Serves a client connection until it closes or, idle, leaves for the idle set. `peer`: the
+/// client's address (the PROXY protocol's source when the listeners expect one); `buf`:
+/// client bytes already read (those that followed a PROXY protocol header), the start of
+/// the first request.
+pub async fn serve<S: Stream>(
+    io: S,
+    peer: SocketAddr,
+    https: bool,
+    worker: Rc<Worker>,
+    mut buf: Vec<u8>,
+) -> Ended {
+    if buf.capacity() < INITIAL_READ_BYTES {
+        buf.reserve(INITIAL_READ_BYTES - buf.len());
+    }
+    let io = Metered::new(io, worker.clone());
+    io.read_before(buf.len());
     let mut conn = Conn {
-        io: Metered::new(io, worker.clone()),
+        io,
         peer,
         client_ip: peer.ip().to_string(),
         https,
         worker,
-        buf: Vec::with_capacity(INITIAL_READ_BYTES),
+        buf,
         head: RequestHead::default(),
         phase: Phase::Idle,
     };
@@ -672,7 +686,7 @@ mod tests {
                 std::mem::size_of::<Conn<Metered<TcpStream>>>(),
                 std::mem::size_of::<RequestHead>()
             );
-            let fut = serve(tcp, addr, false, worker);
+            let fut = serve(tcp, addr, false, worker, Vec::new());
             let n = size(&fut);
             eprintln!("serve::<TcpStream> future: {n} bytes");
             assert!(n < 4096, "{n}");

@@ -32,6 +32,13 @@ impl<S> Metered<S> {
         }
     }
 
+    /// `n` client bytes read before the stream was wrapped (those that came with a PROXY
+    /// protocol header): counted as read now.
+    pub fn read_before(&self, n: usize) {
+        self.worker.count_in(n);
+        self.counted(n as u64, 0);
+    }
+
     fn counted(&self, read: u64, written: u64) {
         self.read.set(self.read.get() + read);
         self.written.set(self.written.get() + written);

@@ -62,6 +62,40 @@ const TLS_FAILURE_REASONS: [(TlsOutcome, &str); 4] = [
     (TlsOutcome::Timeout, "timeout"),
 ];
 
+/// Why a connection got no valid PROXY protocol header (`server.proxy_protocol`), and was
+/// closed without an answer (`ringway_proxy_protocol_failures_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyHeaderFailure {
+    /// The first bytes are not a PROXY protocol header.
+    Missing,
+    /// A v1 line longer than 107 bytes.
+    TooLong,
+    /// A header that does not parse.
+    Malformed,
+    /// Not complete within the header timeout.
+    Timeout,
+    /// The client closed (or the connection failed) with part of a header sent.
+    Closed,
+}
+
+const PROXY_HEADER_FAILURES: [(ProxyHeaderFailure, &str); 5] = [
+    (ProxyHeaderFailure::Missing, "missing"),
+    (ProxyHeaderFailure::TooLong, "too_long"),
+    (ProxyHeaderFailure::Malformed, "malformed"),
+    (ProxyHeaderFailure::Timeout, "timeout"),
+    (ProxyHeaderFailure::Closed, "closed"),
+];
+
+impl ProxyHeaderFailure {
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        PROXY_HEADER_FAILURES
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("", |(_, label)| label)
+    }
+}
+
 /// Why a WebSocket tunnel ended (`ringway_websocket_tunnels_total{end}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TunnelEndKind {
@@ -192,6 +226,7 @@ struct Counters {
     heads_abandoned: u64,
     tls_done: u64,
     tls_failed: [u64; TLS_FAILURE_REASONS.len()],
+    proxy_failed: [u64; PROXY_HEADER_FAILURES.len()],
     auth: Vec<(AuthFailure, u64)>,
     /// WebSocket tunnels running (a gauge).
     tunnels_open: u64,
@@ -416,6 +451,13 @@ impl WorkerMetrics {
             None => c.tls_done += 1,
         }
     }
+
+    /// A connection closed for want of a valid PROXY protocol header.
+    pub fn proxy_header_failed(&self, why: ProxyHeaderFailure) {
+        if let Some(i) = PROXY_HEADER_FAILURES.iter().position(|(f, _)| *f == why) {
+            self.lock().proxy_failed[i] += 1;
+        }
+    }
 }
 
 /// Process-wide values the workers do not count.
@@ -480,6 +522,9 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
         }
         sum.tls_done += c.tls_done;
         for (s, n) in sum.tls_failed.iter_mut().zip(c.tls_failed) {
+            *s += n;
+        }
+        for (s, n) in sum.proxy_failed.iter_mut().zip(c.proxy_failed) {
             *s += n;
         }
         for &(why, n) in &c.auth {
@@ -699,6 +744,19 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
 
     family(
         out,
+        "ringway_proxy_protocol_failures_total",
+        "counter",
+        "Client connections closed without an answer for want of a valid PROXY protocol header (server.proxy_protocol), by reason: missing, too_long (a v1 line over 107 bytes), malformed, timeout, closed (part of a header, then the end of the stream).",
+    );
+    for ((_, reason), n) in PROXY_HEADER_FAILURES.iter().zip(c.proxy_failed) {
+        let _ = writeln!(
+            out,
+            "ringway_proxy_protocol_failures_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+
+    family(
+        out,
         "ringway_auth_failures_total",
         "counter",
         "Requests refused by authentication (401), by scheme and reason.",
@@ -860,6 +918,34 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
         }
+    }
+
+    #[test]
+    fn proxy_header_failures_are_summed_with_every_reason() {
+        let (a, b) = (WorkerMetrics::default(), WorkerMetrics::default());
+        a.proxy_header_failed(ProxyHeaderFailure::Missing);
+        b.proxy_header_failed(ProxyHeaderFailure::Missing);
+        b.proxy_header_failed(ProxyHeaderFailure::Timeout);
+        let mut out = String::new();
+        render(&[a, b], &process(), &mut out);
+        let cases = [
+            (ProxyHeaderFailure::Missing, 2),
+            (ProxyHeaderFailure::TooLong, 0),
+            (ProxyHeaderFailure::Malformed, 0),
+            (ProxyHeaderFailure::Timeout, 1),
+            (ProxyHeaderFailure::Closed, 0),
+        ];
+        for (why, n) in cases {
+            let line = format!(
+                "ringway_proxy_protocol_failures_total{{reason=\"{}\"}} {n}",
+                why.label()
+            );
+            assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+        }
+        assert!(
+            out.lines()
+                .any(|l| l == "# TYPE ringway_proxy_protocol_failures_total counter")
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod drain;
 pub mod idle;
 pub mod metrics;
 pub mod pool;
+pub mod proxy_failures;
 pub mod upstream_stream;
 
 use std::cell::{Cell, RefCell};
@@ -235,6 +236,8 @@ pub struct Worker {
     scratch: RefCell<Vec<RequestScratch>>,
     pub log: Log,
     pub tls_failures: TlsFailures,
+    /// Connections closed for want of a valid PROXY protocol header.
+    pub proxy_failures: proxy_failures::ProxyFailures,
     /// Client bytes read and written since the metrics last took them.
     bytes_in: Cell<u64>,
     bytes_out: Cell<u64>,
@@ -335,6 +338,7 @@ impl Worker {
             large_buffers: Cell::new(0),
             scratch: RefCell::new(Vec::new()),
             tls_failures: TlsFailures::default(),
+            proxy_failures: proxy_failures::ProxyFailures::default(),
             bytes_in: Cell::new(0),
             bytes_out: Cell::new(0),
         })

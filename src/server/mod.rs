@@ -15,6 +15,7 @@ pub mod admin;
 pub mod listen;
 pub mod notify;
 pub mod pid;
+pub mod proxy_header;
 pub mod reload;
 pub mod signals;
 pub mod upgrade;

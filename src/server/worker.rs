@@ -27,6 +27,7 @@ use crate::proxy::request::Request;
 use crate::runtime::access_log::Start;
 use crate::runtime::metrics::{AcceptError, Refusal, TlsOutcome};
 use crate::runtime::{Shared, Worker};
+use crate::server::proxy_header;
 use crate::tls::stream::{HandshakeError, TlsStream};
 
 /// io_uring submission queue entries per worker.
@@ -207,6 +208,7 @@ async fn housekeeping(worker: Rc<Worker>, admission: Rc<Admission>) {
         monoio::time::sleep(STOP_POLL).await;
         worker.log.flush();
         worker.tls_failures.report(worker.index);
+        worker.proxy_failures.report(worker.index);
         admission.report(worker.index);
         if worker.shared.stopping.load(Ordering::Acquire) && !worker.unlisten.is_fired() {
             worker.unlisten.fire();
@@ -275,11 +277,31 @@ impl Drop for Counted {
     }
 }
 
-/// A plain connection's task: served until it closes, or until it idles into the idle set.
-async fn serve_plain(stream: TcpStream, peer: std::net::SocketAddr, guard: Counted) {
+/// A new plain connection's task: its PROXY protocol header first when the listeners expect
+/// one (the header's source is the client from then on), then [`serve_plain`].
+async fn serve_new_plain(mut stream: TcpStream, peer: std::net::SocketAddr, guard: Counted) {
+    let worker = guard.worker();
+    let (proxy_protocol, timeout) = {
+        let snapshot = worker.snapshot();
+        let server = &snapshot.config.server;
+        (server.proxy_protocol, server.header_timeout)
+    };
+    if !proxy_protocol {
+        return serve_plain(stream, peer, guard, Vec::new()).await;
+    }
+    let deadline = Instant::now() + timeout;
+    if let Some((client, rest)) = proxy_header::read(&mut stream, peer, &worker, deadline).await {
+        serve_plain(stream, client, guard, rest).await;
+    }
+}
+
+/// A plain connection's task: served until it closes, or until it idles into the idle set
+/// (which keeps `peer`, the client's address, for its return). `buf`: client bytes already
+/// read.
+async fn serve_plain(stream: TcpStream, peer: std::net::SocketAddr, guard: Counted, buf: Vec<u8>) {
     let worker = guard.worker();
     if let conn::Ended::Idle { fd, deadline } =
-        conn::serve(stream, peer, false, worker.clone()).await
+        conn::serve(stream, peer, false, worker.clone(), buf).await
     {
         // Draining: a connection idle again is done (its last answer said close anyway).
         if !worker.drain.is_fired() && worker.idle.park(fd, peer, deadline).is_ok() {
@@ -319,7 +341,9 @@ async fn idle_watch(worker: Rc<Worker>) {
             let guard = Counted(Some(worker.clone()));
             match TcpStream::from_std(std::net::TcpStream::from(fd)) {
                 Ok(stream) => {
-                    monoio::spawn(serve_plain(stream, peer, guard));
+                    // Back from the idle set: `peer` is the client's address (the PROXY
+                    // protocol's source when there was one); no header comes again.
+                    monoio::spawn(serve_plain(stream, peer, guard, Vec::new()));
                 }
                 Err(_) => drop(guard),
             }
@@ -424,31 +448,42 @@ fn admit(
             drop(guard);
         });
     } else {
-        monoio::spawn(serve_plain(stream, peer, guard));
+        monoio::spawn(serve_new_plain(stream, peer, guard));
     }
 }
 
-/// An HTTPS connection: the handshake within the header timeout, then the one connection
-/// pipeline over TLS. A failed or late handshake just ends the connection.
-async fn serve_tls(stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
-    let (config, timeout) = {
+/// An HTTPS connection: the PROXY protocol header when the listeners expect one, and the
+/// handshake, both within the header timeout, then the one connection pipeline over TLS. A
+/// missing header, or a failed or late handshake, just ends the connection.
+async fn serve_tls(mut stream: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
+    let (config, timeout, proxy_protocol) = {
         let snapshot = worker.snapshot();
+        let server = &snapshot.config.server;
         (
             snapshot.config.tls.clone(),
-            snapshot.config.server.header_timeout,
+            server.header_timeout,
+            server.proxy_protocol,
         )
     };
     let Some(config) = config else { return };
     let deadline = Instant::now() + timeout;
+    let (peer, read) = if proxy_protocol {
+        match proxy_header::read(&mut stream, peer, &worker, deadline).await {
+            Some(got) => got,
+            None => return,
+        }
+    } else {
+        (peer, Vec::new())
+    };
     let handshake = monoio::select! {
         _ = worker.linger.wait() => return,
-        r = monoio::time::timeout_at(deadline, TlsStream::accept(stream, config)) => r,
+        r = monoio::time::timeout_at(deadline, TlsStream::accept(stream, config, read)) => r,
     };
     match handshake {
         Ok(Ok(tls)) => {
             worker.metrics().tls(TlsOutcome::Done);
             // A TLS connection never leaves its task for the idle set.
-            conn::serve(tls, peer, true, worker).await;
+            conn::serve(tls, peer, true, worker, Vec::new()).await;
         }
         Ok(Err(e)) => {
             worker.metrics().tls(match e {

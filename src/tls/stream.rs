@@ -202,13 +202,16 @@ fn tls_err(e: rustls::Error) -> io::Error {
 }
 
 impl TlsStream<ServerConnection> {
-    /// Runs the server handshake (the caller bounds it with a deadline).
+    /// Runs the server handshake (the caller bounds it with a deadline). `read`: bytes
+    /// already read from the socket, the start of the client's handshake (what followed a
+    /// PROXY protocol header in the same read); they go to rustls before the socket is read.
     pub async fn accept(
         tcp: TcpStream,
         config: Arc<ServerConfig>,
+        read: Vec<u8>,
     ) -> Result<TlsStream, HandshakeError> {
         let conn = ServerConnection::new(config).map_err(HandshakeError::Tls)?;
-        TlsStream::handshake(tcp, conn).await
+        TlsStream::handshake(tcp, conn, read).await
     }
 
     /// The client's SNI name.
@@ -247,16 +250,24 @@ impl TlsStream<ClientConnection> {
         name: ServerName<'static>,
     ) -> Result<TlsStream<ClientConnection>, HandshakeError> {
         let conn = ClientConnection::new(config, name).map_err(HandshakeError::Tls)?;
-        TlsStream::handshake(tcp, conn).await
+        TlsStream::handshake(tcp, conn, Vec::new()).await
     }
 }
 
 impl<C: Side> TlsStream<C> {
-    async fn handshake(tcp: TcpStream, conn: C) -> Result<TlsStream<C>, HandshakeError> {
+    /// `read`: ciphertext already read from `tcp`, fed first.
+    async fn handshake(
+        tcp: TcpStream,
+        conn: C,
+        read: Vec<u8>,
+    ) -> Result<TlsStream<C>, HandshakeError> {
         let mut s = TlsStream {
             tcp,
             conn,
-            inb: Inbound::default(),
+            inb: Inbound {
+                buf: read,
+                ..Inbound::default()
+            },
             wbuf: Vec::new(),
         };
         while s.conn.is_handshaking() {
