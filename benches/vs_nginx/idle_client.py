@@ -20,7 +20,8 @@ on stdout and holds the connections, idle, until the file --release-file exists 
     DONE held=H still_open=S
 
 (S: connections the server had not closed meanwhile) and exits, closing them all.
-Used by benches/idle_rss.sh, which reads the server's RSS between READY and the release.
+Used by benches/idle_rss.sh, which reads the server's RSS between READY and the release, and
+by benches/abuse.sh (descriptor exhaustion).
 """
 
 import argparse
