@@ -241,17 +241,118 @@ async fn pump(
         if (can_fill && !fill_blocked) || (in_pipe > 0 && !drain_blocked) {
             continue;
         }
-        // Nothing can move until a socket is ready: wait for whichever side is stuck.
+        // Nothing can move until a socket is ready. With bytes in the pipe that the
+        // destination will not take, wait for the destination only: a splice into the pipe
+        // can fail while its byte count shows room (a pipe fills by buffer slots), and the
+        // source, readable all along, would make the wait return at once, forever (a spin
+        // that also kept the timeout from ever passing).
         let now = Instant::now();
-        let readable = || monoio::time::timeout_at(now + read_timeout, from.readable(false));
-        let writable = || monoio::time::timeout_at(now + write_timeout, to.writable(false));
-        match (can_fill, in_pipe > 0) {
-            (true, true) => monoio::select! {
-                r = readable() => ready(r, RelayError::Source(None)),
-                w = writable() => ready(w, RelayError::Sink),
-            },
-            (true, false) => ready(readable().await, RelayError::Source(None)),
-            _ => ready(writable().await, RelayError::Sink),
-        }?;
+        if in_pipe > 0 {
+            let writable = monoio::time::timeout_at(now + write_timeout, to.writable(false));
+            ready(writable.await, RelayError::Sink)?;
+        } else {
+            let readable = monoio::time::timeout_at(now + read_timeout, from.readable(false));
+            ready(readable.await, RelayError::Source(None))?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// This thread's CPU time so far (user + system).
+    fn thread_cpu() -> Duration {
+        // SAFETY: a zeroed rusage is valid; getrusage fills it for the calling thread.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+        let t = |tv: libc::timeval| {
+            Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+        };
+        t(u.ru_utime) + t(u.ru_stime)
+    }
+
+    /// A reader that stops reading (a slow-read client) while the source keeps sending:
+    /// once the pipe is full the relay must sleep until the destination can take bytes, not
+    /// spin on a source that is always readable (a pipe fills by buffer slots, so a splice
+    /// into it can fail with room left in bytes).
+    #[test]
+    fn a_stalled_reader_does_not_make_the_relay_spin() {
+        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        let Ok(mut rt) = rt else { return };
+        let len: usize = 64 << 20;
+        let (cpu, result) = rt.block_on(async move {
+            // The backend: sends the whole body in many small writes.
+            let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let baddr = backend.local_addr().unwrap();
+            let writer = std::thread::spawn(move || {
+                let (mut s, _) = backend.accept().unwrap();
+                s.set_nodelay(true).unwrap();
+                let chunk = [b'x'; 1000];
+                let mut sent = 0;
+                while sent < len {
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                    sent += chunk.len();
+                }
+            });
+            // The client: small socket buffers both ways, and it never reads.
+            let client =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            client.set_recv_buffer_size(4096).unwrap();
+            client
+                .bind(
+                    &"127.0.0.1:0"
+                        .parse::<std::net::SocketAddr>()
+                        .unwrap()
+                        .into(),
+                )
+                .unwrap();
+            client.listen(1).unwrap();
+            let client: std::net::TcpListener = client.into();
+            let caddr = client.local_addr().unwrap();
+            let from = TcpStream::connect_addr(baddr).await.unwrap();
+            let to = TcpStream::connect_addr(caddr).await.unwrap();
+            // SAFETY: the stream's descriptor is open for as long as `to` lives.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(to.as_raw_fd()) };
+            socket2::SockRef::from(&fd)
+                .set_send_buffer_size(4096)
+                .unwrap();
+            let (stalled, _) = client.accept().unwrap();
+            let mut pipe = Pipe::new().unwrap();
+            // A pipe fills by buffer slots, not bytes: one whose slots are used up while
+            // its byte count says there is room looks, to the relay, like this one.
+            pipe.capacity *= 4;
+            let before = thread_cpu();
+            let spliced = monoio::time::timeout(
+                Duration::from_secs(10),
+                relay_length(
+                    &from,
+                    &to,
+                    &pipe,
+                    len as u64,
+                    Duration::from_secs(5),
+                    Duration::from_secs(1),
+                ),
+            )
+            .await;
+            let cpu = thread_cpu() - before;
+            drop((from, to, stalled));
+            let _ = writer.join();
+            (cpu, spliced.map(|s| s.result))
+        });
+        assert!(
+            matches!(result, Ok(Err(RelayError::Sink))),
+            "not ended by the write timeout: {result:?}"
+        );
+        assert!(
+            cpu < Duration::from_millis(300),
+            "the relay used {cpu:?} of CPU waiting for a stalled reader for 1 s"
+        );
     }
 }
