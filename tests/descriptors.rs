@@ -422,3 +422,59 @@ fn at_start_a_limit_too_low_for_max_connections_is_named() {
     assert_eq!(gw.connect().roundtrip(get("/api/x")).status, 200);
     assert!(gw.terminate().success());
 }
+
+/// Out of descriptors with idle keep-alive clients parked: the longest idle give their
+/// descriptors to the new clients (as nginx reuses keep-alive connections), who are served
+/// instead of refused.
+#[test]
+fn out_of_descriptors_idle_keepalive_clients_make_room_for_new_ones() {
+    raise_fd_limit();
+    let backend = Backend::ok();
+    let pki = Pki::new();
+    let cfg = config(&pki, backend.addr(), "client_idle_timeout_ms = 120000");
+    let gw = Gateway::try_start_with_nofile(&cfg, (1024, 1024)).unwrap_or_else(|e| panic!("{e}"));
+    let addr = gw.addr();
+    let admin = admin_addr(&gw);
+    // 900 keep-alive clients, one request each, then idle: past 512 on the worker, the
+    // later ones leave their tasks for the idle set after 2 s.
+    let mut idle: Vec<Client> = (0..900)
+        .map(|_| {
+            let mut c = Client::connect(addr);
+            assert_eq!(c.roundtrip(get("/hello")).status, 200);
+            c
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(admin, "ringway_client_connections_parked") < 300.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle clients were not parked"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Silent connections use up the rest of the descriptors.
+    let mut silent = Vec::new();
+    for _ in 0..150 {
+        if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            silent.push(c);
+        }
+    }
+    // A new client is served, not refused: an idle one made room.
+    for i in 0..5 {
+        let status = answer_within(addr, Duration::from_secs(3));
+        assert!(
+            status.starts_with("HTTP/1.1 200 "),
+            "new client {i}: {status}"
+        );
+    }
+    assert!(metric(admin, "ringway_idle_connections_evicted_total") > 0.0);
+    // The evicted ones are the oldest idle clients: they see their connection closed.
+    let mut closed = 0;
+    for c in idle.iter_mut().skip(512).take(100) {
+        if c.wait_closed(Duration::from_millis(50)).is_ok() {
+            closed += 1;
+        }
+    }
+    assert!(closed > 0, "no early idle client was closed");
+    drop(silent);
+}

@@ -164,6 +164,23 @@ impl IdleSet {
         closed
     }
 
+    /// Closes up to `n` parked sockets, the longest idle first (out of descriptors: an idle
+    /// keep-alive client gives its descriptor to a new one, as nginx reuses keep-alive
+    /// connections when it runs out); how many.
+    pub fn evict_oldest(&self, n: usize) -> usize {
+        let mut closed = 0;
+        while closed < n {
+            let Some((_, raw, seq)) = self.expiry.borrow_mut().pop_front() else {
+                break;
+            };
+            let live = self.parked.borrow().get(&raw).map(|p| p.seq) == Some(seq);
+            if live && self.remove(raw).is_some() {
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Gives back the room of sockets that left (after a crowd of idle clients is gone).
     pub fn shrink_to_fit(&self) {
         self.parked.borrow_mut().shrink_to_fit();
@@ -237,6 +254,30 @@ mod tests {
         assert_eq!(set.close_all(), 1);
         assert!(set.is_empty());
         assert_eq!(set.expire(now + Duration::from_secs(120)), 0);
+    }
+
+    #[test]
+    fn eviction_closes_the_longest_idle_first() {
+        let set = IdleSet::new().unwrap();
+        let far = Instant::now() + std::time::Duration::from_secs(60);
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let (client, fd, peer) = pair();
+            set.park(fd, peer, far).unwrap();
+            clients.push(client);
+        }
+        assert_eq!(set.evict_oldest(2), 2);
+        assert_eq!(set.len(), 1);
+        // The first two clients see their connections closed, the third does not.
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            let mut b = [0u8; 1];
+            let closed = matches!(std::io::Read::read(c, &mut b), Ok(0));
+            assert_eq!(closed, i < 2, "client {i}");
+        }
+        assert_eq!(set.evict_oldest(5), 1);
+        assert_eq!(set.evict_oldest(5), 0);
     }
 
     #[test]

@@ -233,6 +233,8 @@ struct Counters {
     tunnels_ended: [u64; TUNNEL_ENDS.len()],
     accept_errors: [u64; ACCEPT_ERRORS.len()],
     refused: [u64; REFUSALS.len()],
+    /// Idle keep-alive connections closed to free a descriptor for a new client.
+    evicted: u64,
 }
 
 /// One configuration's indexes mapped to a worker's slots.
@@ -437,6 +439,11 @@ impl WorkerMetrics {
         }
     }
 
+    /// Idle keep-alive connections closed to free descriptors for new clients.
+    pub fn evicted(&self, n: usize) {
+        self.lock().evicted += n as u64;
+    }
+
     /// A new client connection refused (answered 503, or closed on an HTTPS listener).
     pub fn refused(&self, why: Refusal) {
         if let Some(i) = REFUSALS.iter().position(|(r, _)| *r == why) {
@@ -517,6 +524,7 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
         for (s, n) in sum.accept_errors.iter_mut().zip(c.accept_errors) {
             *s += n;
         }
+        sum.evicted += c.evicted;
         for (s, n) in sum.refused.iter_mut().zip(c.refused) {
             *s += n;
         }
@@ -712,6 +720,13 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
             "ringway_connections_refused_total{{reason=\"{reason}\"}} {n}"
         );
     }
+    family(
+        out,
+        "ringway_idle_connections_evicted_total",
+        "counter",
+        "Idle keep-alive client connections closed, the longest idle first, to give their descriptors to new clients while the process was out of descriptors.",
+    );
+    let _ = writeln!(out, "ringway_idle_connections_evicted_total {}", c.evicted);
     family(
         out,
         "ringway_accept_errors_total",

@@ -538,6 +538,20 @@ fn sent(req: &mut Request, n: usize) {
 /// the worker closes its spare, takes the waiting clients off the listener one at a time
 /// with the descriptor that frees, answers each a 503 (just closes it on an HTTPS
 /// listener), closes it, and opens its spare again.
+/// Does listener `fd` have connections waiting in its accept queue?
+fn clients_waiting(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a listener the caller owns; a zero timeout never blocks.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 && p.revents & libc::POLLIN != 0 }
+}
+
+/// Out of descriptors, how many idle keep-alive connections are closed at once to make room.
+const EVICT_BATCH: usize = 16;
+
 struct Admission {
     /// An open `/dev/null`.
     spare: RefCell<Option<std::fs::File>>,
@@ -582,6 +596,25 @@ impl Admission {
             _ => (AcceptError::Other, None),
         };
         worker.metrics().accept_error(error);
+        if refusal.is_some() && clients_waiting(fd) {
+            // Out of descriptors: the longest-idle keep-alive connections give theirs to the
+            // clients waiting (as nginx reuses keep-alive connections when it runs out);
+            // accept again at once. Only with nothing idle to close are clients refused.
+            // (io_uring's accept takes its descriptor first, so it fails with no client
+            // waiting too: nothing is closed for those.)
+            let evicted = worker.idle.evict_oldest(EVICT_BATCH);
+            if evicted > 0 {
+                for _ in 0..evicted {
+                    worker.connection_ended();
+                }
+                worker.metrics().evicted(evicted);
+                self.errors.add(0, |last| {
+                    let _ = write!(last, "{e}; closed {evicted} idle connection(s)");
+                });
+                self.report(worker.index);
+                return false;
+            }
+        }
         let refused = refusal.map_or(0, |why| self.refuse_waiting(fd, https, worker, why));
         self.errors.add(refused, |last| {
             let _ = write!(last, "{e}");
