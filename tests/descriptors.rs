@@ -478,3 +478,40 @@ fn out_of_descriptors_idle_keepalive_clients_make_room_for_new_ones() {
     assert!(closed > 0, "no early idle client was closed");
     drop(silent);
 }
+
+/// The same when the limit comes first: idle keep-alive clients that could not leave their
+/// tasks for the idle set (that takes a descriptor too) are asked to close, the oldest
+/// first, and new clients are served.
+#[test]
+fn out_of_descriptors_idle_clients_still_in_their_tasks_make_room_too() {
+    raise_fd_limit();
+    let backend = Backend::ok();
+    let pki = Pki::new();
+    let cfg = config(&pki, backend.addr(), "client_idle_timeout_ms = 120000");
+    let gw = Gateway::try_start_with_nofile(&cfg, (700, 700)).unwrap_or_else(|e| panic!("{e}"));
+    let addr = gw.addr();
+    let admin = admin_addr(&gw);
+    let _idle: Vec<Client> = (0..600)
+        .map(|_| {
+            let mut c = Client::connect(addr);
+            assert_eq!(c.roundtrip(get("/hello")).status, 200);
+            c
+        })
+        .collect();
+    // At once, before any can move to the idle set: silent connections take the rest.
+    let mut silent = Vec::new();
+    for _ in 0..150 {
+        if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            silent.push(c);
+        }
+    }
+    for i in 0..5 {
+        let status = answer_within(addr, Duration::from_secs(3));
+        assert!(
+            status.starts_with("HTTP/1.1 200 "),
+            "new client {i}: {status}"
+        );
+    }
+    assert!(metric(admin, "ringway_idle_connections_evicted_total") > 0.0);
+    drop(silent);
+}

@@ -338,6 +338,8 @@ impl<S: Stream> Conn<S> {
                 };
                 let ready = monoio::select! {
                     _ = worker.linger.wait() => return HeadRead::Gone,
+                    // Out of descriptors: the longest idle make room for new clients.
+                    _ = worker.evictions.wait() => return HeadRead::Gone,
                     r = monoio::time::timeout_at(wait_until, self.io.readable()) => r,
                 };
                 match ready {

@@ -222,6 +222,9 @@ pub struct Worker {
     /// sees a reset; under load, a keep-alive client sends its next request well within
     /// the linger and gets an answer that says close instead.
     pub linger: Drain,
+    /// Idle keep-alive connections parked in their tasks, which the accept loop can ask to
+    /// close when the process is out of descriptors.
+    pub evictions: drain::Evictions,
     /// Fired when the drain's grace period is over: what still runs (WebSocket tunnels)
     /// stops, and logs itself, before the worker returns.
     pub cut: Drain,
@@ -331,6 +334,7 @@ impl Worker {
             unlisten: Drain::default(),
             drain: Drain::default(),
             linger: Drain::default(),
+            evictions: drain::Evictions::default(),
             cut: Drain::default(),
             active: Cell::new(0),
             idle: idle::IdleSet::new().map_err(|e| format!("worker {index}: idle set: {e}"))?,

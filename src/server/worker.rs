@@ -603,16 +603,23 @@ impl Admission {
             // (io_uring's accept takes its descriptor first, so it fails with no client
             // waiting too: nothing is closed for those.)
             let evicted = worker.idle.evict_oldest(EVICT_BATCH);
-            if evicted > 0 {
-                for _ in 0..evicted {
-                    worker.connection_ended();
-                }
-                worker.metrics().evicted(evicted);
+            for _ in 0..evicted {
+                worker.connection_ended();
+            }
+            // Then the idle ones still in their tasks; they close when they next run, so
+            // pause before accepting again.
+            let woken = if evicted == 0 {
+                worker.evictions.evict(EVICT_BATCH)
+            } else {
+                0
+            };
+            if evicted + woken > 0 {
+                worker.metrics().evicted(evicted + woken);
                 self.errors.add(0, |last| {
-                    let _ = write!(last, "{e}; closed {evicted} idle connection(s)");
+                    let _ = write!(last, "{e}; closed {} idle connection(s)", evicted + woken);
                 });
                 self.report(worker.index);
-                return false;
+                return woken > 0;
             }
         }
         let refused = refusal.map_or(0, |why| self.refuse_waiting(fd, https, worker, why));
