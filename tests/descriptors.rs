@@ -423,6 +423,34 @@ fn at_start_a_limit_too_low_for_max_connections_is_named() {
     assert!(gw.terminate().success());
 }
 
+/// `n` keep-alive clients, one `GET /hello` each, then idle.
+fn keepalive_clients(addr: SocketAddr, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let mut c = Client::connect(addr);
+            assert_eq!(c.roundtrip(get("/hello")).status, 200);
+            c
+        })
+        .collect()
+}
+
+/// Silent connections take the descriptors left; then five new clients must each get 200
+/// (idle connections made room) and evictions are counted. The silent connections.
+fn new_clients_are_served_past_the_limit(addr: SocketAddr, admin: SocketAddr) -> Vec<TcpStream> {
+    let silent: Vec<TcpStream> = (0..150)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .collect();
+    for i in 0..5 {
+        let status = answer_within(addr, Duration::from_secs(3));
+        assert!(
+            status.starts_with("HTTP/1.1 200 "),
+            "new client {i}: {status}"
+        );
+    }
+    assert!(metric(admin, "ringway_idle_connections_evicted_total") > 0.0);
+    silent
+}
+
 /// Out of descriptors with idle keep-alive clients parked: the longest idle give their
 /// descriptors to the new clients (as nginx reuses keep-alive connections), who are served
 /// instead of refused.
@@ -437,13 +465,7 @@ fn out_of_descriptors_idle_keepalive_clients_make_room_for_new_ones() {
     let admin = admin_addr(&gw);
     // 900 keep-alive clients, one request each, then idle: past 512 on the worker, the
     // later ones leave their tasks for the idle set after 2 s.
-    let mut idle: Vec<Client> = (0..900)
-        .map(|_| {
-            let mut c = Client::connect(addr);
-            assert_eq!(c.roundtrip(get("/hello")).status, 200);
-            c
-        })
-        .collect();
+    let mut idle = keepalive_clients(addr, 900);
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(admin, "ringway_client_connections_parked") < 300.0 {
         assert!(
@@ -452,22 +474,9 @@ fn out_of_descriptors_idle_keepalive_clients_make_room_for_new_ones() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Silent connections use up the rest of the descriptors.
-    let mut silent = Vec::new();
-    for _ in 0..150 {
-        if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            silent.push(c);
-        }
-    }
-    // A new client is served, not refused: an idle one made room.
-    for i in 0..5 {
-        let status = answer_within(addr, Duration::from_secs(3));
-        assert!(
-            status.starts_with("HTTP/1.1 200 "),
-            "new client {i}: {status}"
-        );
-    }
-    assert!(metric(admin, "ringway_idle_connections_evicted_total") > 0.0);
+    // Silent connections use up the rest of the descriptors; a new client is served, not
+    // refused: an idle one made room.
+    let silent = new_clients_are_served_past_the_limit(addr, admin);
     // The evicted ones are the oldest idle clients: they see their connection closed.
     let mut closed = 0;
     for c in idle.iter_mut().skip(512).take(100) {
@@ -491,27 +500,8 @@ fn out_of_descriptors_idle_clients_still_in_their_tasks_make_room_too() {
     let gw = Gateway::try_start_with_nofile(&cfg, (700, 700)).unwrap_or_else(|e| panic!("{e}"));
     let addr = gw.addr();
     let admin = admin_addr(&gw);
-    let _idle: Vec<Client> = (0..600)
-        .map(|_| {
-            let mut c = Client::connect(addr);
-            assert_eq!(c.roundtrip(get("/hello")).status, 200);
-            c
-        })
-        .collect();
-    // At once, before any can move to the idle set: silent connections take the rest.
-    let mut silent = Vec::new();
-    for _ in 0..150 {
-        if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            silent.push(c);
-        }
-    }
-    for i in 0..5 {
-        let status = answer_within(addr, Duration::from_secs(3));
-        assert!(
-            status.starts_with("HTTP/1.1 200 "),
-            "new client {i}: {status}"
-        );
-    }
-    assert!(metric(admin, "ringway_idle_connections_evicted_total") > 0.0);
+    let _idle = keepalive_clients(addr, 600);
+    // At once, before any can move to the idle set.
+    let silent = new_clients_are_served_past_the_limit(addr, admin);
     drop(silent);
 }
