@@ -423,6 +423,31 @@ fn at_start_a_limit_too_low_for_max_connections_is_named() {
     assert!(gw.terminate().success());
 }
 
+#[test]
+fn a_reload_that_raises_max_connections_past_the_limit_says_so() {
+    let backend = Backend::ok();
+    let toml = proxy_config(backend.addr(), "max_connections = 100", "");
+    let gw = Gateway::try_start_with_nofile(&toml, (4096, 4096)).unwrap();
+    assert!(!gw.stderr().contains("is below the"), "{}", gw.stderr());
+    std::fs::write(
+        &gw.config_path,
+        toml.replace("max_connections = 100", "max_connections = 65536"),
+    )
+    .unwrap();
+    gw.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.stderr().contains("reloaded in") {
+        assert!(Instant::now() < deadline, "no reload: {}", gw.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = gw.stderr();
+    assert!(
+        stderr.contains("ringway: reload: descriptor limit 4096 (RLIMIT_NOFILE) is below the ")
+            && stderr.contains("max_connections = 65536"),
+        "{stderr}"
+    );
+}
+
 /// `n` keep-alive clients, one `GET /hello` each, then idle.
 fn keepalive_clients(addr: SocketAddr, n: usize) -> Vec<Client> {
     (0..n)

@@ -315,6 +315,19 @@ pub fn descriptors_needed(config: &Config, workers: usize) -> u64 {
         .saturating_add(OWN_DESCRIPTORS + OWN_DESCRIPTORS_PER_WORKER * workers)
 }
 
+/// After a reload: a warning, when the new configuration may need more descriptors than the
+/// process may open (a reload cannot raise the limit; a restart under a higher one can).
+pub fn descriptors_after_reload(config: &Config, workers: usize) -> Option<String> {
+    let (limit, _) = nofile_limit().ok()?;
+    let needed = descriptors_needed(config, workers);
+    (needed > limit).then(|| {
+        format!(
+            "reload: descriptor limit {limit} (RLIMIT_NOFILE) is below the {needed} that max_connections = {} may need: out of descriptors, new clients get 503; restart under a higher hard limit or lower max_connections",
+            config.server.max_connections
+        )
+    })
+}
+
 /// The process's descriptor limit (`RLIMIT_NOFILE`): (soft, hard).
 fn nofile_limit() -> std::io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {

@@ -51,6 +51,9 @@ pub fn reload(shared: &Shared) {
     }
     let summary = next.summary();
     let next_json = next.server.log_json;
+    if let Some(warning) = super::descriptors_after_reload(&next, shared.metrics.len()) {
+        crate::say!(warn, "{warning}");
+    }
     shared.publish(Arc::new(next));
     let old = running;
     shared.reloads.succeeded.fetch_add(1, Ordering::Relaxed);
