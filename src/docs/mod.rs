@@ -136,7 +136,7 @@ pub const GATEWAY_ERRORS: [GatewayErrorRow; 12] = [
     },
     GatewayErrorRow {
         status: 403,
-        when: "A required parameter is missing",
+        when: "A required parameter is missing, or the client's IP address is not allowed",
         example: "header X-Tenant is required",
     },
     GatewayErrorRow {
@@ -187,7 +187,7 @@ pub const GATEWAY_ERRORS: [GatewayErrorRow; 12] = [
 ];
 
 /// The gateway errors one API's callers can meet in normal use: 400 always; 401 with auth;
-/// 403 with a required param; 413 for methods that carry a body; 426 when the service takes
+/// 403 with a required param or IP control; 413 for methods that carry a body; 426 when the service takes
 /// one protocol only; 502 and 504 through an upstream; 503 always. (404, 408, 414 and 431
 /// are about requests that do not reach an API; they are in the service-wide table.)
 pub fn api_gateway_errors(
@@ -201,10 +201,13 @@ pub fn api_gateway_errors(
         .filter(|e| match e.status {
             400 | 503 => true,
             401 => api.auth != Auth::None,
-            403 => api
-                .params
-                .iter()
-                .any(|p| p.required && p.location != Location::Path),
+            403 => {
+                api.ip_control.is_some()
+                    || api
+                        .params
+                        .iter()
+                        .any(|p| p.required && p.location != Location::Path)
+            }
             413 => matches!(method, "POST" | "PUT" | "PATCH" | "DELETE" | "ANY"),
             426 => service.protocol != Protocol::Both,
             502 | 504 => vpc,
@@ -235,6 +238,7 @@ pub fn api_error_example(row: &GatewayErrorRow, service: &Service, api: &Api) ->
             .find(|p| p.required && p.location != Location::Path)
         {
             Some(p) => format!("{} {} is required", location_message(p.location), p.name),
+            None if api.ip_control.is_some() => "client ip 192.0.2.1 is not allowed".into(),
             None => row.example.into(),
         },
         426 => match service.protocol {
@@ -474,6 +478,14 @@ required = true
 [services.apis.backend]
 upstream = "u"
 path = "/b"
+[[services.apis]]
+name = "guarded"
+path = "=/c"
+[services.apis.ip_control]
+mode = "allow"
+ips = ["10.0.0.0/8"]
+[services.apis.backend]
+type = "mock"
 "#,
         );
         let s = &cfg.services[0];
@@ -485,7 +497,12 @@ path = "/b"
         };
         assert_eq!(codes(0, "GET"), [400, 426, 503]);
         assert_eq!(codes(1, "POST"), [400, 401, 403, 413, 426, 502, 503, 504]);
+        assert_eq!(codes(2, "GET"), [400, 403, 426, 503]);
         let row = |status| GATEWAY_ERRORS.iter().find(|e| e.status == status).unwrap();
+        assert_eq!(
+            api_error_example(row(403), s, &s.apis[2]),
+            "client ip 192.0.2.1 is not allowed"
+        );
         assert_eq!(
             api_error_example(row(403), s, &s.apis[1]),
             "querystring n is required"
