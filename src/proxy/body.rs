@@ -53,11 +53,13 @@ impl ReadPace<'_> {
     }
 }
 
-/// What is left of the body, when known.
-fn left(rest: &Remaining) -> Option<u64> {
-    match rest {
-        Remaining::Length(n) => Some(*n),
-        Remaining::Chunked(_) | Remaining::UntilClose => None,
+impl Remaining {
+    /// What is left of the body, when known.
+    pub fn left(&self) -> Option<u64> {
+        match self {
+            Remaining::Length(n) => Some(*n),
+            Remaining::Chunked(_) | Remaining::UntilClose => None,
+        }
     }
 }
 
@@ -134,7 +136,7 @@ pub async fn relay<R: AsyncReadRent + Spliceable, W: AsyncWriteRent + Spliceable
             Remaining::UntilClose => (n, false),
         };
         if let ReadPace::Body(p) = &mut pace {
-            p.after(n, Instant::now(), left(&rest))
+            p.after(n, Instant::now(), rest.left())
                 .map_err(RelayError::Stalled)?;
         }
         if let Some(dst) = dst.as_deref_mut() {

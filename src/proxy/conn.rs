@@ -58,14 +58,6 @@ pub const IDLE_SET_AFTER: std::time::Duration = std::time::Duration::from_secs(2
 const BODY_READ_BYTES: usize = 4096;
 const MAX_BODY_READ_BYTES: usize = 16 * 1024;
 
-/// What is left of a body, when known.
-fn remaining(rest: &Remaining) -> Option<u64> {
-    match rest {
-        Remaining::Length(n) => Some(*n),
-        Remaining::Chunked(_) | Remaining::UntilClose => None,
-    }
-}
-
 /// A client stream: plain TCP or TLS.
 ///
 /// [`Spliceable::socket`] is the TCP stream when the connection is plain TCP: an idle one
@@ -541,7 +533,7 @@ impl<S: Stream> Conn<S> {
             }
             req.continue_sent = true;
         }
-        let mut pace = BodyPace::new(server, remaining(&rest), Instant::now());
+        let mut pace = BodyPace::new(server, rest.left(), Instant::now());
         loop {
             let here = self.buf.len() - head_len;
             if here >= server.request_buffer_bytes {
@@ -588,7 +580,7 @@ impl<S: Stream> Conn<S> {
                 // Request bodies are never delimited by the end of the stream.
                 Remaining::UntilClose => return Ok(Body::Streaming(rest)),
             }
-            pace.after(n, Instant::now(), remaining(&rest))
+            pace.after(n, Instant::now(), rest.left())
                 .map_err(|why| Some(GatewayError::new(ErrorKind::BodyTimeout(why))))?;
         }
     }

@@ -142,11 +142,11 @@ impl<'a> Exchange<'a> {
         let whole = rest.is_none();
         // The body's pace goes on from where buffering left it.
         let mut pace = req.body_pace.take().unwrap_or_else(|| {
-            let left = match &rest {
-                Some(Remaining::Length(n)) => Some(*n),
-                _ => None,
-            };
-            BodyPace::new(server, left, Instant::now())
+            BodyPace::new(
+                server,
+                rest.as_ref().and_then(Remaining::left),
+                Instant::now(),
+            )
         });
         if !whole && client.head.expect_continue && !req.continue_sent {
             let mut cont = CONTINUE.to_vec();

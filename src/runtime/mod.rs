@@ -18,6 +18,7 @@ pub mod idle;
 pub mod metrics;
 pub mod pool;
 pub mod proxy_failures;
+pub mod summary;
 pub mod upstream_stream;
 
 use std::cell::{Cell, RefCell};

@@ -3,23 +3,17 @@
 //! one line a second per worker, with the count since the last line and the last one's
 //! peer and reason (a client or scanner that skips the balancer must not flood the log).
 
-use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::metrics::ProxyHeaderFailure;
-
-/// The least time between two stderr lines about PROXY header failures.
-pub const PROXY_FAILURE_LOG_EVERY: Duration = Duration::from_secs(1);
+use super::summary::Summary;
 
 #[derive(Default)]
 pub struct ProxyFailures {
-    /// Since the last line.
-    count: Cell<u64>,
-    /// The last failure: its TCP peer and reason.
-    last: RefCell<String>,
-    logged: Cell<Option<Instant>>,
+    /// Since the last line, with the last failure's TCP peer and reason.
+    summary: Summary,
 }
 
 impl ProxyFailures {
@@ -30,10 +24,9 @@ impl ProxyFailures {
     }
 
     fn note(&self, peer: SocketAddr, why: ProxyHeaderFailure) {
-        self.count.set(self.count.get() + 1);
-        let mut last = self.last.borrow_mut();
-        last.clear();
-        let _ = write!(last, "{} from {peer}", why.label());
+        self.summary.add(0, |last| {
+            let _ = write!(last, "{} from {peer}", why.label());
+        });
     }
 
     /// Writes the line if one is due (called on each failure and by housekeeping).
@@ -47,20 +40,9 @@ impl ProxyFailures {
         }
     }
 
-    /// (count, last) since the last line, when there is something to say and the last line
-    /// is [`PROXY_FAILURE_LOG_EVERY`] old; taken, so the next line starts from zero.
+    /// (count, last) since the last line, when one is due ([`Summary::take_due`]).
     fn take_due(&self, now: Instant) -> Option<(u64, String)> {
-        let n = self.count.get();
-        let recent = self
-            .logged
-            .get()
-            .is_some_and(|t| now.saturating_duration_since(t) < PROXY_FAILURE_LOG_EVERY);
-        if n == 0 || recent {
-            return None;
-        }
-        self.logged.set(Some(now));
-        self.count.set(0);
-        Some((n, self.last.take()))
+        self.summary.take_due(now).map(|(n, _, last)| (n, last))
     }
 }
 
@@ -68,6 +50,7 @@ impl ProxyFailures {
 mod tests {
     use super::*;
     use ProxyHeaderFailure::{Missing, Timeout};
+    use std::time::Duration;
 
     /// (milliseconds since start, failures noted just before and their reason, the line
     /// expected then: count and last)

@@ -7,7 +7,7 @@
 //! The worker's state (snapshot, pools, buffers, log) is [`crate::runtime::Worker`]; this
 //! file starts the thread and its runtime, runs the accept loops and the housekeeping task.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -26,6 +26,7 @@ use crate::proxy::io::write_all_until;
 use crate::proxy::request::Request;
 use crate::runtime::access_log::Start;
 use crate::runtime::metrics::{AcceptError, Refusal, TlsOutcome};
+use crate::runtime::summary::Summary;
 use crate::runtime::{Shared, Worker};
 use crate::server::proxy_header;
 use crate::tls::stream::{HandshakeError, TlsStream};
@@ -40,9 +41,6 @@ pub const POOL_SWEEP: Duration = Duration::from_secs(1);
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// How long a refused (over `max_connections`) client gets to take its 503.
 pub const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-/// At most one stderr line this often per worker about failed accepts, and one about
-/// refused connections (each with the count since the last one).
-pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
 /// The most connections one accept error takes off its listener with the spare descriptor
 /// (the rest wait for the next round, after [`ACCEPT_ERROR_PAUSE`]).
 pub const REFUSE_BATCH: usize = 256;
@@ -387,25 +385,16 @@ async fn accept_loop(
     // `Connection: close`), then close the listener.
     let fd = listener.as_raw_fd();
     loop {
-        // SAFETY: accept4 on the listener this task owns; null address pointers are allowed.
-        let rc = unsafe {
-            libc::accept4(
-                fd,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
-        };
-        if rc < 0 {
-            // Out of descriptors: the spare answers what is still queued.
-            let e = std::io::Error::last_os_error();
-            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                admission.accept_failed(&e, fd, https, &worker);
+        let std_stream = match accept_now(fd, 0) {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors: the spare answers what is still queued.
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    admission.accept_failed(&e, fd, https, &worker);
+                }
+                break;
             }
-            break;
-        }
-        // SAFETY: accept4 returned a new descriptor that nothing else owns.
-        let std_stream = unsafe { std::net::TcpStream::from_raw_fd(rc) };
+        };
         let Ok(peer) = std_stream.peer_addr() else {
             continue;
         };
@@ -538,6 +527,25 @@ fn sent(req: &mut Request, n: usize) {
 /// the worker closes its spare, takes the waiting clients off the listener one at a time
 /// with the descriptor that frees, answers each a 503 (just closes it on an HTTPS
 /// listener), closes it, and opens its spare again.
+/// One connection off listener `fd`'s queue, now (`accept4`; the listener is
+/// non-blocking, so an empty queue is `WouldBlock`), with `flags` besides `SOCK_CLOEXEC`.
+fn accept_now(fd: RawFd, flags: libc::c_int) -> std::io::Result<std::net::TcpStream> {
+    // SAFETY: accept4 on a listener the calling task owns; null address pointers are allowed.
+    let rc = unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC | flags,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: accept4 returned a new descriptor that nothing else owns.
+    Ok(unsafe { std::net::TcpStream::from_raw_fd(rc) })
+}
+
 /// Does listener `fd` have connections waiting in its accept queue?
 fn clients_waiting(fd: RawFd) -> bool {
     let mut p = libc::pollfd {
@@ -638,21 +646,9 @@ impl Admission {
         drop(self.spare.borrow_mut().take());
         let mut refused = 0;
         for _ in 0..REFUSE_BATCH {
-            // SAFETY: a non-blocking accept4 on the listener the calling task owns (a
-            // listener socket is non-blocking); null address pointers are allowed.
-            let rc = unsafe {
-                libc::accept4(
-                    fd,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                )
-            };
-            if rc < 0 {
+            let Ok(client) = accept_now(fd, libc::SOCK_NONBLOCK) else {
                 break;
-            }
-            // SAFETY: accept4 returned a new descriptor that nothing else owns.
-            let client = unsafe { std::net::TcpStream::from_raw_fd(rc) };
+            };
             if let Ok(peer) = client.peer_addr() {
                 refuse_now(client, peer, https, worker, why);
                 refused += 1;
@@ -725,68 +721,9 @@ fn count(n: u64, what: &str) -> String {
     }
 }
 
-/// Events of one kind since the last stderr line about them.
-#[derive(Default)]
-struct Summary {
-    count: Cell<u64>,
-    /// Clients refused meanwhile (accept errors: with the spare descriptor).
-    refused: Cell<u64>,
-    /// What the last one was.
-    last: RefCell<String>,
-    logged: Cell<Option<std::time::Instant>>,
-}
-
-impl Summary {
-    /// One more; `last` writes what it was.
-    fn add(&self, refused: u64, last: impl FnOnce(&mut String)) {
-        self.count.set(self.count.get() + 1);
-        self.refused.set(self.refused.get() + refused);
-        let mut text = self.last.borrow_mut();
-        text.clear();
-        last(&mut text);
-    }
-
-    /// (count, refused, last) since the last line, when there are some and the last line
-    /// is [`ACCEPT_LOG_EVERY`] old; taken, so the next line starts from zero.
-    fn take_due(&self, now: std::time::Instant) -> Option<(u64, u64, String)> {
-        let n = self.count.get();
-        let recent = self
-            .logged
-            .get()
-            .is_some_and(|t| now.saturating_duration_since(t) < ACCEPT_LOG_EVERY);
-        if n == 0 || recent {
-            return None;
-        }
-        self.logged.set(Some(now));
-        self.count.set(0);
-        Some((n, self.refused.replace(0), self.last.take()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summaries_say_the_first_at_once_then_at_most_one_line_a_second() {
-        let s = Summary::default();
-        let t0 = std::time::Instant::now();
-        let at = |ms| t0 + Duration::from_millis(ms);
-        assert_eq!(s.take_due(at(0)), None, "nothing to say");
-        s.add(0, |l| l.push_str("first"));
-        assert_eq!(s.take_due(at(0)), Some((1, 0, "first".into())));
-        for i in 0..37 {
-            s.add(1, |l| {
-                let _ = write!(l, "e{i}");
-            });
-        }
-        assert_eq!(s.take_due(at(500)), None, "a line 500 ms ago");
-        assert_eq!(s.take_due(at(999)), None);
-        assert_eq!(s.take_due(at(1000)), Some((37, 37, "e36".into())));
-        assert_eq!(s.take_due(at(5000)), None, "nothing since");
-        s.add(0, |l| l.push_str("later"));
-        assert_eq!(s.take_due(at(5000)), Some((1, 0, "later".into())));
-    }
 
     #[test]
     fn counts_read_as_words() {
