@@ -37,6 +37,10 @@ pub fn check(path: &Path) -> Outcome {
     match config::load(path) {
         Ok(cfg) => {
             let mut out = cfg.summary();
+            if let Some(line) = traffic_summary(&cfg) {
+                out.push('\n');
+                out.push_str(&line);
+            }
             for note in cfg.not_served_yet() {
                 out.push('\n');
                 out.push_str(&note);
@@ -49,6 +53,46 @@ pub fn check(path: &Path) -> Outcome {
             stderr: format!("{errors}\n{}: {} error(s)", path.display(), errors.0.len()),
         },
     }
+}
+
+/// The line of `check` after the summary for a configuration with traffic control (SPEC
+/// §8): `traffic: store local, 2 usage plans, 3 limits`, the store's settings in brackets
+/// (`state_file`; for Redis the URL without its password, the timeout and
+/// `on_store_failure`). `None` when the configuration has no plan, no limit and a default
+/// `[traffic]`, so that its `check` output is the summary alone.
+pub fn traffic_summary(cfg: &Config) -> Option<String> {
+    use crate::config::{OnStoreFailure, StoreKind, Traffic};
+    let t = &cfg.traffic;
+    if cfg.usage_plans.is_empty() && cfg.limits.is_empty() && *t == Traffic::default() {
+        return None;
+    }
+    let store = match t.store {
+        StoreKind::Local => match &t.state_file {
+            Some(f) => format!("local (state_file {})", f.display()),
+            None => "local".to_string(),
+        },
+        StoreKind::Redis => {
+            let url = t
+                .redis_url
+                .as_deref()
+                .and_then(|u| crate::traffic::redis::RedisUrl::parse(u).ok())
+                .map_or_else(|| "?".to_string(), |u| u.to_string());
+            let on_failure = match t.on_store_failure {
+                OnStoreFailure::Local => "local",
+                OnStoreFailure::Allow => "allow",
+                OnStoreFailure::Deny => "deny",
+            };
+            format!(
+                "redis ({url}, redis_timeout_ms {}, on_store_failure {on_failure})",
+                t.redis_timeout.as_millis()
+            )
+        }
+    };
+    Some(format!(
+        "traffic: store {store}, {} usage plans, {} limits",
+        cfg.usage_plans.len(),
+        cfg.limits.len()
+    ))
 }
 
 /// `ringway route`: one JSON line saying which API a request would reach.
@@ -179,16 +223,57 @@ pub fn route_line(cfg: &Config, host: Option<&str>, method: &str, target: &str) 
         bp.compose(&m, path, &mut out);
         out
     });
-    (
-        0,
-        json!({
-            "service": service.name,
-            "api": api.name,
-            "tier": m.tier.as_str(),
-            "params": params,
-            "backend_path": backend_path,
-        }),
-    )
+    let mut line = json!({
+        "service": service.name,
+        "api": api.name,
+        "tier": m.tier.as_str(),
+        "params": params,
+        "backend_path": backend_path,
+    });
+    let policies = policies(cfg, service, api);
+    if !policies.is_empty() {
+        line["policies"] = Value::Array(policies);
+    }
+    (0, line)
+}
+
+/// The traffic controls a request to `api` meets (SPEC §8), in the order the gateway
+/// applies them: `{"ip_control":"allow"|"deny"}`, then for a key-pair API of a service
+/// that usage plans name `{"usage_plans":[names]}`, then each limit (the service's first)
+/// as `{"name":"limit-1","key":"ip","requests":10,"per":"second"}`. Empty for an API
+/// without any; `route` then leaves the field out, so its line stays SPEC §7's.
+pub fn policies(
+    cfg: &Config,
+    service: &crate::config::Service,
+    api: &crate::config::Api,
+) -> Vec<Value> {
+    use crate::config::{Auth, IpMode};
+    let mut out = Vec::new();
+    if let Some(c) = &api.ip_control {
+        let mode = match c.mode {
+            IpMode::Allow => "allow",
+            IpMode::Deny => "deny",
+        };
+        out.push(json!({ "ip_control": mode }));
+    }
+    if api.auth == Auth::KeyPair && !service.plans.is_empty() {
+        let names: Vec<&str> = service
+            .plans
+            .iter()
+            .map(|&p| cfg.usage_plans[p].name.as_str())
+            .collect();
+        out.push(json!({ "usage_plans": names }));
+    }
+    for &i in &api.limits {
+        let l = &cfg.limits[i];
+        out.push(json!({
+            "name": l.name,
+            "key": l.key.name(),
+            "requests": l.requests,
+            "per": l.per.name(),
+        }));
+    }
+    out
 }
 
 /// `ringway reload`: sends `SIGHUP` to a running gateway, found by `--pid`, `--pid-file`, or

@@ -31,6 +31,14 @@ pub enum ErrorKind {
     /// IP control refused the client (SPEC §8): 403. The address is canonical (an
     /// IPv4-mapped IPv6 peer as its IPv4 address).
     IpRefused(std::net::IpAddr),
+    /// A key-pair caller that no usage plan of the service binds (SPEC §8): 403.
+    NoUsagePlan,
+    /// Over a plan's rate or a limit (SPEC §8): 429.
+    RateLimited,
+    /// Over a plan's quota (SPEC §8): 429.
+    QuotaExceeded,
+    /// The counter store failed and `on_store_failure = "deny"`: 503.
+    StoreUnavailable,
     /// No API matches (either 404 message of SPEC §2).
     NotFound(String),
     /// The request head was not complete in time: 408, then close.
@@ -111,7 +119,7 @@ impl GatewayError {
     pub fn side(&self) -> Side {
         match self.kind {
             ErrorKind::BadGateway(_) | ErrorKind::GatewayTimeout => Side::Upstream,
-            ErrorKind::Overloaded => Side::Internal,
+            ErrorKind::Overloaded | ErrorKind::StoreUnavailable => Side::Internal,
             _ => Side::Client,
         }
     }
@@ -121,15 +129,18 @@ impl GatewayError {
         match self.kind {
             ErrorKind::BadRequest(_) | ErrorKind::BadParameter(_) => 400,
             ErrorKind::Unauthorized(..) => 401,
-            ErrorKind::MissingParameter(_) | ErrorKind::IpRefused(_) => 403,
+            ErrorKind::MissingParameter(_) | ErrorKind::IpRefused(_) | ErrorKind::NoUsagePlan => {
+                403
+            }
             ErrorKind::NotFound(_) => 404,
             ErrorKind::HeaderTimeout | ErrorKind::BodyTimeout(_) => 408,
             ErrorKind::BodyTooLarge => 413,
             ErrorKind::UriTooLong => 414,
             ErrorKind::ProtocolNotAllowed(_) => 426,
+            ErrorKind::RateLimited | ErrorKind::QuotaExceeded => 429,
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::BadGateway(_) => 502,
-            ErrorKind::Overloaded => 503,
+            ErrorKind::Overloaded | ErrorKind::StoreUnavailable => 503,
             ErrorKind::GatewayTimeout => 504,
         }
     }
@@ -159,6 +170,10 @@ impl GatewayError {
             | ErrorKind::BadGateway(m) => m.clone(),
             ErrorKind::ProtocolNotAllowed(m) => (*m).to_string(),
             ErrorKind::IpRefused(ip) => format!("client ip {ip} is not allowed"),
+            ErrorKind::NoUsagePlan => "Found no validate usage plan.".into(),
+            ErrorKind::RateLimited => "API rate limit exceeded.".into(),
+            ErrorKind::QuotaExceeded => "API quota exceeded.".into(),
+            ErrorKind::StoreUnavailable => "rate limit store unavailable".into(),
             ErrorKind::HeaderTimeout => "request header timeout".into(),
             ErrorKind::BodyTimeout(BodyStall::Stalled) => "request body timeout".into(),
             ErrorKind::BodyTimeout(BodyStall::TooSlow) => "request body too slow".into(),
@@ -216,6 +231,10 @@ mod tests {
                 Side::Client,
                 false,
             ),
+            (ErrorKind::NoUsagePlan, 403, Side::Client, false),
+            (ErrorKind::RateLimited, 429, Side::Client, false),
+            (ErrorKind::QuotaExceeded, 429, Side::Client, false),
+            (ErrorKind::StoreUnavailable, 503, Side::Internal, false),
             (ErrorKind::NotFound("x".into()), 404, Side::Client, false),
             (ErrorKind::HeaderTimeout, 408, Side::Client, true),
             (

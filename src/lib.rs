@@ -30,3 +30,4 @@ pub mod runtime;
 pub mod say;
 pub mod server;
 pub mod tls;
+pub mod traffic;

@@ -123,7 +123,7 @@ fn route_prints_the_matched_api() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         json_line(&o),
-        serde_json::json!({"service":"demo","api":"get-user","tier":"regex","params":{"userid":"42"},"backend_path":"/internal/user/42"})
+        serde_json::json!({"service":"demo","api":"get-user","tier":"regex","params":{"userid":"42"},"backend_path":"/internal/user/42","policies":[{"ip_control":"deny"}]})
     );
     let o = ringway(&[
         "route",
@@ -369,4 +369,154 @@ fn run_refuses_a_broken_config() {
     let o = ringway(&["run", "--config", &path]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("services[0].name"), "{}", stderr(&o));
+}
+
+/// The worked example of `docs/user_guide/traffic_control.md`.
+const TRAFFIC_FIXTURE: &str = "tests/fixtures/traffic_control.toml";
+
+#[test]
+fn check_summarises_traffic_control() {
+    let o = ringway(&["check", "--config", TRAFFIC_FIXTURE]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    assert!(
+        lines[0].starts_with(&format!("{TRAFFIC_FIXTURE}: ok: 2 services, 2 APIs, ")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1], "traffic: store local, 2 usage plans, 4 limits");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+
+    // Without plans, limits or a [traffic] table, the summary stays one line.
+    let o = ringway(&["check", "--config", "conf/minimal.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+
+    // The store's settings, and never Redis's password.
+    let (_d, path) = write_config(
+        r#"
+[traffic]
+store = "redis"
+redis_url = "redis://:hunter2-secret@127.0.0.1:6380/2"
+redis_timeout_ms = 80
+on_store_failure = "deny"
+[[services]]
+name = "s"
+[[services.limits]]
+key = "api"
+requests = 100
+per = "minute"
+[[services.apis]]
+name = "a"
+path = "=/a"
+[services.apis.backend]
+type = "mock"
+"#,
+    );
+    let o = ringway(&["check", "--config", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.lines().any(|l| l
+            == "traffic: store redis (redis://:***@127.0.0.1:6380/2, redis_timeout_ms 80, on_store_failure deny), 0 usage plans, 1 limits"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "the password leaked: {out}");
+
+    let (_d, path) = write_config(
+        "[traffic]
+state_file = \"counts.json\"\n",
+    );
+    let o = ringway(&["check", "--config", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o)
+            .contains("\ntraffic: store local (state_file counts.json), 0 usage plans, 0 limits"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn route_lists_the_policies_a_request_meets() {
+    // Limits in order, the service's first.
+    let o = ringway(&["route", "--config", TRAFFIC_FIXTURE, "/v1/search?q=a"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        json_line(&o),
+        serde_json::json!({
+            "service": "search", "api": "search", "tier": "exact", "params": {},
+            "backend_path": null,
+            "policies": [
+                {"name": "limit-1", "key": "service", "requests": 2000, "per": "second"},
+                {"name": "limit-2", "key": "ip", "requests": 600, "per": "minute"},
+                {"name": "limit-3", "key": "ip", "requests": 5, "per": "second"},
+            ],
+        })
+    );
+    // IP control, then the usage plans of a key-pair API, then its limits.
+    let o = ringway(&["route", "--config", TRAFFIC_FIXTURE, "/v1/invoices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        json_line(&o)["policies"],
+        serde_json::json!([
+            {"ip_control": "allow"},
+            {"usage_plans": ["gold", "free"]},
+            {"name": "limit-1", "key": "caller", "requests": 5000, "per": "hour"},
+        ])
+    );
+}
+
+#[test]
+fn route_leaves_out_policies_that_do_not_apply() {
+    let (_d, path) = write_config(
+        r#"
+[[services]]
+name = "s"
+[[services.apis]]
+name = "open"
+path = "=/open"
+[services.apis.backend]
+type = "mock"
+[[services.apis]]
+name = "signed"
+path = "=/signed"
+auth = "key_pair"
+[services.apis.backend]
+type = "mock"
+[[services]]
+name = "bare"
+[[services.apis]]
+name = "plain"
+path = "=/plain"
+[services.apis.backend]
+type = "mock"
+[[key_pairs]]
+secret_id = "AKIDroute01"
+secret_key = "route-secret-0001"
+services = ["s"]
+[[usage_plans]]
+name = "p"
+max_requests = 10
+secret_ids = ["AKIDroute01"]
+services = ["s"]
+"#,
+    );
+    // Plans apply to key-pair APIs only.
+    let o = ringway(&["route", "--config", &path, "/signed"]);
+    assert_eq!(
+        json_line(&o)["policies"],
+        serde_json::json!([{"usage_plans": ["p"]}])
+    );
+    // An API under no control: SPEC §7's line as it was, without `policies`.
+    for target in ["/open", "/plain"] {
+        let o = ringway(&["route", "--config", &path, target]);
+        assert!(o.status.success(), "{target}: {}", stderr(&o));
+        let v = json_line(&o);
+        assert!(v.get("policies").is_none(), "{target}: {v}");
+        assert_eq!(
+            v.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["service", "api", "tier", "params", "backend_path"],
+            "{target}"
+        );
+    }
 }

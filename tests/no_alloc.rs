@@ -193,6 +193,7 @@ value = "gw"
 "#;
     let cfg = load_str(GATEWAY, Path::new("no_alloc.toml")).unwrap();
     let auth = AuthState::new(&cfg);
+    let counters = ringway::traffic::Counters::standalone(&cfg);
     let requests: [&[u8]; 3] = [
         b"GET /plain/42?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
         b"GET http://a/x/%2E%2e/pl%61in/./4%32 HTTP/1.1\r\nHost: b\r\n\r\n",
@@ -214,13 +215,14 @@ value = "gw"
                 https: false,
                 client: std::net::IpAddr::from([192, 0, 2, 1]),
                 now: std::time::UNIX_EPOCH,
+                mono: std::time::Instant::now(),
             };
             let scratch = Scratch {
                 path: &mut path,
                 backend_path: &mut backend_path,
                 params: &mut params,
             };
-            let d = decide(&cfg, &auth, &inbound, scratch);
+            let d = decide(&cfg, &auth, &counters, &inbound, scratch);
             if let Action::Forward(f) = d.action {
                 let query = f
                     .query
@@ -322,6 +324,7 @@ path = "/b"
     );
     let cfg = load_str(&config, Path::new("no_alloc.toml")).unwrap();
     let auth = AuthState::new(&cfg);
+    let counters = ringway::traffic::Counters::standalone(&cfg);
     // (request, client, forwarded)
     let requests: [(&[u8], &str, bool); 9] = [
         (
@@ -374,13 +377,14 @@ path = "/b"
                 https: false,
                 client: *client,
                 now: std::time::UNIX_EPOCH,
+                mono: std::time::Instant::now(),
             };
             let scratch = Scratch {
                 path: &mut path,
                 backend_path: &mut backend_path,
                 params: &mut params,
             };
-            let d = decide(&cfg, &auth, &inbound, scratch);
+            let d = decide(&cfg, &auth, &counters, &inbound, scratch);
             let forwarded = match &d.action {
                 Action::Forward(_) => Some(true),
                 Action::Local(Local::Error(e)) if e.status() == 403 => Some(false),

@@ -14,6 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::build_service::build_services;
+use super::build_traffic::{build_plans, build_traffic};
 use super::file::*;
 use super::model::*;
 use super::{MAX_KEY_FILE_BYTES, read_limited};
@@ -132,9 +133,12 @@ pub fn build(file: FileConfig, path: &Path) -> Result<Config, Vec<(String, Strin
         .enumerate()
         .map(|(i, u)| (u.name.as_str(), i))
         .collect();
-    let services = build_services(&mut cx, &file.services, &upstream_index);
+    let mut limits = Vec::new();
+    let mut services = build_services(&mut cx, &file.services, &upstream_index, &mut limits);
     check_reachability(&mut cx, &server, &certificates, &services);
     let key_pairs = build_key_pairs(&mut cx, &file.key_pairs, &services);
+    let usage_plans = build_plans(&mut cx, &file.usage_plans, &mut services, &key_pairs);
+    let traffic = build_traffic(&mut cx, file.traffic.as_ref());
     let routes = build_routes(&mut cx, &services);
     match routes {
         Some(routes) if cx.errors.is_empty() => Ok(Config {
@@ -147,6 +151,9 @@ pub fn build(file: FileConfig, path: &Path) -> Result<Config, Vec<(String, Strin
             services,
             key_pairs,
             routes,
+            usage_plans,
+            limits,
+            traffic,
         }),
         _ => Err(cx.errors),
     }

@@ -10,6 +10,7 @@ use super::build::{Ctx, host_patterns, key};
 use super::file::*;
 use super::model::*;
 use crate::gateway::ip_control::IpNet;
+use super::build_traffic::{LimitsAt, build_limits};
 use crate::router::{BackendPath, MethodSet, PathPattern};
 
 /// Longest API name (SPEC §1).
@@ -64,6 +65,7 @@ pub(super) fn build_services(
     cx: &mut Ctx,
     services: &[FileService],
     upstreams: &HashMap<&str, usize>,
+    limits: &mut Vec<Limit>,
 ) -> Vec<Service> {
     let mut out: Vec<Service> = Vec::new();
     for (i, s) in services.iter().enumerate() {
@@ -100,11 +102,36 @@ pub(super) fn build_services(
             .ip_control
             .as_ref()
             .and_then(|c| build_ip_control(cx, &key(&k, "ip_control"), c));
+        let service_limits = build_limits(
+            cx,
+            &LimitsAt {
+                key: &key(&k, "limits"),
+                service: i,
+                service_name: name,
+                api: None,
+                before: 0,
+            },
+            &s.limits,
+            limits,
+        );
         let mut apis: Vec<Api> = Vec::new();
         for (j, a) in s.apis.iter().enumerate() {
             let ak = format!("{k}.apis[{j}]");
             let api = build_api(cx, &ak, a, upstreams, ip_control.as_ref());
-            if let Some(api) = api {
+            if let Some(mut api) = api {
+                let own = build_limits(
+                    cx,
+                    &LimitsAt {
+                        key: &key(&ak, "limits"),
+                        service: i,
+                        service_name: name,
+                        api: Some((apis.len(), &api.name)),
+                        before: s.limits.len(),
+                    },
+                    &a.limits,
+                    limits,
+                );
+                api.limits = service_limits.iter().copied().chain(own).collect();
                 if apis.iter().any(|o| o.name == api.name) {
                     cx.err(
                         key(&ak, "name"),
@@ -130,6 +157,7 @@ pub(super) fn build_services(
             protocol,
             apis,
             oauth2,
+            plans: Vec::new(),
         });
     }
     out
@@ -224,6 +252,7 @@ fn build_api(
         backend: backend?,
         response,
         ip_control,
+        limits: Vec::new(),
     })
 }
 

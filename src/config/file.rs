@@ -40,6 +40,9 @@ pub struct FileConfig {
     pub services: Vec<FileService>,
     #[serde(default)]
     pub key_pairs: Vec<FileKeyPair>,
+    #[serde(default)]
+    pub usage_plans: Vec<FileUsagePlan>,
+    pub traffic: Option<FileTraffic>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -103,6 +106,8 @@ pub struct FileService {
     pub apis: Vec<FileApi>,
     pub oauth2: Option<FileOAuth2>,
     pub ip_control: Option<FileIpControl>,
+    #[serde(default)]
+    pub limits: Vec<FileLimit>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -120,6 +125,8 @@ pub struct FileApi {
     pub backend: Option<FileBackend>,
     pub response: Option<FileResponse>,
     pub ip_control: Option<FileIpControl>,
+    #[serde(default)]
+    pub limits: Vec<FileLimit>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -202,4 +209,34 @@ pub struct FileOAuth2 {
     pub public_key_file: Option<String>,
     pub token_location: Option<String>,
     pub token_name: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileUsagePlan {
+    pub name: Option<String>,
+    pub max_requests_per_second: Option<i64>,
+    pub max_requests: Option<i64>,
+    pub quota_period: Option<String>,
+    pub secret_ids: Option<Vec<String>>,
+    pub services: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimit {
+    pub key: Option<String>,
+    pub requests: Option<i64>,
+    pub per: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileTraffic {
+    pub store: Option<String>,
+    pub state_file: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_timeout_ms: Option<u64>,
+    pub on_store_failure: Option<String>,
+    pub max_keys: Option<u64>,
 }

@@ -8,6 +8,7 @@
 
 pub mod build;
 mod build_service;
+mod build_traffic;
 pub mod error;
 pub mod file;
 pub mod model;

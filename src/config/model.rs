@@ -12,6 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use crate::gateway::ip_control::{IpControl, IpMode};
 pub use crate::http::limits::Limits;
+pub use crate::traffic::policy::{Limit, LimitKey, OnStoreFailure, Per, StoreKind, Traffic, UsagePlan};
 use crate::router::{BackendPath, HostPattern, MethodSet, PathPattern, RouteTable};
 
 pub struct Config {
@@ -28,6 +29,12 @@ pub struct Config {
     pub services: Vec<Service>,
     pub key_pairs: Vec<KeyPair>,
     pub routes: RouteTable,
+    /// `[[usage_plans]]` (SPEC §8).
+    pub usage_plans: Vec<UsagePlan>,
+    /// Every service and API limit; APIs and services name theirs by index.
+    pub limits: Vec<Limit>,
+    /// `[traffic]`: where counters live.
+    pub traffic: Traffic,
 }
 
 pub struct Server {
@@ -148,6 +155,9 @@ pub struct Service {
     pub protocol: Protocol,
     pub apis: Vec<Api>,
     pub oauth2: Option<OAuth2>,
+    /// The usage plans naming this service (indexes into `Config::usage_plans`): when there
+    /// are any, key-pair callers pass only through a plan.
+    pub plans: Vec<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +189,9 @@ pub struct Api {
     /// The API's `ip_control`, else its service's (shared by the service's APIs); `None`:
     /// every client may call.
     pub ip_control: Option<std::sync::Arc<IpControl>>,
+    /// The limits that count this API's requests, the service's first (indexes into
+    /// `Config::limits`).
+    pub limits: Vec<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,8 +8,9 @@
 //! A service page holds, for a developer calling it: the base URLs, protocol and hosts; a
 //! list of the APIs; how to authenticate (the key-pair signing recipe, where an OAuth 2.0
 //! token goes); then per API its method and path, how the path matches, its description,
-//! a parameters table, auth, CORS, a `curl` sample, the sample answers, its error codes and
-//! the gateway errors it can meet; and the gateway's error table last.
+//! a parameters table, auth, CORS, its usage plans and rate limits (with the `RateLimit`
+//! headers its answers carry), a `curl` sample, the sample answers, its error codes and the
+//! gateway errors it can meet; and the gateway's error table last.
 
 use std::fmt::Write as _;
 
@@ -19,8 +20,9 @@ use super::sample::{
     servers,
 };
 use super::{
-    GATEWAY_ERRORS, GENERATOR, Layout, api_error_example, api_gateway_errors, auth_name,
-    data_type_name, location_name, media_type, protocol_name, service_index,
+    GATEWAY_ERRORS, GENERATOR, Layout, MSG_NO_USAGE_PLAN, RATE_LIMIT_HOWTO, api_error_example,
+    api_gateway_errors, api_limits, api_plans, auth_name, data_type_name, limit_words,
+    location_name, media_type, plan_words, protocol_name, service_index,
 };
 use crate::config::{Api, Auth, BackendTarget, Config, FrontendType, Location, Service};
 use crate::router::Tier;
@@ -366,6 +368,7 @@ fn api_section(out: &mut String, config: &Config, service: &Service, i: usize, a
             api.backend.timeout.as_millis()
         );
     }
+    traffic_rows(out, config, service, api);
     out.push_str("</table>\n");
 
     params_table(out, api);
@@ -376,8 +379,39 @@ fn api_section(out: &mut String, config: &Config, service: &Service, i: usize, a
         esc(&curl(config, service, api))
     );
 
-    responses(out, service, api);
+    responses(out, config, service, api);
     out.push_str("</section>\n");
+}
+
+/// The facts rows of an API's usage plans and limits, and of the headers its answers carry.
+fn traffic_rows(out: &mut String, config: &Config, service: &Service, api: &Api) {
+    let plans = api_plans(config, service, api);
+    let limits = api_limits(config, api);
+    if !plans.is_empty() {
+        let _ = write!(
+            out,
+            "<tr><th>Usage plans</th><td>Your SecretId must be bound to one of these plans; otherwise 403 <code>{}</code>. Each plan counts each SecretId on its own:<ul class=\"plain\">",
+            esc(&serde_json::json!({ "message": MSG_NO_USAGE_PLAN }).to_string())
+        );
+        for p in &plans {
+            let _ = write!(out, "<li>{}</li>", inline_code(&plan_words(p)));
+        }
+        out.push_str("</ul></td></tr>\n");
+    }
+    if !limits.is_empty() {
+        out.push_str("<tr><th>Rate limits</th><td><ul class=\"plain\">");
+        for l in &limits {
+            let _ = write!(out, "<li>{}</li>", inline_code(&limit_words(l)));
+        }
+        out.push_str("</ul></td></tr>\n");
+    }
+    if !plans.is_empty() || !limits.is_empty() {
+        let _ = writeln!(
+            out,
+            "<tr><th>Rate headers</th><td>{}</td></tr>",
+            inline_code(RATE_LIMIT_HOWTO)
+        );
+    }
 }
 
 fn params_table(out: &mut String, api: &Api) {
@@ -445,7 +479,7 @@ fn params_table(out: &mut String, api: &Api) {
     }
 }
 
-fn responses(out: &mut String, service: &Service, api: &Api) {
+fn responses(out: &mut String, config: &Config, service: &Service, api: &Api) {
     out.push_str("<h3>Responses</h3>\n");
     let mt = media_type(api.response.kind);
     let sample_block =
@@ -534,7 +568,7 @@ fn responses(out: &mut String, service: &Service, api: &Api) {
     };
     out.push_str("<h3>Gateway errors</h3>\n<table>\n<tr><th class=\"num\">Status</th><th>When</th><th>Example body</th></tr>\n");
     for row in api_gateway_errors(service, api, method) {
-        let body = serde_json::json!({ "message": api_error_example(row, service, api) });
+        let body = serde_json::json!({ "message": api_error_example(row, config, service, api) });
         let _ = writeln!(
             out,
             "<tr><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
@@ -775,5 +809,68 @@ services = ["shop"]
         let index = index_html(&cfg, "/docs/");
         assert!(index.contains("href=\"/docs/shop.html#api-0-order\""));
         assert!(index.contains("href=\"/docs/openapi/shop.json\""));
+    }
+
+    #[test]
+    fn limits_and_plans_on_the_page() {
+        let cfg = config(
+            r#"
+[[services]]
+name = "billing"
+[[services.limits]]
+key = "service"
+requests = 2000
+per = "second"
+[[services.apis]]
+name = "invoices"
+path = "=/invoices"
+auth = "key_pair"
+[[services.apis.limits]]
+key = "caller"
+requests = 5000
+per = "hour"
+[services.apis.backend]
+type = "mock"
+[[services.apis]]
+name = "open"
+path = "=/open"
+[services.apis.backend]
+type = "mock"
+[[key_pairs]]
+secret_id = "AKIDpage0001"
+secret_key = "page-secret-0001"
+services = ["billing"]
+[[usage_plans]]
+name = "free"
+max_requests_per_second = 2
+max_requests = 1000
+quota_period = "day"
+secret_ids = ["AKIDpage0001"]
+services = ["billing"]
+"#,
+        );
+        let page = service_html(&cfg, &cfg.services[0], "");
+        let (invoices, open) = page.split_at(page.find("id=\"api-1-open\"").unwrap());
+        for want in [
+            "<th>Usage plans</th>",
+            "<li><code>free</code>: 2 requests per second, 1000 requests per calendar day (UTC)</li>",
+            "<li><code>limit-1</code>: 2000 requests per second for the whole service, all callers together</li>",
+            "<li><code>limit-2</code>: 5000 requests per hour per caller",
+            "<th>Rate headers</th>",
+            "{&quot;message&quot;:&quot;Found no validate usage plan.&quot;}",
+            "{&quot;message&quot;:&quot;API rate limit exceeded.&quot;}",
+        ] {
+            assert!(invoices.contains(want), "missing {want:?}");
+        }
+        // `open` has no key-pair auth: the service's limit only, no plan.
+        let open = &open[..open.find("</section>").unwrap()];
+        assert!(open.contains("<code>limit-1</code>"));
+        assert!(!open.contains("Usage plans"));
+        assert!(!open.contains("limit-2"));
+        assert!(open.contains("st4\">429</span>"));
+        assert!(!page.contains("AKIDpage0001"), "a SecretId leaked");
+        // The service-wide table has the 429 row too.
+        let table = &page[page.find("id=\"gateway-errors\"").unwrap()..];
+        assert!(table.contains("st4\">429</span>"));
     }
 }

@@ -22,7 +22,8 @@ pub mod sample;
 use serde_json::{Value, json};
 
 use crate::config::{
-    Api, Auth, BackendTarget, Config, DataType, Location, Protocol, ResponseType, Service,
+    Api, Auth, BackendTarget, Config, DataType, Limit, LimitKey, Location, Protocol, ResponseType,
+    Service, UsagePlan,
 };
 
 pub use html::{index_html, service_html};
@@ -123,7 +124,7 @@ pub struct GatewayErrorRow {
 
 /// Every answer the gateway makes itself: a JSON body `{"message":"..."}` with
 /// `X-Api-RequestId`. An API's backend answers are passed through and are not listed here.
-pub const GATEWAY_ERRORS: [GatewayErrorRow; 12] = [
+pub const GATEWAY_ERRORS: [GatewayErrorRow; 13] = [
     GatewayErrorRow {
         status: 400,
         when: "Malformed request, a parameter of the wrong type, or a bad WebSocket handshake",
@@ -136,7 +137,7 @@ pub const GATEWAY_ERRORS: [GatewayErrorRow; 12] = [
     },
     GatewayErrorRow {
         status: 403,
-        when: "A required parameter is missing, or the client's IP address is not allowed",
+        when: "A required parameter is missing, the client's IP address is not allowed, or no usage plan binds the caller's SecretId",
         example: "header X-Tenant is required",
     },
     GatewayErrorRow {
@@ -165,6 +166,11 @@ pub const GATEWAY_ERRORS: [GatewayErrorRow; 12] = [
         example: "this API is served over https only",
     },
     GatewayErrorRow {
+        status: 429,
+        when: "Over a rate limit, or over a usage plan's rate or quota (Retry-After says when to retry)",
+        example: MSG_RATE_LIMITED,
+    },
+    GatewayErrorRow {
         status: 431,
         when: "The request head is too large or has too many headers",
         example: "request header fields too large",
@@ -186,16 +192,94 @@ pub const GATEWAY_ERRORS: [GatewayErrorRow; 12] = [
     },
 ];
 
+/// The gateway's answer over a rate (SPEC §8).
+pub const MSG_RATE_LIMITED: &str = "API rate limit exceeded.";
+/// The gateway's answer over a usage plan's quota.
+pub const MSG_QUOTA_EXCEEDED: &str = "API quota exceeded.";
+/// The gateway's answer to a key-pair caller that no usage plan of the service binds.
+pub const MSG_NO_USAGE_PLAN: &str = "Found no validate usage plan.";
+
+/// What the answers of an API under a usage plan or limit say about it, for its callers.
+pub const RATE_LIMIT_HOWTO: &str = "Answers carry `RateLimit-Policy: \"<name>\";q=<requests>;w=<window seconds>` and `RateLimit: \"<name>\";r=<remaining>;t=<seconds to reset>` for the policy with the fewest requests left (the plan's name, or `limit-<n>`). Over it: 429 with `Retry-After: <seconds>`; a refused request is not counted.";
+
+/// The usage plans that apply to `api`: those naming its service, for a key-pair API (plans
+/// bind `secret_id`s; they do not apply to other APIs).
+pub fn api_plans<'c>(config: &'c Config, service: &Service, api: &Api) -> Vec<&'c UsagePlan> {
+    if api.auth != Auth::KeyPair {
+        return Vec::new();
+    }
+    service
+        .plans
+        .iter()
+        .filter_map(|&p| config.usage_plans.get(p))
+        .collect()
+}
+
+/// The limits that count `api`'s requests, the service's first.
+pub fn api_limits<'c>(config: &'c Config, api: &Api) -> Vec<&'c Limit> {
+    api.limits
+        .iter()
+        .filter_map(|&i| config.limits.get(i))
+        .collect()
+}
+
+/// Whose requests a limit counts together, for a caller.
+pub fn limit_key_words(key: LimitKey) -> &'static str {
+    match key {
+        LimitKey::Service => "for the whole service, all callers together",
+        LimitKey::Api => "for this API, all callers together",
+        LimitKey::Ip => "per client IP address",
+        LimitKey::Caller => "per caller (SecretId or token subject; the client IP without one)",
+    }
+}
+
+/// `10 requests`, `1 request`.
+fn requests_words(n: u64) -> String {
+    format!("{n} request{}", if n == 1 { "" } else { "s" })
+}
+
+/// `limit-1: 10 requests per second per client IP address`.
+pub fn limit_words(l: &Limit) -> String {
+    format!(
+        "`{}`: {} per {} {}",
+        l.name,
+        requests_words(l.requests),
+        l.per.name(),
+        limit_key_words(l.key)
+    )
+}
+
+/// `gold: 100 requests per second, 1000000 requests per month (UTC)` (per SecretId).
+pub fn plan_words(p: &UsagePlan) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = p.rate {
+        parts.push(format!("{} per second", requests_words(r)));
+    }
+    if let Some(q) = p.quota {
+        let q = requests_words(q);
+        parts.push(match p.period_name() {
+            "total" => format!("{q} in total"),
+            period => format!("{q} per calendar {period} (UTC)"),
+        });
+    }
+    if parts.is_empty() {
+        parts.push("no rate or quota".into());
+    }
+    format!("`{}`: {}", p.name, parts.join(", "))
+}
+
 /// The gateway errors one API's callers can meet in normal use: 400 always; 401 with auth;
-/// 403 with a required param or IP control; 413 for methods that carry a body; 426 when the service takes
-/// one protocol only; 502 and 504 through an upstream; 503 always. (404, 408, 414 and 431
-/// are about requests that do not reach an API; they are in the service-wide table.)
+/// 403 with a required param, IP control, or usage plans (key-pair APIs); 413 for methods
+/// that carry a body; 426 when the service takes one protocol only; 429 under a limit or
+/// plan; 502 and 504 through an upstream; 503 always. (404, 408, 414 and 431 are about
+/// requests that do not reach an API; they are in the service-wide table.)
 pub fn api_gateway_errors(
     service: &Service,
     api: &Api,
     method: &str,
 ) -> Vec<&'static GatewayErrorRow> {
     let vpc = matches!(api.backend.target, BackendTarget::Vpc { .. });
+    let plans = api.auth == Auth::KeyPair && !service.plans.is_empty();
     GATEWAY_ERRORS
         .iter()
         .filter(|e| match e.status {
@@ -203,6 +287,7 @@ pub fn api_gateway_errors(
             401 => api.auth != Auth::None,
             403 => {
                 api.ip_control.is_some()
+                    || plans
                     || api
                         .params
                         .iter()
@@ -210,6 +295,7 @@ pub fn api_gateway_errors(
             }
             413 => matches!(method, "POST" | "PUT" | "PATCH" | "DELETE" | "ANY"),
             426 => service.protocol != Protocol::Both,
+            429 => plans || !api.limits.is_empty(),
             502 | 504 => vpc,
             _ => false,
         })
@@ -217,7 +303,12 @@ pub fn api_gateway_errors(
 }
 
 /// An example gateway message for `row`, specific to `api` where the configuration tells more.
-pub fn api_error_example(row: &GatewayErrorRow, service: &Service, api: &Api) -> String {
+pub fn api_error_example(
+    row: &GatewayErrorRow,
+    config: &Config,
+    service: &Service,
+    api: &Api,
+) -> String {
     match row.status {
         400 => match api.params.iter().find(|p| p.data_type != DataType::String) {
             Some(p) => format!(
@@ -238,9 +329,20 @@ pub fn api_error_example(row: &GatewayErrorRow, service: &Service, api: &Api) ->
             .find(|p| p.required && p.location != Location::Path)
         {
             Some(p) => format!("{} {} is required", location_message(p.location), p.name),
+            None if !api_plans(config, service, api).is_empty() => MSG_NO_USAGE_PLAN.into(),
             None if api.ip_control.is_some() => "client ip 192.0.2.1 is not allowed".into(),
             None => row.example.into(),
         },
+        429 => {
+            // Over a quota only when no rate can refuse first.
+            let plans = api_plans(config, service, api);
+            let quota_only = !plans.is_empty() && plans.iter().all(|p| p.rate.is_none());
+            if api.limits.is_empty() && quota_only {
+                MSG_QUOTA_EXCEEDED.into()
+            } else {
+                MSG_RATE_LIMITED.into()
+            }
+        }
         426 => match service.protocol {
             Protocol::Https => "this API is served over https only".into(),
             _ => "this API is served over http only".into(),
@@ -500,20 +602,93 @@ type = "mock"
         assert_eq!(codes(2, "GET"), [400, 403, 426, 503]);
         let row = |status| GATEWAY_ERRORS.iter().find(|e| e.status == status).unwrap();
         assert_eq!(
-            api_error_example(row(403), s, &s.apis[2]),
+            api_error_example(row(403), &cfg, s, &s.apis[2]),
             "client ip 192.0.2.1 is not allowed"
         );
         assert_eq!(
-            api_error_example(row(403), s, &s.apis[1]),
+            api_error_example(row(403), &cfg, s, &s.apis[1]),
             "querystring n is required"
         );
         assert_eq!(
-            api_error_example(row(400), s, &s.apis[1]),
+            api_error_example(row(400), &cfg, s, &s.apis[1]),
             "querystring n is not a valid int"
         );
         assert_eq!(
-            api_error_example(row(426), s, &s.apis[1]),
+            api_error_example(row(426), &cfg, s, &s.apis[1]),
             "this API is served over http only"
+        );
+    }
+
+    #[test]
+    fn errors_per_api_under_traffic_control() {
+        let cfg = config(
+            r#"
+[[services]]
+name = "s"
+[[services.apis]]
+name = "signed"
+path = "=/a"
+auth = "key_pair"
+[services.apis.backend]
+type = "mock"
+[[services.apis]]
+name = "open"
+path = "=/b"
+[services.apis.backend]
+type = "mock"
+[[services.apis]]
+name = "limited"
+path = "=/c"
+[[services.apis.limits]]
+key = "ip"
+requests = 1
+per = "day"
+[services.apis.backend]
+type = "mock"
+[[key_pairs]]
+secret_id = "AKIDerrs0001"
+secret_key = "errs-secret-0001"
+services = ["s"]
+[[usage_plans]]
+name = "quota"
+max_requests = 10
+secret_ids = ["AKIDerrs0001"]
+services = ["s"]
+"#,
+        );
+        let s = &cfg.services[0];
+        let codes = |api: usize| -> Vec<u16> {
+            api_gateway_errors(s, &s.apis[api], "GET")
+                .iter()
+                .map(|e| e.status)
+                .collect()
+        };
+        // Plans apply to key-pair APIs only; limits to every API they are on.
+        assert_eq!(codes(0), [400, 401, 403, 429, 503]);
+        assert_eq!(codes(1), [400, 503]);
+        assert_eq!(codes(2), [400, 429, 503]);
+        let row = |status| GATEWAY_ERRORS.iter().find(|e| e.status == status).unwrap();
+        assert_eq!(
+            api_error_example(row(403), &cfg, s, &s.apis[0]),
+            MSG_NO_USAGE_PLAN
+        );
+        assert_eq!(
+            api_error_example(row(429), &cfg, s, &s.apis[0]),
+            MSG_QUOTA_EXCEEDED
+        );
+        assert_eq!(
+            api_error_example(row(429), &cfg, s, &s.apis[2]),
+            MSG_RATE_LIMITED
+        );
+        assert_eq!(api_plans(&cfg, s, &s.apis[0]).len(), 1);
+        assert!(api_plans(&cfg, s, &s.apis[1]).is_empty());
+        assert_eq!(
+            limit_words(api_limits(&cfg, &s.apis[2])[0]),
+            "`limit-1`: 1 request per day per client IP address"
+        );
+        assert_eq!(
+            plan_words(&cfg.usage_plans[0]),
+            "`quota`: 10 requests in total"
         );
     }
 

@@ -22,14 +22,20 @@
 //!   `x-ringway-error-codes`), and the gateway's own errors that apply to the API (SPEC §6),
 //!   each with `X-Api-RequestId` (and the CORS headers for CORS APIs). The whole gateway
 //!   error table is `x-ringway-gateway-errors` at the top.
+//! - Traffic control (SPEC §8): an API's limits in `x-ringway-limits` and, for a key-pair
+//!   API of a service that usage plans name, the plans in `x-ringway-usage-plans` (names
+//!   and numbers; never the SecretIds they bind). Such an API's answers declare the
+//!   `RateLimit-Policy` and `RateLimit` headers, its 429 also `Retry-After`; a key-pair API
+//!   under plans lists the 403 of a caller no plan binds.
 
 use serde_json::{Map, Value, json};
 
 use super::paths::{Template, is_prefix, template};
 use super::sample::{CORS_HOWTO, curl_as, key_pair_howto, oauth2_howto, servers};
 use super::{
-    GATEWAY_ERRORS, GENERATOR, api_error_example, api_gateway_errors, data_type_name,
-    location_name, media_type, sample_value, typed_value,
+    GATEWAY_ERRORS, GENERATOR, MSG_NO_USAGE_PLAN, MSG_QUOTA_EXCEEDED, MSG_RATE_LIMITED,
+    RATE_LIMIT_HOWTO, api_error_example, api_gateway_errors, api_limits, api_plans, data_type_name,
+    limit_words, location_name, media_type, plan_words, sample_value, typed_value,
 };
 use crate::config::{
     Api, Auth, BackendTarget, Config, DataType, FrontendType, Location, Param, Service,
@@ -152,6 +158,26 @@ pub fn openapi(config: &Config, service: &Service) -> Value {
     if !schemes.is_empty() {
         components["securitySchemes"] = Value::Object(schemes);
     }
+    if service
+        .apis
+        .iter()
+        .any(|a| under_traffic(config, service, a))
+    {
+        components["headers"]["RateLimit-Policy"] = json!({
+            "description": "APIs under a usage plan or limit: the policy with the fewest requests left, `\"<name>\";q=<requests>;w=<window in seconds>` (the plan's name or `limit-<n>`; no `w` for a total quota). Sent on answers to requests that passed authentication.",
+            "schema": { "type": "string" },
+            "example": "\"limit-1\";q=10;w=1",
+        });
+        components["headers"]["RateLimit"] = json!({
+            "description": "APIs under a usage plan or limit: `\"<name>\";r=<requests left>;t=<seconds until the whole allowance is back>` for the same policy.",
+            "schema": { "type": "string" },
+            "example": "\"limit-1\";r=9;t=1",
+        });
+        components["headers"]["Retry-After"] = json!({
+            "description": "429 answers: seconds (at least 1) until a retry can pass.",
+            "schema": { "type": "integer", "minimum": 1 },
+        });
+    }
 
     let mut info = json!({
         "title": service.name,
@@ -200,6 +226,11 @@ fn collision_key(key: &str, api: &Api) -> String {
     format!("{key}#{}", super::paths::percent_encode(&api.name, b""))
 }
 
+/// The API is under a usage plan or a limit: its answers carry the `RateLimit` headers.
+fn under_traffic(config: &Config, service: &Service, api: &Api) -> bool {
+    !api.limits.is_empty() || !api_plans(config, service, api).is_empty()
+}
+
 fn operation(config: &Config, service: &Service, api: &Api, t: &Template, method: &str) -> Value {
     let any = api.methods.is_any();
     let mut op = Map::new();
@@ -210,7 +241,10 @@ fn operation(config: &Config, service: &Service, api: &Api, t: &Template, method
     };
     op.insert("operationId".into(), json!(op_id));
     op.insert("summary".into(), json!(api.name));
-    op.insert("description".into(), json!(api_description(api, t)));
+    op.insert(
+        "description".into(),
+        json!(api_description(config, service, api, t)),
+    );
     let parameters = parameters(api, t);
     if !parameters.is_empty() {
         op.insert("parameters".into(), Value::Array(parameters));
@@ -228,7 +262,7 @@ fn operation(config: &Config, service: &Service, api: &Api, t: &Template, method
             }),
         );
     }
-    op.insert("responses".into(), responses(service, api, method));
+    op.insert("responses".into(), responses(config, service, api, method));
     match api.auth {
         Auth::None => {}
         Auth::KeyPair => {
@@ -255,6 +289,40 @@ fn operation(config: &Config, service: &Service, api: &Api, t: &Template, method
             }),
         );
     }
+    let limits = api_limits(config, api);
+    if !limits.is_empty() {
+        op.insert(
+            "x-ringway-limits".into(),
+            limits
+                .iter()
+                .map(|l| {
+                    json!({
+                        "name": l.name,
+                        "key": l.key.name(),
+                        "requests": l.requests,
+                        "per": l.per.name(),
+                    })
+                })
+                .collect(),
+        );
+    }
+    let plans = api_plans(config, service, api);
+    if !plans.is_empty() {
+        op.insert(
+            "x-ringway-usage-plans".into(),
+            plans
+                .iter()
+                .map(|p| {
+                    json!({
+                        "name": p.name,
+                        "max_requests_per_second": p.rate,
+                        "max_requests": p.quota,
+                        "quota_period": p.period_name(),
+                    })
+                })
+                .collect(),
+        );
+    }
     if !api.response.error_codes.is_empty() {
         op.insert(
             "x-ringway-error-codes".into(),
@@ -274,7 +342,7 @@ fn operation(config: &Config, service: &Service, api: &Api, t: &Template, method
     Value::Object(op)
 }
 
-fn api_description(api: &Api, t: &Template) -> String {
+fn api_description(config: &Config, service: &Service, api: &Api, t: &Template) -> String {
     let mut parts: Vec<String> = Vec::new();
     if !api.description.is_empty() {
         parts.push(api.description.clone());
@@ -316,7 +384,31 @@ fn api_description(api: &Api, t: &Template) -> String {
             api.backend.timeout.as_millis()
         ));
     }
+    parts.extend(traffic_words(config, service, api));
     parts.join("\n\n")
+}
+
+/// The API's usage plans and limits in words (see `x-ringway-usage-plans` and
+/// `x-ringway-limits`), and what its answers say about them.
+fn traffic_words(config: &Config, service: &Service, api: &Api) -> Vec<String> {
+    let mut parts = Vec::new();
+    let plans = api_plans(config, service, api);
+    if !plans.is_empty() {
+        let each: Vec<String> = plans.iter().map(|p| plan_words(p)).collect();
+        parts.push(format!(
+            "Usage plans: a caller's SecretId must be bound to one of these plans (403 otherwise); each plan counts each SecretId on its own: {}.",
+            each.join("; ")
+        ));
+    }
+    let limits = api_limits(config, api);
+    if !limits.is_empty() {
+        let each: Vec<String> = limits.iter().map(|l| limit_words(l)).collect();
+        parts.push(format!("Rate limits: {}.", each.join("; ")));
+    }
+    if !parts.is_empty() {
+        parts.push(RATE_LIMIT_HOWTO.into());
+    }
+    parts
 }
 
 fn schema(p: &Param) -> Value {
@@ -386,8 +478,11 @@ fn parameters(api: &Api, t: &Template) -> Vec<Value> {
     out
 }
 
-/// The headers every answer of the API carries.
-fn response_headers(api: &Api) -> Value {
+/// The headers an answer of the API with `status` carries: `X-Api-RequestId`, the CORS
+/// headers of a CORS API, and for an API under a plan or limit (`rate`) the `RateLimit`
+/// headers on every answer that can come after the traffic stage (not a 401 or a 426),
+/// with `Retry-After` on a 429.
+fn response_headers(api: &Api, rate: bool, status: &str) -> Value {
     let mut h = json!({ "X-Api-RequestId": { "$ref": "#/components/headers/X-Api-RequestId" } });
     if api.cors {
         for name in [
@@ -397,10 +492,43 @@ fn response_headers(api: &Api) -> Value {
             h[name] = json!({ "$ref": format!("#/components/headers/{name}") });
         }
     }
+    if rate && !matches!(status, "401" | "426") {
+        for name in ["RateLimit-Policy", "RateLimit"] {
+            h[name] = json!({ "$ref": format!("#/components/headers/{name}") });
+        }
+        if status == "429" {
+            h["Retry-After"] = json!({ "$ref": "#/components/headers/Retry-After" });
+        }
+    }
     h
 }
 
-fn responses(service: &Service, api: &Api, method: &str) -> Value {
+/// What the 429 and 403 of an API under traffic control say besides the table's words.
+fn traffic_error_words(config: &Config, service: &Service, api: &Api, status: u16) -> String {
+    let plans = api_plans(config, service, api);
+    match status {
+        429 => {
+            let mut messages = Vec::new();
+            if !api.limits.is_empty() || plans.iter().any(|p| p.rate.is_some()) {
+                messages.push(format!("`{MSG_RATE_LIMITED}`"));
+            }
+            if plans.iter().any(|p| p.quota.is_some()) {
+                messages.push(format!("`{MSG_QUOTA_EXCEEDED}`"));
+            }
+            format!(
+                " Messages: {}. `Retry-After` says in how many seconds a retry can pass (3600 for a quota that never resets); `RateLimit-Policy` and `RateLimit` name the policy that refused.",
+                messages.join(" or ")
+            )
+        }
+        403 if !plans.is_empty() => {
+            format!(" A caller whose SecretId no usage plan binds gets `{MSG_NO_USAGE_PLAN}`.")
+        }
+        _ => String::new(),
+    }
+}
+
+fn responses(config: &Config, service: &Service, api: &Api, method: &str) -> Value {
+    let rate = under_traffic(config, service, api);
     let mut out = Map::new();
     let kind = api.response.kind;
     let (status, description, content) = match (&api.backend.target, api.frontend_type) {
@@ -424,11 +552,13 @@ fn responses(service: &Service, api: &Api, method: &str) -> Value {
                 .map(|s| (media_type(kind).to_string(), sample_value(kind, s))),
         ),
     };
-    let mut success = json!({ "description": description, "headers": response_headers(api) });
+    let status = status.to_string();
+    let mut success =
+        json!({ "description": description, "headers": response_headers(api, rate, &status) });
     if let Some((mt, example)) = content {
         success["content"] = json!({ mt: { "example": example } });
     }
-    out.insert(status.to_string(), success);
+    out.insert(status, success);
 
     let codes = &api.response.error_codes;
     if api.response.failure_sample.is_some() || !codes.is_empty() {
@@ -444,7 +574,8 @@ fn responses(service: &Service, api: &Api, method: &str) -> Value {
                 ));
             }
         }
-        let mut failure = json!({ "description": d, "headers": response_headers(api) });
+        let mut failure =
+            json!({ "description": d, "headers": response_headers(api, rate, "default") });
         if let Some(s) = &api.response.failure_sample {
             failure["content"] = json!({ media_type(kind): { "example": sample_value(kind, s) } });
         }
@@ -452,11 +583,14 @@ fn responses(service: &Service, api: &Api, method: &str) -> Value {
     }
 
     for row in api_gateway_errors(service, api, method) {
-        let example = api_error_example(row, service, api);
-        let entry = out.entry(row.status.to_string()).or_insert_with(|| {
+        let example = api_error_example(row, config, service, api);
+        let status = row.status.to_string();
+        let more = traffic_error_words(config, service, api, row.status);
+        let headers = response_headers(api, rate, &status);
+        let entry = out.entry(status).or_insert_with(|| {
             json!({
-                "description": format!("Gateway: {}.", row.when),
-                "headers": response_headers(api),
+                "description": format!("Gateway: {}.{more}", row.when),
+                "headers": headers,
                 "content": { "application/json": {
                     "schema": { "$ref": "#/components/schemas/GatewayError" },
                     "example": { "message": example },
@@ -588,8 +722,14 @@ services = ["users"]
         );
         assert_eq!(
             doc["x-ringway-gateway-errors"].as_array().map(Vec::len),
-            Some(12)
+            Some(13)
         );
+        // No traffic control here: no RateLimit headers, no 429.
+        assert!(doc["components"]["headers"].get("RateLimit").is_none());
+        let op = &doc["paths"]["/user/{id}"]["get"];
+        assert!(op["responses"].get("429").is_none());
+        assert!(op.get("x-ringway-limits").is_none());
+        assert!(op.get("x-ringway-usage-plans").is_none());
         let text = doc.to_string();
         assert!(!text.contains("never-in-the-docs"), "a secret leaked");
         assert!(!text.contains("127.0.0.1:9"), "a backend address leaked");
@@ -771,5 +911,132 @@ mock_content_type = "text/plain"
                 .contains("Or the gateway"),
             "{r400}"
         );
+    }
+
+    const TRAFFIC: &str = r#"
+[[services]]
+name = "billing"
+[[services.limits]]
+key = "api"
+requests = 600
+per = "minute"
+[[services.apis]]
+name = "invoices"
+path = "=/invoices"
+auth = "key_pair"
+[[services.apis.limits]]
+key = "ip"
+requests = 10
+per = "second"
+[services.apis.backend]
+type = "mock"
+[[services.apis]]
+name = "status"
+path = "=/status"
+[services.apis.backend]
+type = "mock"
+[[services]]
+name = "reports"
+[[services.apis]]
+name = "report"
+path = "=/report"
+auth = "key_pair"
+[services.apis.backend]
+type = "mock"
+[[key_pairs]]
+secret_id = "AKIDplan0001"
+secret_key = "plan-secret-0001"
+services = ["billing", "reports"]
+[[usage_plans]]
+name = "gold"
+max_requests_per_second = 100
+max_requests = 1000000
+quota_period = "month"
+secret_ids = ["AKIDplan0001"]
+services = ["billing"]
+[[usage_plans]]
+name = "prepaid"
+max_requests = 5000
+secret_ids = ["AKIDplan0001"]
+services = ["reports"]
+"#;
+
+    #[test]
+    fn limits_and_usage_plans() {
+        let cfg = config(TRAFFIC);
+        let doc = openapi(&cfg, &cfg.services[0]);
+        let op = &doc["paths"]["/invoices"]["get"];
+        assert_eq!(
+            op["x-ringway-limits"],
+            json!([
+                { "name": "limit-1", "key": "api", "requests": 600, "per": "minute" },
+                { "name": "limit-2", "key": "ip", "requests": 10, "per": "second" },
+            ])
+        );
+        assert_eq!(
+            op["x-ringway-usage-plans"],
+            json!([{
+                "name": "gold", "max_requests_per_second": 100, "max_requests": 1000000,
+                "quota_period": "month",
+            }])
+        );
+        let d = op["description"].as_str().unwrap();
+        for want in [
+            "`gold`: 100 requests per second, 1000000 requests per calendar month (UTC)",
+            "`limit-2`: 10 requests per second per client IP address",
+            "`RateLimit-Policy:",
+        ] {
+            assert!(d.contains(want), "{want:?} not in {d}");
+        }
+        let r = &op["responses"];
+        let msg =
+            |status: &str| r[status]["content"]["application/json"]["example"]["message"].clone();
+        assert_eq!(msg("429"), "API rate limit exceeded.");
+        assert_eq!(msg("403"), "Found no validate usage plan.");
+        let d429 = r["429"]["description"].as_str().unwrap();
+        assert!(d429.contains("`API quota exceeded.`"), "{d429}");
+        for h in ["RateLimit-Policy", "RateLimit", "Retry-After"] {
+            assert_eq!(
+                r["429"]["headers"][h]["$ref"],
+                format!("#/components/headers/{h}")
+            );
+            assert!(doc["components"]["headers"][h].is_object(), "{h}");
+        }
+        assert!(r["200"]["headers"].get("RateLimit").is_some());
+        assert!(r["200"]["headers"].get("Retry-After").is_none());
+        // A 401 comes before the traffic stage: no RateLimit headers on it.
+        assert!(r["401"]["headers"].get("RateLimit").is_none());
+
+        // Plans bind SecretIds: an API without key-pair auth is under the limits only.
+        let status = &doc["paths"]["/status"]["get"];
+        assert!(status.get("x-ringway-usage-plans").is_none());
+        assert_eq!(status["x-ringway-limits"][0]["name"], "limit-1");
+        assert!(status["responses"].get("403").is_none());
+        assert_eq!(
+            status["responses"]["429"]["content"]["application/json"]["example"]["message"],
+            "API rate limit exceeded."
+        );
+        assert!(
+            !doc.to_string().contains("AKIDplan0001"),
+            "a SecretId leaked"
+        );
+
+        // A quota-only plan: the 429 is the quota's.
+        let doc = openapi(&cfg, &cfg.services[1]);
+        let op = &doc["paths"]["/report"]["get"];
+        assert!(op.get("x-ringway-limits").is_none());
+        assert_eq!(
+            op["x-ringway-usage-plans"],
+            json!([{
+                "name": "prepaid", "max_requests_per_second": null, "max_requests": 5000,
+                "quota_period": "total",
+            }])
+        );
+        assert_eq!(
+            op["responses"]["429"]["content"]["application/json"]["example"]["message"],
+            "API quota exceeded."
+        );
+        let d429 = op["responses"]["429"]["description"].as_str().unwrap();
+        assert!(!d429.contains("rate limit exceeded"), "{d429}");
     }
 }

@@ -5,8 +5,8 @@
 //! API that either lets the request go on or answers it (Envoy's continue / local reply):
 //!
 //! ```text
-//! target → route → protocol (426) → IP control (403) → WebSocket handshake → auth → params
-//!        → Local (mock) | Forward | Tunnel
+//! target → route → protocol (426) → IP control (403) → WebSocket handshake → auth
+//!        → usage plans (403, 429) → limits (429) → params → Local (mock) | Forward | Tunnel
 //! ```
 //!
 //! A CORS preflight is recognised while routing (it routes by the method it asks about, on
@@ -17,6 +17,10 @@
 //! - [`ip_control`]: the client IP against the API's allow or deny list.
 //! - [`auth`]: key-pair (HMAC) and OAuth 2.0 (JWT) checks; the only producer of a
 //!   [`auth::Permit`], without which nothing can be forwarded.
+//! - [`usage_plans`] / [`limits`]: plans' rates and quotas and the service's and API's
+//!   limits, counted in [`crate::traffic`]'s counters. With the Redis store a counter may
+//!   need the store's answer first: the decision is then [`Action::Pending`], and the data
+//!   path decides again once [`Counters::fill`](crate::traffic::Counters) has run.
 //! - [`params`] / [`query`]: typed input parameters, validated and placed for the backend.
 //! - [`websocket`]: the RFC 6455 handshake check.
 //! - [`forward`]: the upstream request head (SPEC §3), written from a [`Forward`] decision.
@@ -29,19 +33,23 @@ pub mod auth;
 pub mod cors;
 pub mod forward;
 pub mod ip_control;
+pub mod limits;
 pub mod params;
 pub mod query;
+pub mod usage_plans;
 pub mod websocket;
 
 use std::net::IpAddr;
 use std::ops::Range;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use crate::config::{Api, BackendTarget, Config, FrontendType, Service};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::head::RequestHead;
 use crate::router::target::{normalize_path, parse_target};
 use auth::{AuthState, Permit};
+use crate::traffic::{Counters, Pass, RateInfo};
+use limits::{Cx, Stop};
 use params::{ParamInput, ParamValues};
 
 /// The request as the gateway sees it: the parsed head (offsets into `buf`) and its context.
@@ -52,8 +60,10 @@ pub struct Inbound<'r> {
     pub https: bool,
     /// The client: the TCP peer, or the PROXY protocol's source address.
     pub client: IpAddr,
-    /// The gateway clock, for auth dates and token expiry.
+    /// The gateway clock, for auth dates, token expiry and quota periods.
     pub now: SystemTime,
+    /// The monotonic clock, for rates.
+    pub mono: Instant,
 }
 
 /// The request's buffers that the decision writes into.
@@ -78,6 +88,8 @@ pub struct Decision<'c> {
     /// `None` when no API was reached (bad target, 404).
     pub matched: Option<Matched>,
     pub action: Action<'c>,
+    /// The `RateLimit` headers' policy, for an API under a plan or limit.
+    pub rate: Option<RateInfo<'c>>,
 }
 
 pub enum Action<'c> {
@@ -87,6 +99,8 @@ pub enum Action<'c> {
     Forward(Forward<'c>),
     /// A WebSocket handshake: forward it, then tunnel once the backend answers 101.
     Tunnel(Forward<'c>),
+    /// A counter needs the store's answer: fill the counters, then decide again.
+    Pending,
 }
 
 /// An answer the gateway makes itself.
@@ -129,6 +143,7 @@ fn local(matched: Option<Matched>, e: GatewayError) -> Decision<'static> {
     Decision {
         matched,
         action: Action::Local(Local::Error(e)),
+        rate: None,
     }
 }
 
@@ -136,6 +151,7 @@ fn local(matched: Option<Matched>, e: GatewayError) -> Decision<'static> {
 pub fn decide<'c>(
     cfg: &'c Config,
     auth_state: &AuthState,
+    counters: &Counters,
     req: &Inbound<'_>,
     scratch: Scratch<'_>,
 ) -> Decision<'c> {
@@ -176,6 +192,7 @@ pub fn decide<'c>(
             Ok(answer) => Decision {
                 matched,
                 action: Action::Local(Local::Preflight(answer)),
+                rate: None,
             },
             Err(e) => local(matched, e),
         };
@@ -217,6 +234,43 @@ pub fn decide<'c>(
         Err(e) => return local(matched, e),
     };
 
+    // Usage plans, then limits (SPEC §8).
+    let mut rate = None;
+    if !service.plans.is_empty() || !api.limits.is_empty() {
+        let now = counters.clock(req.mono, req.now);
+        let cx = Cx {
+            cfg,
+            counters,
+            now: &now,
+        };
+        let mut pass = Pass::default();
+        let identity = permit.identity();
+        let judged = usage_plans::check(&cx, service, identity, &mut pass)
+            .and_then(|()| limits::check(&cx, api, m.api, identity, req.client, &mut pass));
+        match judged {
+            Ok(()) => {
+                rate = pass.nearest.map(|policy| RateInfo {
+                    policy,
+                    retry_after: None,
+                })
+            }
+            Err(Stop::Refuse(e, info)) => {
+                return Decision {
+                    matched,
+                    action: Action::Local(Local::Error(e)),
+                    rate: info,
+                };
+            }
+            Err(Stop::Pending) => {
+                return Decision {
+                    matched,
+                    action: Action::Pending,
+                    rate: None,
+                };
+            }
+        }
+    }
+
     // Parameters, then the backend path.
     let input = ParamInput {
         buf,
@@ -226,7 +280,10 @@ pub fn decide<'c>(
         captures: &m.captures,
     };
     if let Err(e) = params::apply(&api.params, &input, scratch.params) {
-        return local(matched, e);
+        return Decision {
+            rate,
+            ..local(matched, e)
+        };
     }
     let backend = &api.backend;
     scratch.backend_path.clear();
@@ -263,7 +320,11 @@ pub fn decide<'c>(
             }
         }
     };
-    Decision { matched, action }
+    Decision {
+        matched,
+        action,
+        rate,
+    }
 }
 
 #[cfg(test)]

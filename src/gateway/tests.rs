@@ -127,6 +127,7 @@ services = ["jwt"]
 fn decide_text(raw: &str, https: bool, now: u64) -> (Option<&'static str>, String) {
     let cfg = load_str(&config(), Path::new("t.toml")).unwrap();
     let auth = AuthState::new(&cfg);
+    let counters = crate::traffic::Counters::standalone(&cfg);
     let mut head = RequestHead::default();
     let p = parse_head(raw.as_bytes(), &cfg.server.limits, &mut head).unwrap();
     assert_eq!(p, Progress::Complete, "{raw}");
@@ -136,6 +137,7 @@ fn decide_text(raw: &str, https: bool, now: u64) -> (Option<&'static str>, Strin
         https,
         client: std::net::IpAddr::from([192, 0, 2, 1]),
         now: UNIX_EPOCH + Duration::from_secs(now),
+        mono: std::time::Instant::now(),
     };
     let (mut path, mut backend_path, mut params) =
         (String::new(), String::new(), ParamValues::default());
@@ -144,7 +146,7 @@ fn decide_text(raw: &str, https: bool, now: u64) -> (Option<&'static str>, Strin
         backend_path: &mut backend_path,
         params: &mut params,
     };
-    let d = decide(&cfg, &auth, &inbound, scratch);
+    let d = decide(&cfg, &auth, &counters, &inbound, scratch);
     let matched = d.matched.map(|m| {
         let api = &cfg.services[m.service].apis[m.api];
         &*api.name.clone().leak()
@@ -154,6 +156,7 @@ fn decide_text(raw: &str, https: bool, now: u64) -> (Option<&'static str>, Strin
         Action::Local(Local::Mock { status, .. }) => format!("mock {status}"),
         Action::Local(Local::Preflight(p)) => format!("preflight {:#x}", p.methods),
         Action::Tunnel(_) => "tunnel".to_string(),
+        Action::Pending => "pending".to_string(),
         Action::Forward(f) => {
             let query = f.query.clone().map(|r| &raw[r]);
             let plan = Plan {

@@ -56,6 +56,10 @@ pub const IDLE_SET_AFTER: std::time::Duration = std::time::Duration::from_secs(2
 /// The smallest room a body read into the read buffer is given, and the most it grows by at
 /// once (a slow upload's buffer grows only as its bytes come).
 const BODY_READ_BYTES: usize = 4096;
+/// How often one request waits for the counter store before it counts as a store failure
+/// (each wait is bounded by `redis_timeout_ms`; a second is rare: another request of the
+/// worker took the tokens the first wait brought).
+const MAX_STORE_FILLS: usize = 3;
 const MAX_BODY_READ_BYTES: usize = 16 * 1024;
 
 /// A client stream: plain TCP or TLS.
@@ -447,15 +451,40 @@ impl<S: Stream> Conn<S> {
             https: self.https,
             client: self.peer.ip(),
             now: req.wall,
+            mono: req.started,
         };
-        let scratch = gateway::Scratch {
-            path: &mut req.s.path,
-            backend_path: &mut req.s.backend_path,
-            params: &mut req.s.params,
+        let counters = &snapshot.counters;
+        let mut fills = 0;
+        let decision = loop {
+            let scratch = gateway::Scratch {
+                path: &mut req.s.path,
+                backend_path: &mut req.s.backend_path,
+                params: &mut req.s.params,
+            };
+            let d = gateway::decide(cfg, &snapshot.auth, counters, &inbound, scratch);
+            // The store's answer is needed (Redis): wait for it, bounded by
+            // `redis_timeout_ms`, and decide again.
+            if matches!(d.action, Action::Pending) && fills < MAX_STORE_FILLS {
+                fills += 1;
+                counters.fill().await;
+                continue;
+            }
+            break d;
         };
-        let decision = gateway::decide(cfg, &snapshot.auth, &inbound, scratch);
         req.matched = decision.matched;
+        req.set_extra_headers(decision.rate.as_ref());
+        if let Some(r) = decision.rate.as_ref().filter(|r| r.retry_after.is_some()) {
+            req.refused_by = Some((r.policy.kind, r.policy.name.into()));
+        }
         let (forward, websocket) = match decision.action {
+            Action::Pending => {
+                let local = Local::Error(GatewayError::new(ErrorKind::StoreUnavailable));
+                let consumed = body.buffered_end();
+                return Step::Answered(
+                    self.answer(req, &local, head_request, persist, consumed)
+                        .await,
+                );
+            }
             Action::Local(local) => {
                 let consumed = body.buffered_end();
                 return Step::Answered(
@@ -599,7 +628,7 @@ impl<S: Stream> Conn<S> {
         let closes = matches!(local, Local::Error(e) if e.closes_connection());
         let persist = persist.close_if(consumed.is_none() || closes);
         let close = persist.closes();
-        let extra = req.extra_headers();
+        let extra = &req.s.extra[..];
         let out = &mut req.s.out;
         out.clear();
         req.status = match local {
@@ -607,7 +636,7 @@ impl<S: Stream> Conn<S> {
                 if let ErrorKind::Unauthorized(_, why) = &e.kind {
                     req.auth_failure = Some(*why);
                 }
-                req.rejected = Rejection::of(e);
+                req.rejected = Rejection::of(e, req.refused_by.as_ref().map(|(kind, _)| *kind));
                 write_error(out, e, &req.s.request_id, head_request, close, extra);
                 e.status()
             }

@@ -110,6 +110,8 @@ pub struct Request {
     pub auth_failure: Option<AuthFailure>,
     /// Which traffic control refused the request, for the metrics.
     pub rejected: Option<Rejection>,
+    /// The plan or limit that refused the request (429), for the metrics and the log.
+    pub refused_by: Option<(crate::traffic::PolicyKind, Box<str>)>,
     /// The backend that answered and the time to its response head, for the access log.
     pub upstream: Option<(std::net::SocketAddr, std::time::Duration)>,
     /// A body being read: its pace so far (the part buffered before the upstream was taken
@@ -148,6 +150,7 @@ impl Request {
             tunnel: None,
             auth_failure: None,
             rejected: None,
+            refused_by: None,
             upstream: None,
             body_pace: None,
             continue_sent: false,
@@ -190,18 +193,27 @@ impl Request {
                 upstream: self.upstream,
                 bytes,
                 tunnel: self.tunnel.as_ref(),
+                refused_by: match (&self.refused_by, self.rejected) {
+                    (Some((_, name)), _) => Some(name),
+                    (None, Some(Rejection::Ip)) => Some("ip_control"),
+                    (None, Some(Rejection::NoPlan)) => Some("usage_plan"),
+                    _ => None,
+                },
                 elapsed,
             },
         );
     }
 
-    /// Header lines every answer to this request carries besides the gateway's own: the
-    /// CORS headers for an API with `cors = true`.
-    pub fn extra_headers(&self) -> &'static [u8] {
+    /// Sets the header lines every answer to this request carries besides the gateway's
+    /// own: the CORS headers for an API with `cors = true`, the `RateLimit` headers for one
+    /// under a plan or limit.
+    pub fn set_extra_headers(&mut self, rate: Option<&crate::traffic::RateInfo<'_>>) {
+        self.s.extra.clear();
         if self.matched.is_some_and(|m| m.cors) {
-            cors::RESPONSE_HEADERS
-        } else {
-            b""
+            self.s.extra.extend_from_slice(cors::RESPONSE_HEADERS);
+        }
+        if let Some(r) = rate {
+            r.write_headers(&mut self.s.extra);
         }
     }
 }

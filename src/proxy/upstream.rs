@@ -368,7 +368,7 @@ impl Exchange<'_> {
             ));
         }
         let mut ubuf = worker.take_buffer();
-        let extra = req.extra_headers();
+        let extra = &req.s.extra[..];
         if let Err(e) = read_response_head(
             &mut up.stream,
             &mut ubuf,
@@ -458,7 +458,7 @@ impl Relay<'_> {
             error,
             consumed: None,
         };
-        let extra = req.extra_headers();
+        let extra = &req.s.extra[..];
         let response: &mut ResponseHead = &mut req.s.response;
         // 1xx interim answers (not 101) go to the client as they are.
         while (100..200).contains(&response.status) && response.status != 101 {

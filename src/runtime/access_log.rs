@@ -18,6 +18,8 @@
 //!   connection attempt to the backend's response head (both null without an exchange).
 //! - `bytes_in` / `bytes_out`: client bytes read and written while the request ran
 //!   (plaintext; a read may carry bytes of a pipelined next request).
+//! - A request a traffic control refused adds `"refused_by"`: the usage plan's name or the
+//!   limit's `limit-<n>` (429), `usage_plan` (403, no plan binds the caller) or `ip_control`.
 //! - A WebSocket tunnel adds `"tunnel_bytes_up"` (client to backend),
 //!   `"tunnel_bytes_down"` and `"tunnel_end"` (why it ended: `closed` when both sides closed,
 //!   `idle`, `shutdown`, or which side failed and how), logged when it ends.
@@ -216,6 +218,8 @@ pub struct End<'a> {
     pub bytes: (u64, u64),
     /// A WebSocket tunnel's bytes and why it ended.
     pub tunnel: Option<&'a TunnelEnd>,
+    /// The traffic control that refused the request.
+    pub refused_by: Option<&'a str>,
     pub elapsed: Duration,
 }
 
@@ -313,6 +317,10 @@ impl Log {
             ",\"bytes_in\":{},\"bytes_out\":{}",
             end.bytes.0, end.bytes.1
         );
+        if let Some(p) = end.refused_by {
+            buf.extend_from_slice(b",\"refused_by\":");
+            json_str(p.as_bytes(), &mut buf);
+        }
         if let Some(t) = end.tunnel {
             let _ = write!(
                 buf,
@@ -375,6 +383,7 @@ mod tests {
             upstream: Some(("10.0.0.1:80".parse().unwrap(), Duration::from_micros(250))),
             bytes: (100, 200),
             tunnel: Some(&TUNNEL),
+            refused_by: None,
             elapsed: Duration::from_micros(1500),
         }
     }
@@ -404,6 +413,7 @@ mod tests {
                 upstream: None,
                 bytes: (0, 0),
                 tunnel: None,
+            refused_by: None,
                 elapsed: Duration::ZERO,
             },
         );

@@ -166,13 +166,27 @@ const REFUSALS: [(Refusal, &str); 3] = [
 pub enum Rejection {
     /// IP control (403).
     Ip,
+    /// A key-pair caller no usage plan binds (403).
+    NoPlan,
+    /// Over a usage plan's rate (429).
+    PlanRate,
+    /// Over a usage plan's quota (429).
+    PlanQuota,
+    /// Over a service's or an API's limit (429).
+    Limit,
 }
 
 impl Rejection {
-    /// The rejection an answered error stands for, if any.
-    pub fn of(e: &GatewayError) -> Option<Rejection> {
-        match e.kind {
-            ErrorKind::IpRefused(_) => Some(Rejection::Ip),
+    /// The rejection an answered error stands for, if any; `policy`: the traffic policy
+    /// that refused it.
+    pub fn of(e: &GatewayError, policy: Option<crate::traffic::PolicyKind>) -> Option<Rejection> {
+        use crate::traffic::PolicyKind;
+        match (&e.kind, policy) {
+            (ErrorKind::IpRefused(_), _) => Some(Rejection::Ip),
+            (ErrorKind::NoUsagePlan, _) => Some(Rejection::NoPlan),
+            (ErrorKind::QuotaExceeded, _) => Some(Rejection::PlanQuota),
+            (ErrorKind::RateLimited, Some(PolicyKind::PlanRate)) => Some(Rejection::PlanRate),
+            (ErrorKind::RateLimited, _) => Some(Rejection::Limit),
             _ => None,
         }
     }
@@ -181,6 +195,10 @@ impl Rejection {
     fn labels(self) -> (&'static str, &'static str) {
         match self {
             Rejection::Ip => ("ip_control", "ip"),
+            Rejection::NoPlan => ("usage_plan", "no_plan"),
+            Rejection::PlanRate => ("usage_plan", "rate"),
+            Rejection::PlanQuota => ("usage_plan", "quota"),
+            Rejection::Limit => ("limit", "rate"),
         }
     }
 }
@@ -476,6 +494,10 @@ pub struct ProcessValues {
     pub last_reload_unix: u64,
     /// Access-log lines dropped because the logger thread fell behind.
     pub access_log_dropped: u64,
+    /// The traffic counter store answers (always, for the local store).
+    pub traffic_store_up: bool,
+    /// Calls to the traffic counter store that failed.
+    pub traffic_store_failures: u64,
 }
 
 /// The Prometheus text exposition of every worker's counters, summed, and `process`.
@@ -788,7 +810,7 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
         out,
         "ringway_ratelimit_rejected_total",
         "counter",
-        "Requests refused by traffic control, by service, API, policy and reason (ip: IP control, 403).",
+        "Requests refused by traffic control, by service, API, policy (ip_control, usage_plan, limit) and reason (ip: 403; no_plan: 403; rate, quota: 429).",
     );
     for a in &c.apis {
         let (s, api) = (label(&a.service), label(&a.api));
@@ -811,6 +833,29 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
         out,
         "ringway_access_log_dropped_lines_total {}",
         p.access_log_dropped
+    );
+
+    family(
+        out,
+        "ringway_traffic_store_up",
+        "gauge",
+        "Whether the traffic counter store answers (1; always for the local store).",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_traffic_store_up {}",
+        u8::from(p.traffic_store_up)
+    );
+    family(
+        out,
+        "ringway_traffic_store_failures_total",
+        "counter",
+        "Calls to the traffic counter store (Redis) that failed: timeouts, connection errors, an open circuit breaker.",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_traffic_store_failures_total {}",
+        p.traffic_store_failures
     );
 
     family(
@@ -849,6 +894,8 @@ mod tests {
             reloads_failed: 1,
             last_reload_unix: 1_700_000_000,
             access_log_dropped: 5,
+            traffic_store_up: true,
+            traffic_store_failures: 3,
         }
     }
 
@@ -901,6 +948,8 @@ mod tests {
             "ringway_config_reloads_total{result=\"failure\"} 1",
             "ringway_build_info{version=\"1.2.3\"} 1",
             "ringway_access_log_dropped_lines_total 5",
+            "ringway_traffic_store_up 1",
+            "ringway_traffic_store_failures_total 3",
         ] {
             assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
         }

@@ -30,6 +30,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::gateway::auth::AuthState;
 use crate::gateway::params::ParamValues;
+use crate::traffic::Counters;
+use crate::traffic::fleet::{Fleet, StoreHealth};
+use crate::traffic::policy::StoreKind;
+use crate::traffic::redis::Redis;
+use crate::traffic::redis::url::RedisUrl;
 use crate::http::reply::RequestIds;
 use access_log::{Log, Logger};
 use drain::Drain;
@@ -100,6 +105,10 @@ pub struct Shared {
     pub metrics: Vec<WorkerMetrics>,
     /// The access log's writer thread.
     pub logger: Arc<Logger>,
+    /// Traffic control's counters, shared by the workers and kept across reloads.
+    pub traffic: crate::traffic::local::Registry,
+    /// The Redis store's health, for `/metrics`.
+    pub store: Arc<StoreHealth>,
 }
 
 impl Shared {
@@ -114,6 +123,8 @@ impl Shared {
             reloads: ReloadStats::new_loaded(),
             metrics: (0..workers).map(|_| WorkerMetrics::default()).collect(),
             logger,
+            traffic: Default::default(),
+            store: Default::default(),
         }
     }
 
@@ -146,10 +157,12 @@ pub struct Snapshot {
     pub auth: AuthState,
     /// This configuration's APIs and upstreams in the worker's metrics.
     pub slots: Slots,
+    /// Traffic control's counters for this configuration.
+    pub counters: Counters,
 }
 
 impl Snapshot {
-    fn new(config: Arc<Config>, metrics: &WorkerMetrics) -> Snapshot {
+    fn new(config: Arc<Config>, metrics: &WorkerMetrics, shared: &Shared, fleet: Option<Rc<Fleet>>) -> Snapshot {
         let pools = config
             .upstreams
             .iter()
@@ -157,18 +170,29 @@ impl Snapshot {
             .collect();
         let auth = AuthState::new(&config);
         let slots = metrics.slots(&config);
+        let counters = Counters {
+            bound: shared.traffic.bind(&config),
+            fleet,
+        };
         Snapshot {
             config,
             pools,
             auth,
             slots,
+            counters,
         }
     }
 
     /// The snapshot of a reloaded configuration: the pools of upstreams that did not change
     /// are carried over (idle connections kept, limits updated); the others are retired
     /// (idle connections closed now, busy ones when their exchange ends).
-    fn next(&self, config: Arc<Config>, metrics: &WorkerMetrics) -> Snapshot {
+    fn next(
+        &self,
+        config: Arc<Config>,
+        metrics: &WorkerMetrics,
+        shared: &Shared,
+        fleet: Option<Rc<Fleet>>,
+    ) -> Snapshot {
         let mut carried = vec![false; self.pools.len()];
         let pools = config
             .upstreams
@@ -196,13 +220,36 @@ impl Snapshot {
         }
         let auth = AuthState::new(&config);
         let slots = metrics.slots(&config);
+        let counters = Counters {
+            bound: shared.traffic.bind(&config),
+            fleet,
+        };
         Snapshot {
             config,
             pools,
             auth,
             slots,
+            counters,
         }
     }
+}
+
+/// The worker's Redis store for `config`: `current` when its settings did not change.
+fn fleet_for(config: &Config, current: Option<&Rc<Fleet>>, shared: &Shared) -> Option<Rc<Fleet>> {
+    let t = &config.traffic;
+    if t.store != StoreKind::Redis {
+        return None;
+    }
+    let url = RedisUrl::parse(t.redis_url.as_deref()?).ok()?;
+    if let Some(f) = current
+        && *f.redis().url() == url
+        && f.redis().timeout() == t.redis_timeout
+        && f.on_failure == t.on_store_failure
+    {
+        return Some(f.clone());
+    }
+    let redis = Redis::new(url, t.redis_timeout);
+    Some(Fleet::new(redis, t.on_store_failure, shared.store.clone()))
 }
 
 /// Per-worker state, shared by the worker's tasks through an `Rc`.
@@ -210,6 +257,9 @@ pub struct Worker {
     pub index: usize,
     pub shared: Arc<Shared>,
     snapshot: RefCell<Rc<Snapshot>>,
+    /// The Redis store's leases (`store = "redis"`), kept across reloads that keep the
+    /// store's settings.
+    pub fleet: RefCell<Option<Rc<Fleet>>>,
     generation: Cell<u64>,
     pub ids: RefCell<RequestIds>,
     /// Fired when a stop signal came: the accept loops stop and close the listeners.
@@ -324,12 +374,14 @@ impl Worker {
             .metrics
             .get(index)
             .ok_or_else(|| format!("worker {index}: no metrics"))?;
-        let snapshot = Snapshot::new(config, metrics);
+        let fleet = fleet_for(&config, None, &shared);
+        let snapshot = Snapshot::new(config, metrics, &shared, fleet.clone());
         Ok(Worker {
             log,
             index,
             shared,
             snapshot: RefCell::new(Rc::new(snapshot)),
+            fleet: RefCell::new(fleet),
             generation: Cell::new(generation),
             ids: RefCell::new(RequestIds::new(index)),
             unlisten: Drain::default(),
@@ -362,7 +414,12 @@ impl Worker {
             if config.server.access_log != self.snapshot.borrow().config.server.access_log {
                 self.log.reopen(self.index, &config.server.access_log);
             }
-            let next = self.snapshot.borrow().next(config, self.metrics());
+            let fleet = fleet_for(&config, self.fleet.borrow().as_ref(), &self.shared);
+            *self.fleet.borrow_mut() = fleet.clone();
+            let next = self
+                .snapshot
+                .borrow()
+                .next(config, self.metrics(), &self.shared, fleet);
             *self.snapshot.borrow_mut() = Rc::new(next);
             self.generation.set(generation);
         }
@@ -438,6 +495,8 @@ pub struct RequestScratch {
     pub upstream_head: Vec<u8>,
     /// What the gateway writes to the client itself: local answers, response heads.
     pub out: Vec<u8>,
+    /// Header lines every answer to the request carries: CORS, `RateLimit`.
+    pub extra: Vec<u8>,
     /// The access log line's request half.
     pub log_line: Vec<u8>,
     pub response: crate::http::response::ResponseHead,
@@ -455,6 +514,7 @@ impl RequestScratch {
             v.clear();
         }
         self.log_line.clear();
+        self.extra.clear();
         self.request_id.clear();
         self.path.clear();
         self.backend_path.clear();

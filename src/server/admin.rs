@@ -198,6 +198,9 @@ fn route(shared: &Shared, method: Option<&str>, path: Option<&str>) -> Page {
                 reloads_failed: shared.reloads.failed.load(Ordering::Relaxed),
                 last_reload_unix: shared.reloads.last_success_unix.load(Ordering::Relaxed),
                 access_log_dropped: shared.logger.dropped(),
+                traffic_store_up: shared.config().traffic.store == crate::config::StoreKind::Local
+                    || shared.store.up.load(Ordering::Relaxed),
+                traffic_store_failures: shared.store.failures.load(Ordering::Relaxed),
             };
             let mut text = String::new();
             metrics::render(&shared.metrics, &process, &mut text);

@@ -54,6 +54,9 @@ pub struct WorkerSpec {
     pub shared: Arc<Shared>,
 }
 
+/// The longest a worker's exit waits to give its Redis leases back.
+const FLEET_RETURN_LIMIT: Duration = Duration::from_secs(1);
+
 /// Runs a worker to the end of its drain. `ready` is called once the runtime is up (with the
 /// driver's name) or failed to start.
 pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
@@ -135,6 +138,12 @@ pub fn run(spec: WorkerSpec, ready: impl FnOnce(Result<&'static str, String>)) {
         }
         for pool in &worker.snapshot().pools {
             pool.clear();
+        }
+        // Quota blocks and rate tokens this worker holds go back to Redis (each call is
+        // bounded by `redis_timeout_ms`).
+        let fleet = worker.fleet.borrow().clone();
+        if let Some(f) = fleet {
+            let _ = monoio::time::timeout(FLEET_RETURN_LIMIT, f.sweep(true)).await;
         }
         worker.log.flush();
     });
@@ -788,6 +797,8 @@ mod tests {
                 reloads_failed: 0,
                 last_reload_unix: 0,
                 access_log_dropped: 0,
+                traffic_store_up: true,
+                traffic_store_failures: 0,
             };
             crate::runtime::metrics::render(&shared.metrics, &process, &mut out);
             for line in [

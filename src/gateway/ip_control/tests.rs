@@ -374,6 +374,7 @@ services = ["s"]
 "#;
     let cfg = load_str(CONFIG, Path::new("t.toml")).unwrap();
     let auth = AuthState::new(&cfg);
+    let counters = crate::traffic::Counters::standalone(&cfg);
     let preflight = "OPTIONS /signed HTTP/1.1\r\nHost: h\r\nOrigin: https://a\r\nAccess-Control-Request-Method: GET\r\n\r\n";
     // (request, https, client, matched API, outcome)
     let cases: &[(&str, bool, &str, Option<&str>, &str)] = &[
@@ -476,6 +477,7 @@ services = ["s"]
             https: *https,
             client: client.parse().unwrap(),
             now: UNIX_EPOCH,
+            mono: std::time::Instant::now(),
         };
         let (mut path, mut backend_path, mut params) =
             (String::new(), String::new(), ParamValues::default());
@@ -484,7 +486,7 @@ services = ["s"]
             backend_path: &mut backend_path,
             params: &mut params,
         };
-        let d = decide(&cfg, &auth, &inbound, scratch);
+        let d = decide(&cfg, &auth, &counters, &inbound, scratch);
         let api = d
             .matched
             .map(|m| cfg.services[m.service].apis[m.api].name.as_str());
@@ -493,6 +495,7 @@ services = ["s"]
             Action::Local(Local::Mock { status, .. }) => format!("mock {status}"),
             Action::Local(Local::Preflight(_)) => "preflight".into(),
             Action::Forward(_) | Action::Tunnel(_) => "forward".into(),
+            Action::Pending => "pending".into(),
         };
         assert_eq!(api, *want_api, "{raw:?} from {client}");
         assert!(got.starts_with(want), "{raw:?} from {client}: {got}");
