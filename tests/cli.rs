@@ -454,7 +454,14 @@ fn route_lists_the_policies_a_request_meets() {
         })
     );
     // IP control, then the usage plans of a key-pair API, then its limits.
-    let o = ringway(&["route", "--config", TRAFFIC_FIXTURE, "/v1/invoices"]);
+    let o = ringway(&[
+        "route",
+        "--config",
+        TRAFFIC_FIXTURE,
+        "--method",
+        "POST",
+        "/v1/invoices",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         json_line(&o)["policies"],

@@ -510,18 +510,25 @@ fn traffic_error_words(config: &Config, service: &Service, api: &Api, status: u1
         429 => {
             let mut messages = Vec::new();
             if !api.limits.is_empty() || plans.iter().any(|p| p.rate.is_some()) {
-                messages.push(format!("`{MSG_RATE_LIMITED}`"));
+                messages.push(format!("`{MSG_RATE_LIMITED}` over a rate"));
             }
-            if plans.iter().any(|p| p.quota.is_some()) {
-                messages.push(format!("`{MSG_QUOTA_EXCEEDED}`"));
+            let quotas: Vec<_> = plans.iter().filter(|p| p.quota.is_some()).collect();
+            if !quotas.is_empty() {
+                messages.push(format!("`{MSG_QUOTA_EXCEEDED}` over a quota"));
             }
+            let total = quotas.iter().any(|p| p.period_name() == "total");
             format!(
-                " Messages: {}. `Retry-After` says in how many seconds a retry can pass (3600 for a quota that never resets); `RateLimit-Policy` and `RateLimit` name the policy that refused.",
-                messages.join(" or ")
+                " Message: {}. `Retry-After` says in how many seconds a retry can pass{}; `RateLimit-Policy` and `RateLimit` name the policy that refused.",
+                messages.join(", or "),
+                if total {
+                    " (3600 for a `total` quota, which no wait refills)"
+                } else {
+                    ""
+                }
             )
         }
         403 if !plans.is_empty() => {
-            format!(" A caller whose SecretId no usage plan binds gets `{MSG_NO_USAGE_PLAN}`.")
+            format!(" A caller whose SecretId no usage plan binds gets `{MSG_NO_USAGE_PLAN}`")
         }
         _ => String::new(),
     }
@@ -994,7 +1001,12 @@ services = ["reports"]
         assert_eq!(msg("429"), "API rate limit exceeded.");
         assert_eq!(msg("403"), "Found no validate usage plan.");
         let d429 = r["429"]["description"].as_str().unwrap();
-        assert!(d429.contains("`API quota exceeded.`"), "{d429}");
+        assert!(
+            d429.contains(
+                "Message: `API rate limit exceeded.` over a rate, or `API quota exceeded.` over a quota."
+            ),
+            "{d429}"
+        );
         for h in ["RateLimit-Policy", "RateLimit", "Retry-After"] {
             assert_eq!(
                 r["429"]["headers"][h]["$ref"],
@@ -1038,5 +1050,6 @@ services = ["reports"]
         );
         let d429 = op["responses"]["429"]["description"].as_str().unwrap();
         assert!(!d429.contains("rate limit exceeded"), "{d429}");
+        assert!(d429.contains("3600 for a `total` quota"), "{d429}");
     }
 }

@@ -16,6 +16,8 @@
 //!   `/docs/index.json`: the generated API documentation ([`crate::docs`]) of the running
 //!   configuration, the same files `ringway docs` writes. `/docs/openapi.json`: the one
 //!   service's OpenAPI document, or with several services the JSON index of them.
+//! - `/usage`: every usage plan's quota counters by secret_id (SPEC §8), JSON; `?plan=` and
+//!   `?secret_id=` filter.
 //!
 //! Anything else is a JSON 404 (or 405 for other methods), like the data path's errors.
 
@@ -180,9 +182,12 @@ fn route(shared: &Shared, method: Option<&str>, path: Option<&str>) -> Page {
     if !matches!(method, Some("GET" | "HEAD")) {
         return Page::message(405, "the admin listener answers GET and HEAD only");
     }
-    let path = path.unwrap_or("/");
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let target = path.unwrap_or("/");
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target, None), |(p, q)| (p, Some(q)));
     match path {
+        "/usage" => usage(shared, query),
         "/healthz" => {
             if shared.stopping.load(Ordering::Acquire) {
                 Page::json(503, serde_json::json!({ "status": "draining" }))
@@ -199,7 +204,7 @@ fn route(shared: &Shared, method: Option<&str>, path: Option<&str>) -> Page {
                 last_reload_unix: shared.reloads.last_success_unix.load(Ordering::Relaxed),
                 access_log_dropped: shared.logger.dropped(),
                 traffic_store_up: shared.config().traffic.store == crate::config::StoreKind::Local
-                    || shared.store.up.load(Ordering::Relaxed),
+                    || shared.store.up(),
                 traffic_store_failures: shared.store.failures.load(Ordering::Relaxed),
             };
             let mut text = String::new();
@@ -230,6 +235,79 @@ fn route(shared: &Shared, method: Option<&str>, path: Option<&str>) -> Page {
     }
 }
 
+/// `/usage` (SPEC §8): every usage plan's counters, for each secret_id it binds, in the
+/// running configuration's order; `?plan=NAME` and `?secret_id=ID` keep those only (an
+/// unknown plan is a 404). `used` and `remaining` are the quota's in the current period,
+/// `period_resets` when it ends (RFC 3339, UTC); all three are null for a plan without
+/// `max_requests`, `period_resets` for a `total` quota. Reads the counters without binding
+/// them (see [`crate::traffic::local::Registry::quota_state`]).
+fn usage(shared: &Shared, query: Option<&str>) -> Page {
+    let mut plan = None;
+    let mut secret_id = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "plan" => plan = Some(percent_decode(v)),
+            "secret_id" => secret_id = Some(percent_decode(v)),
+            _ => {}
+        }
+    }
+    let config = shared.config();
+    if let Some(p) = &plan
+        && !config.usage_plans.iter().any(|u| u.name == *p)
+    {
+        return Page::message(404, &format!("no usage plan \"{p}\""));
+    }
+    let rows: Vec<serde_json::Value> = shared
+        .traffic
+        .usage(&config, crate::runtime::unix_now())
+        .into_iter()
+        .filter(|u| plan.as_deref().is_none_or(|p| p == u.plan))
+        .filter(|u| secret_id.as_deref().is_none_or(|s| s == u.secret_id))
+        .map(|u| {
+            let q = u.quota;
+            serde_json::json!({
+                "plan": u.plan,
+                "secret_id": u.secret_id,
+                "used": q.map(|q| q.used),
+                "remaining": q.map(|q| q.remaining),
+                "period_resets": q.and_then(|q| q.resets).map(rfc3339),
+            })
+        })
+        .collect();
+    Page::json(200, serde_json::json!({ "plans": rows }))
+}
+
+/// Unix seconds as RFC 3339 in UTC (`2026-12-08T00:00:00Z`).
+fn rfc3339(unix: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A query value with `%XX` escapes and `+` decoded (bytes that are not UTF-8 replaced).
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Where the admin listener serves the generated docs.
 const DOCS_BASE: &str = "/docs/";
 const HTML: &str = "text/html; charset=utf-8";
@@ -252,5 +330,20 @@ fn docs_file(shared: &Shared, file: &str) -> Page {
             body: body.into_bytes(),
         },
         None => Page::message(404, "no such document"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_helpers() {
+        assert_eq!(percent_decode("gold"), "gold");
+        assert_eq!(percent_decode("a%20b+c%2Fd"), "a b c/d");
+        assert_eq!(percent_decode("bad%2"), "bad%2");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(rfc3339(1_796_774_400), "2026-12-09T00:00:00Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::runtime::Shared;
+use crate::traffic::state_file;
 use signals::Signal;
 use worker::WorkerSpec;
 
@@ -159,6 +160,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
         .map(Arc::new)
         .map_err(|e| format!("cannot start the log thread: {e}"))?;
     let shared = Arc::new(Shared::new(config.clone(), workers, logger));
+    // Quota counts saved by the last run, before any worker binds the counters.
+    let loaded = state_file::load(&config, &shared.traffic, crate::runtime::unix_now());
     // SO_REUSEPORT here too, so that a successor can share it during an upgrade.
     let admin_listener = match server.admin_listen {
         Some(addr) => {
@@ -212,6 +215,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     // lower priority, a reload's build takes the CPU the workers leave (threads started
     // from here on inherit this, so only after the workers and the log thread).
     lower_priority();
+    let saver = state_file::Saver::start(shared.clone(), loaded, predecessor)
+        .map_err(|e| format!("cannot start the state file thread: {e}"))?;
     // Before the listening lines: whoever waits for them finds the pid file.
     let pid_file = options
         .pid_file
@@ -279,6 +284,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
             break;
         }
     }
+    // The workers are done counting (after a drain or a hand-over): save once more.
+    saver.finish();
     // `/healthz` said "draining" until every worker was done.
     if let Some(a) = admin {
         a.stop();

@@ -39,13 +39,14 @@ use std::future::poll_fn;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::sync::{Arc, Mutex};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Verdict;
 use super::algo::{Admitted, Refused, SLOTS};
 use super::policy::OnStoreFailure;
 use super::redis::Redis;
+use super::redis::wire::Cmd;
 use super::redis::scripts::{QuotaTake, RateTake, WindowTake};
 
 /// How long granted rate or window tokens may be spent.
@@ -60,17 +61,21 @@ const JANITOR_EVERY: Duration = Duration::from_secs(1);
 /// The process's view of the store, for `/metrics`.
 #[derive(Default)]
 pub struct StoreHealth {
-    /// Redis answered the last call of some worker and no worker holds it failing.
-    pub up: AtomicBool,
+    /// Workers whose last store call failed (the store is up when none).
+    pub down_workers: AtomicUsize,
     pub failures: AtomicU64,
     /// When stderr last heard of a failure, and how many came since (one line a second).
     reported: Mutex<(Option<Instant>, u64)>,
 }
 
 impl StoreHealth {
+    /// No worker's last store call failed.
+    pub fn up(&self) -> bool {
+        self.down_workers.load(Ordering::Relaxed) == 0
+    }
+
     /// Counts a failed store call; says so on stderr at most once a second.
     pub fn failed(&self, error: &dyn std::fmt::Display) {
-        self.up.store(false, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -154,6 +159,8 @@ pub struct Fleet {
     ended: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
     health: Arc<StoreHealth>,
+    /// This worker's last store call failed (counted in `health.down_workers`).
+    down: Cell<bool>,
     me: Weak<Fleet>,
 }
 
@@ -177,6 +184,7 @@ impl Fleet {
             ended: Cell::new(0),
             wakers: RefCell::new(Vec::new()),
             health,
+            down: Cell::new(false),
             me: me.clone(),
         })
     }
@@ -186,7 +194,27 @@ impl Fleet {
     }
 
     fn failing(&self, now: Instant) -> bool {
-        !self.redis.is_up() || self.failing_until.get().is_some_and(|t| now < t)
+        if !self.redis.is_up() {
+            // The client found Redis gone (its breaker is open): this worker is down
+            // until a call succeeds again (the janitor probes once a second).
+            if !self.down.get() {
+                self.health.failed(&"the connection to Redis is down");
+            }
+            self.mark(false);
+            return true;
+        }
+        self.failing_until.get().is_some_and(|t| now < t)
+    }
+
+    /// Records this worker's view of the store for `ringway_traffic_store_up`.
+    fn mark(&self, up: bool) {
+        if self.down.replace(!up) == up {
+            if up {
+                self.health.down_workers.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                self.health.down_workers.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn on_failure(&self) -> FleetVerdict {
@@ -207,10 +235,19 @@ impl Fleet {
         redis_key: impl FnOnce() -> String,
     ) -> FleetVerdict {
         let now = Instant::now();
+        self.start_janitor();
         let mut leases = self.leases.borrow_mut();
         let by_key = leases.entry(policy).or_default();
         if let Some(l) = by_key.get_mut(key) {
-            l.kind = kind;
+            if l.kind != kind {
+                // The limit changed (a reload): what the old numbers granted or refused
+                // does not hold; ask Redis with the new ones (apache/apisix#8190 was a
+                // changed limit that did not apply).
+                l.kind = kind;
+                l.tokens = 0;
+                l.refused_until = None;
+                l.size = 1;
+            }
             let fresh = matches!(kind, Kind::Quota { .. }) || now < l.expires;
             if l.tokens > 0 && fresh {
                 l.tokens -= 1;
@@ -477,10 +514,11 @@ impl Fleet {
             Some(e) => {
                 self.failing_until.set(Some(now + FAILURE_HOLD));
                 self.health.failed(&e);
+                self.mark(false);
             }
             None => {
                 self.failing_until.set(None);
-                self.health.up.store(true, Ordering::Relaxed);
+                self.mark(true);
             }
         }
     }
@@ -495,6 +533,10 @@ impl Fleet {
                 monoio::time::sleep(JANITOR_EVERY).await;
                 let Some(f) = me.upgrade() else { return };
                 f.sweep(false).await;
+                if f.down.get() {
+                    let ping = f.redis.call(vec![Cmd::new("PING")]).await;
+                    f.mark(ping.is_ok());
+                }
             }
         });
     }

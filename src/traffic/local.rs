@@ -262,3 +262,134 @@ pub struct QuotaUsage {
 pub fn secret_index(plan: &UsagePlan, secret_id: &str) -> Option<usize> {
     plan.secret_ids.iter().position(|s| s == secret_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traffic::{Clock, Counters, Verdict};
+
+    /// 2026-12-07T19:20:00Z.
+    const NOW: u64 = 1_796_671_200;
+
+    fn config(plans: &str) -> Config {
+        let text = format!(
+            r#"
+[server]
+listen_http = ["127.0.0.1:0"]
+admin_listen = "off"
+[[services]]
+name = "s"
+[[services.apis]]
+name = "a"
+path = "/a"
+auth = "key_pair"
+[services.apis.backend]
+type = "mock"
+[[key_pairs]]
+secret_id = "AKIDone00"
+secret_key = "secret-key-one"
+services = ["s"]
+[[key_pairs]]
+secret_id = "AKIDtwo00"
+secret_key = "secret-key-two"
+services = ["s"]
+{plans}"#
+        );
+        match crate::config::load_str(&text, std::path::Path::new("t.toml")) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const PLANS: &str = r#"
+[[usage_plans]]
+name = "gold"
+max_requests = 10
+quota_period = "day"
+secret_ids = ["AKIDone00", "AKIDtwo00"]
+services = ["s"]
+[[usage_plans]]
+name = "fast"
+max_requests_per_second = 5
+secret_ids = ["AKIDone00"]
+services = ["s"]
+[[usage_plans]]
+name = "life"
+max_requests = 3
+secret_ids = ["AKIDtwo00"]
+services = ["s"]
+"#;
+
+    #[test]
+    fn usage_reads_every_bound_pair_without_binding() {
+        let cfg = config(PLANS);
+        let registry = Registry::default();
+        registry.restore(HashMap::from([(
+            ("life".to_string(), "AKIDtwo00".to_string()),
+            (0, 2),
+        )]));
+        let counters = Counters::local(registry.bind(&cfg));
+        let now = Clock { mono: 0, unix: NOW };
+        for _ in 0..4 {
+            assert!(matches!(
+                counters.take_plan_quota(0, 0, &cfg.usage_plans[0], &now),
+                Verdict::Admit(_)
+            ));
+        }
+        let day_end = Some(1_796_688_000); // 2026-12-08T00:00:00Z
+        let rows = registry.usage(&cfg, NOW);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|u| (u.plan, u.secret_id, u.quota))
+            .collect();
+        let q = |used, remaining, resets| {
+            Some(QuotaUsage {
+                used,
+                remaining,
+                resets,
+            })
+        };
+        assert_eq!(
+            got,
+            [
+                ("gold", "AKIDone00", q(4, 6, day_end)),
+                ("gold", "AKIDtwo00", q(0, 10, day_end)),
+                ("fast", "AKIDone00", None),
+                ("life", "AKIDtwo00", q(2, 1, None)),
+            ]
+        );
+        // The next day the daily count is back to zero; reading bound nothing.
+        assert_eq!(registry.usage(&cfg, NOW + 86_400)[0].quota.unwrap().used, 0);
+        assert_eq!(registry.quota_state("gold", "AKIDone00").unwrap().used, 4);
+        assert_eq!(registry.quota_state("nope", "AKIDone00"), None);
+    }
+
+    #[test]
+    fn added_counts_go_to_the_bound_counter_or_wait_for_a_binding() {
+        let cfg = config(PLANS);
+        let registry = Registry::default();
+        let day = NOW / 86_400 * 86_400;
+        registry.add_quota("gold", "AKIDone00", day, 3);
+        assert_eq!(
+            registry.quota_state("gold", "AKIDone00"),
+            Some(QuotaState {
+                start: day,
+                used: 3
+            })
+        );
+        let bound = registry.bind(&cfg);
+        registry.add_quota("gold", "AKIDone00", day, 2);
+        assert_eq!(lock(&bound.plans[0][0].quota).used, 5);
+        // An older period's count is ignored; a newer one replaces the count.
+        registry.add_quota("gold", "AKIDone00", day - 86_400, 7);
+        assert_eq!(lock(&bound.plans[0][0].quota).used, 5);
+        registry.add_quota("gold", "AKIDone00", day + 86_400, 1);
+        assert_eq!(
+            *lock(&bound.plans[0][0].quota),
+            QuotaState {
+                start: day + 86_400,
+                used: 1
+            }
+        );
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod openssl;
 pub mod pki;
+pub mod redis;
 pub mod tls_backend;
 pub mod ws;
 
@@ -1590,4 +1591,34 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
             .and_then(|rest| rest.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients from other loopback addresses
+
+impl Client {
+    /// [`Client::connect`] from `source` (any port): another client IP on the loopback
+    /// network (`127.0.0.2`, ...), for per-IP limits.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let connect = || -> io::Result<TcpStream> {
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                None,
+            )?;
+            s.bind(&SocketAddr::new(source, 0).into())?;
+            s.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+            Ok(s.into())
+        };
+        let stream = connect().unwrap_or_else(|e| panic!("connect to {addr} from {source}: {e}"));
+        stream
+            .set_write_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+            reset: false,
+        }
+    }
 }

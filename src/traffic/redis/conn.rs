@@ -1,7 +1,7 @@
 //! The pipelined client: one connection per [`Redis`] (per worker), shared by every task of
 //! the worker, with a circuit breaker in front.
 //!
-//! States of the client ([`State`]):
+//! States of the client (`State`):
 //! - `Idle`: never connected; the first call dials (in a spawned task) and queues its
 //!   commands behind the dial.
 //! - `Live(link)`: a connection, dialling or ready. A call encodes its commands into the
@@ -291,6 +291,10 @@ async fn reconnect(client: Weak<Inner>) {
 
 /// Connects (TCP_NODELAY), then `AUTH`, `SELECT` and `PING` in one write, all answered
 /// before `timeout`. Returns the stream and any bytes read past the `PING` reply.
+///
+/// A host name is resolved here with std's `ToSocketAddrs`, which blocks the worker while
+/// the system resolver answers (an IP address, or a name in /etc/hosts, does not wait). It
+/// happens only when a connection is made: first use, and reconnects.
 async fn dial(url: &RedisUrl, timeout: Duration) -> Result<(TcpStream, Vec<u8>), StoreError> {
     let deadline = Instant::now() + timeout;
     let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)

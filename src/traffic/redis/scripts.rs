@@ -66,7 +66,7 @@ if granted > 0 then
   tat = tat + granted * T
   local ttl_ms = math.ceil((tat - now) / 1000) + 1
   redis.call('SET', KEYS[1], num(tat), 'PX', num(ttl_ms))
-else
+elseif want > 0 then
   retry_us = math.max(tat + T - now - burst * T, 1)
 end
 return {math.floor(granted), math.floor(retry_us), math.floor(tat - now)}"#,
@@ -125,9 +125,9 @@ if granted > 0 then
   redis.call('HINCRBY', KEYS[1], num(current), num(granted))
   used = used + granted
   redis.call('PEXPIRE', KEYS[1], num(window_ms + slot_ms))
-elseif oldest ~= nil then
+elseif want > 0 and oldest ~= nil then
   retry_ms = math.max((oldest + 1) * slot_ms + window_ms - now_ms, 1)
-else
+elseif want > 0 then
   retry_ms = math.max(slot_ms, 1)
 end
 return {math.floor(granted), math.floor(retry_ms), math.floor(used)}"#,
@@ -180,7 +180,8 @@ pub struct RateTake {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateGrant {
     pub granted: u64,
-    /// 0 when granted; else microseconds until one token fits (at least 1).
+    /// 0 when granted (or nothing was wanted); else microseconds until one token fits (at
+    /// least 1).
     pub retry_after_us: u64,
     /// How far the TAT is ahead of now after the take, in microseconds.
     pub backlog_us: u64,
@@ -199,7 +200,8 @@ pub struct WindowTake {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WindowGrant {
     pub granted: u64,
-    /// 0 when granted; else milliseconds until the oldest counted slot stops counting.
+    /// 0 when granted (or nothing was wanted); else milliseconds until the oldest counted
+    /// slot stops counting (at least 1).
     pub retry_after_ms: u64,
     /// Admissions counted in the window after the take.
     pub used: u64,
