@@ -527,3 +527,49 @@ services = ["s"]
         );
     }
 }
+
+/// The worked example on the traffic control page is the fixture, word for word, and its
+/// API docs show the policies and stay valid OpenAPI.
+#[test]
+fn the_traffic_control_example_is_the_fixture() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("docs/user_guide/traffic_control.md")).unwrap();
+    let fixture = std::fs::read_to_string(root.join(TRAFFIC_FIXTURE)).unwrap();
+    let start = page
+        .find("\n```toml\n")
+        .expect("a TOML block on the traffic control page")
+        + "\n```toml\n".len();
+    let end = start + page[start..].find("```\n").unwrap();
+    assert_eq!(
+        &page[start..end],
+        fixture,
+        "the page's first TOML block is not {TRAFFIC_FIXTURE}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_string_lossy().into_owned();
+    let o = ringway(&["docs", "--config", TRAFFIC_FIXTURE, "--out", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = dir.path().join("openapi/billing.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let op = &doc["paths"]["/v1/invoices"]["post"];
+    assert_eq!(op["x-ringway-usage-plans"][1]["name"], "free");
+    assert_eq!(op["x-ringway-limits"][0]["key"], "caller");
+    assert_eq!(
+        op["responses"]["403"]["content"]["application/json"]["example"]["message"],
+        "Found no validate usage plan."
+    );
+    match Command::new("openapi-spec-validator").arg(&file).output() {
+        Ok(v) => assert!(
+            v.status.success(),
+            "openapi-spec-validator rejects {}:\n{}",
+            file.display(),
+            stdout(&v)
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("note: openapi-spec-validator is not installed; not validated");
+        }
+        Err(e) => panic!("cannot run openapi-spec-validator: {e}"),
+    }
+}

@@ -190,11 +190,31 @@ path = "/b/featured"
 name = "source"
 location = "query"
 value = "gw"
+# Traffic control elsewhere in the configuration costs the APIs above nothing; the limited
+# API itself (a service limit and a per-IP limit, on the local store) allocates nothing
+# once its client's counter is in the table.
+[[services]]
+name = "t"
+[[services.limits]]
+key = "service"
+requests = 1000000000
+per = "second"
+[[services.apis]]
+name = "limited"
+path = "=/limited"
+[[services.apis.limits]]
+key = "ip"
+requests = 1000000000
+per = "minute"
+[services.apis.backend]
+upstream = "u"
+path = "/b/limited"
 "#;
     let cfg = load_str(GATEWAY, Path::new("no_alloc.toml")).unwrap();
     let auth = AuthState::new(&cfg);
     let counters = ringway::traffic::Counters::standalone(&cfg);
-    let requests: [&[u8]; 3] = [
+    let requests: [&[u8]; 4] = [
+        b"GET /limited HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET /plain/42?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
         b"GET http://a/x/%2E%2e/pl%61in/./4%32 HTTP/1.1\r\nHost: b\r\n\r\n",
         b"GET /featured?limit=20&q=a%20b HTTP/1.1\r\nHost: a\r\nX-Tenant: 7\r\n\r\n",
@@ -250,9 +270,9 @@ value = "gw"
         }
         forwarded
     };
-    assert_eq!(run(false), 3, "warm-up: the three requests are forwarded");
+    assert_eq!(run(false), 4, "warm-up: the four requests are forwarded");
     COUNT.with(|c| c.set(0));
-    assert_eq!(run(true), 3);
+    assert_eq!(run(true), 4);
     assert_eq!(
         COUNT.with(Cell::get),
         0,

@@ -7,8 +7,8 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use support::redis::RedisServer;
@@ -57,7 +57,8 @@ auth = "key_pair"
 type = "mock"
 mock_body = "ok"
 "#,
-        server = server_section(2, "").replace("admin_listen = \"off\"", "admin_listen = \"127.0.0.1:0\""),
+        server = server_section(2, "")
+            .replace("admin_listen = \"off\"", "admin_listen = \"127.0.0.1:0\""),
     )
 }
 
@@ -138,9 +139,15 @@ fn three_gateways_share_one_rate() {
     // One fleet-wide GCRA: the burst of 40, then 40 a second.
     let expected = 40.0 + 40.0 * elapsed;
     let ratio = ok as f64 / expected;
-    eprintln!("admitted {ok} of {} in {elapsed:.2} s: {ratio:.3}× the limit", ok + limited);
+    eprintln!(
+        "admitted {ok} of {} in {elapsed:.2} s: {ratio:.3}× the limit",
+        ok + limited
+    );
     assert_eq!(other, 0);
-    assert!(limited > ok, "the load was not over the limit: {limited} refused");
+    assert!(
+        limited > ok,
+        "the load was not over the limit: {limited} refused"
+    );
     assert!(
         (0.93..=1.05).contains(&ratio),
         "{ok} admitted, {expected:.0} expected"
@@ -150,14 +157,22 @@ fn three_gateways_share_one_rate() {
 #[test]
 fn three_gateways_never_exceed_one_quota_and_give_back_what_they_hold() {
     let redis = RedisServer::start();
-    let toml = config(&redis.url(), "", "", "max_requests = 150\nquota_period = \"day\"");
+    let toml = config(
+        &redis.url(),
+        "",
+        "",
+        "max_requests = 150\nquota_period = \"day\"",
+    );
     let mut gws: Vec<Gateway> = (0..3).map(|_| Gateway::start(&toml)).collect();
     let addrs: Vec<SocketAddr> = gws.iter().map(Gateway::addr).collect();
     let req = signed();
     let (ok, limited, other, _) = hammer(&addrs, &req, 3, Duration::from_secs(2));
     assert_eq!(other, 0, "every answer is 200 or 429");
     assert!(ok <= 150, "{ok} admitted past a quota of 150");
-    assert!(ok >= 140, "only {ok} of a quota of 150 admitted: reservations stranded");
+    assert!(
+        ok >= 140,
+        "only {ok} of a quota of 150 admitted: reservations stranded"
+    );
     assert!(limited > 0);
     let r = status(&gws[0], &req);
     assert_eq!(r.status, 429);
@@ -165,13 +180,20 @@ fn three_gateways_never_exceed_one_quota_and_give_back_what_they_hold() {
         json_message(&r.body).as_deref(),
         Some("API quota exceeded.")
     );
-    assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().unwrap() >= 1));
+    assert!(
+        r.header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().unwrap() >= 1)
+    );
     // Stopped gateways give their unspent blocks back: Redis holds what was admitted.
     for gw in &mut gws {
         assert!(gw.terminate().success());
     }
     let keys = redis.cli(&["--raw", "keys", "ringway:q:*"]);
-    let key = keys.lines().next().expect("a quota key in Redis").to_string();
+    let key = keys
+        .lines()
+        .next()
+        .expect("a quota key in Redis")
+        .to_string();
     let used: u64 = redis.cli(&["--raw", "get", &key]).trim().parse().unwrap();
     assert_eq!(used, ok, "Redis counts {used}, the gateways admitted {ok}");
     // The key expires with its period (a day, plus a day): a TTL in milliseconds, not
@@ -211,7 +233,12 @@ fn sequential(gw: &Gateway, req: &[u8], n: usize) -> (u64, u64, u64, Duration) {
 fn store_down(mode: &str) -> ((u64, u64, u64, Duration), Gateway, RedisServer) {
     let mut redis = RedisServer::start();
     let traffic = format!("on_store_failure = \"{mode}\"\nredis_timeout_ms = 50");
-    let gw = Gateway::start(&config(&redis.url(), &traffic, &limit("ip", 5, "minute"), ""));
+    let gw = Gateway::start(&config(
+        &redis.url(),
+        &traffic,
+        &limit("ip", 5, "minute"),
+        "",
+    ));
     // Fleet counting works: 2 requests counted in Redis.
     assert_eq!(sequential(&gw, &get("/open"), 2).0, 2);
     redis.kill();
@@ -234,17 +261,26 @@ fn redis_down_local_mode_keeps_enforcing_on_this_instance() {
     let deadline = Instant::now() + Duration::from_secs(3);
     let resumed = loop {
         let r = status(&gw, &get("/open"));
-        if redis.cli(&["--raw", "keys", "ringway:l:*"]).contains("ringway:l:") {
+        if redis
+            .cli(&["--raw", "keys", "ringway:l:*"])
+            .contains("ringway:l:")
+        {
             break Instant::now();
         }
-        assert!(Instant::now() < deadline, "no key in Redis after restart: {r:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no key in Redis after restart: {r:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(resumed < deadline);
     // Every worker that saw Redis gone probes it once a second.
     let deadline = Instant::now() + Duration::from_secs(3);
     while metric(&gw, "ringway_traffic_store_up") != Some(1.0) {
-        assert!(Instant::now() < deadline, "store still down after Redis came back");
+        assert!(
+            Instant::now() < deadline,
+            "store still down after Redis came back"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -261,7 +297,12 @@ fn redis_down_allow_mode_admits_and_deny_mode_refuses() {
 fn a_paused_redis_never_holds_a_request_past_the_timeout() {
     let redis = RedisServer::start();
     let traffic = "redis_timeout_ms = 50";
-    let gw = Gateway::start(&config(&redis.url(), traffic, &limit("ip", 1000, "second"), ""));
+    let gw = Gateway::start(&config(
+        &redis.url(),
+        traffic,
+        &limit("ip", 1000, "second"),
+        "",
+    ));
     assert_eq!(sequential(&gw, &get("/open"), 3).0, 3);
     // A Redis that takes connections and never answers (SIGSTOP).
     redis.pause();

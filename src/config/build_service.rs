@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::build::{Ctx, host_patterns, key};
+use super::build_traffic::{LimitsAt, build_limits};
 use super::file::*;
 use super::model::*;
 use crate::gateway::ip_control::IpNet;
-use super::build_traffic::{LimitsAt, build_limits};
 use crate::router::{BackendPath, MethodSet, PathPattern};
 
 /// Longest API name (SPEC §1).

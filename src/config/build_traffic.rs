@@ -199,7 +199,10 @@ pub(super) fn build_plans(
         for (j, s) in names.into_iter().flatten().enumerate() {
             match services.iter().position(|svc| svc.name == *s) {
                 Some(idx) if bound.contains(&idx) => {
-                    cx.err(format!("{k}.services[{j}]"), format!("\"{s}\" is listed twice"));
+                    cx.err(
+                        format!("{k}.services[{j}]"),
+                        format!("\"{s}\" is listed twice"),
+                    );
                 }
                 Some(idx) => bound.push(idx),
                 None => cx.err(

@@ -12,8 +12,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use crate::gateway::ip_control::{IpControl, IpMode};
 pub use crate::http::limits::Limits;
-pub use crate::traffic::policy::{Limit, LimitKey, OnStoreFailure, Per, StoreKind, Traffic, UsagePlan};
 use crate::router::{BackendPath, HostPattern, MethodSet, PathPattern, RouteTable};
+pub use crate::traffic::policy::{
+    Limit, LimitKey, OnStoreFailure, Per, StoreKind, Traffic, UsagePlan,
+};
 
 pub struct Config {
     /// The file this was loaded from.

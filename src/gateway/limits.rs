@@ -15,15 +15,15 @@ use crate::config::{Api, Config, LimitKey};
 use crate::error::{ErrorKind, GatewayError};
 use crate::traffic::algo::Admitted;
 use crate::traffic::{
-    Clock, PolicyKind, Counters, KeyRef, Nearest, Pass, RateInfo, TOTAL_QUOTA_RETRY_AFTER, Taken, Ticket, Verdict,
-    ceil_secs,
+    Clock, Counters, KeyRef, Nearest, Pass, PolicyKind, RateInfo, TOTAL_QUOTA_RETRY_AFTER, Taken,
+    Ticket, Verdict, ceil_secs,
 };
 
 /// Why a traffic stage stopped a request.
 #[derive(Debug)]
 pub enum Stop<'c> {
     /// Answer this error (with the refusing policy's headers for a 429).
-    Refuse(GatewayError, Option<RateInfo<'c>>),
+    Refuse(Box<(GatewayError, Option<RateInfo<'c>>)>),
     /// The store must answer first; every take of this pass was given back.
     Pending,
 }
@@ -62,7 +62,10 @@ pub(super) fn judge<'c, 'r>(
                 policy: nearest(admitted),
                 retry_after,
             };
-            Err(Stop::Refuse(GatewayError::new(over), Some(info)))
+            Err(Stop::Refuse(Box::new((
+                GatewayError::new(over),
+                Some(info),
+            ))))
         }
         Verdict::Pending => {
             pass.undo(cx.cfg, cx.counters, cx.now);
@@ -70,10 +73,10 @@ pub(super) fn judge<'c, 'r>(
         }
         Verdict::Unavailable => {
             pass.undo(cx.cfg, cx.counters, cx.now);
-            Err(Stop::Refuse(
+            Err(Stop::Refuse(Box::new((
                 GatewayError::new(ErrorKind::StoreUnavailable),
                 None,
-            ))
+            ))))
         }
     }
 }
@@ -119,3 +122,6 @@ pub fn check<'c, 'r>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -47,8 +47,8 @@ use crate::config::{Api, BackendTarget, Config, FrontendType, Service};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::head::RequestHead;
 use crate::router::target::{normalize_path, parse_target};
-use auth::{AuthState, Permit};
 use crate::traffic::{Counters, Pass, RateInfo};
+use auth::{AuthState, Permit};
 use limits::{Cx, Stop};
 use params::{ParamInput, ParamValues};
 
@@ -254,7 +254,8 @@ pub fn decide<'c>(
                     retry_after: None,
                 })
             }
-            Err(Stop::Refuse(e, info)) => {
+            Err(Stop::Refuse(refusal)) => {
+                let (e, info) = *refusal;
                 return Decision {
                     matched,
                     action: Action::Local(Local::Error(e)),

@@ -53,8 +53,10 @@ pub fn check<'c, 'r>(
     }
     if !bound {
         pass.undo(cx.cfg, cx.counters, cx.now);
-        return Err(Stop::Refuse(GatewayError::new(ErrorKind::NoUsagePlan), None));
+        return Err(Stop::Refuse(Box::new((
+            GatewayError::new(ErrorKind::NoUsagePlan),
+            None,
+        ))));
     }
     Ok(())
 }
-

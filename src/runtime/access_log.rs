@@ -413,7 +413,7 @@ mod tests {
                 upstream: None,
                 bytes: (0, 0),
                 tunnel: None,
-            refused_by: None,
+                refused_by: None,
                 elapsed: Duration::ZERO,
             },
         );

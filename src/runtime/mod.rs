@@ -30,12 +30,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::gateway::auth::AuthState;
 use crate::gateway::params::ParamValues;
+use crate::http::reply::RequestIds;
 use crate::traffic::Counters;
 use crate::traffic::fleet::{Fleet, StoreHealth};
 use crate::traffic::policy::StoreKind;
 use crate::traffic::redis::Redis;
 use crate::traffic::redis::url::RedisUrl;
-use crate::http::reply::RequestIds;
 use access_log::{Log, Logger};
 use drain::Drain;
 use metrics::{Slots, WorkerMetrics};
@@ -162,7 +162,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(config: Arc<Config>, metrics: &WorkerMetrics, shared: &Shared, fleet: Option<Rc<Fleet>>) -> Snapshot {
+    fn new(
+        config: Arc<Config>,
+        metrics: &WorkerMetrics,
+        shared: &Shared,
+        fleet: Option<Rc<Fleet>>,
+    ) -> Snapshot {
         let pools = config
             .upstreams
             .iter()

@@ -37,17 +37,17 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::rc::{Rc, Weak};
-use std::task::{Poll, Waker};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::Verdict;
 use super::algo::{Admitted, Refused, SLOTS};
 use super::policy::OnStoreFailure;
 use super::redis::Redis;
-use super::redis::wire::Cmd;
 use super::redis::scripts::{QuotaTake, RateTake, WindowTake};
+use super::redis::wire::Cmd;
 
 /// How long granted rate or window tokens may be spent.
 pub const RATE_LEASE_TTL: Duration = Duration::from_millis(200);
@@ -80,7 +80,9 @@ impl StoreHealth {
         let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         r.1 += 1;
-        if r.0.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        if r.0
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
             eprintln!(
                 "ringway: traffic store: {} failed call(s) since the last report; last: {error}",
                 r.1
@@ -144,13 +146,16 @@ struct Need {
     want: u64,
 }
 
+/// Leases by policy, then by key bytes.
+type Leases = HashMap<usize, HashMap<Box<[u8]>, Lease>>;
+
 /// Leases of one worker (see the module docs).
 pub struct Fleet {
     redis: Redis,
     pub on_failure: OnStoreFailure,
     /// By policy (the address of its counters in the process registry, stable across
     /// reloads), then by key bytes.
-    leases: RefCell<HashMap<usize, HashMap<Box<[u8]>, Lease>>>,
+    leases: RefCell<Leases>,
     needs: RefCell<Vec<Need>>,
     failing_until: Cell<Option<Instant>>,
     janitor: Cell<bool>,

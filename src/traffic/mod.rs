@@ -229,7 +229,13 @@ impl Counters {
         })
     }
 
-    pub fn take_plan_rate(&self, plan: usize, secret: usize, p: &UsagePlan, now: &Clock) -> Verdict {
+    pub fn take_plan_rate(
+        &self,
+        plan: usize,
+        secret: usize,
+        p: &UsagePlan,
+        now: &Clock,
+    ) -> Verdict {
         let Some(g) = p.gcra() else {
             return Verdict::Uncounted;
         };
@@ -250,7 +256,13 @@ impl Counters {
         verdict(g.take(&mut lock(&cell.tat), now.mono))
     }
 
-    pub fn take_plan_quota(&self, plan: usize, secret: usize, p: &UsagePlan, now: &Clock) -> Verdict {
+    pub fn take_plan_quota(
+        &self,
+        plan: usize,
+        secret: usize,
+        p: &UsagePlan,
+        now: &Clock,
+    ) -> Verdict {
         let Some(q) = p.quota_rule() else {
             return Verdict::Uncounted;
         };
@@ -375,17 +387,24 @@ pub struct Nearest<'c> {
     pub admitted: Admitted,
 }
 
+/// Takes a pass holds without allocating; more go to a vector.
+const INLINE_TICKETS: usize = 8;
+
 /// One request's takes and the nearest policy (see the module docs).
 #[derive(Default)]
 pub struct Pass<'c, 'r> {
-    pub taken: Vec<Ticket<'r>>,
+    inline: [Option<Ticket<'r>>; INLINE_TICKETS],
+    more: Vec<Ticket<'r>>,
     pub nearest: Option<Nearest<'c>>,
 }
 
 impl<'c, 'r> Pass<'c, 'r> {
     /// Records an admitted take; keeps the policy with the fewest requests left.
     pub fn admitted(&mut self, ticket: Ticket<'r>, n: Nearest<'c>) {
-        self.taken.push(ticket);
+        match self.inline.iter_mut().find(|t| t.is_none()) {
+            Some(slot) => *slot = Some(ticket),
+            None => self.more.push(ticket),
+        }
         if self
             .nearest
             .is_none_or(|o| n.admitted.remaining < o.admitted.remaining)
@@ -396,7 +415,10 @@ impl<'c, 'r> Pass<'c, 'r> {
 
     /// Gives every take back (the request was refused).
     pub fn undo(&mut self, cfg: &crate::config::Config, counters: &Counters, now: &Clock) {
-        for t in self.taken.drain(..) {
+        for t in self.inline.iter_mut().filter_map(Option::take) {
+            counters.give_back(cfg, &t, now);
+        }
+        for t in self.more.drain(..) {
             counters.give_back(cfg, &t, now);
         }
     }

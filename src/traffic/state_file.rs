@@ -56,7 +56,7 @@ pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 pub const PREDECESSOR_WAIT: Duration = Duration::from_secs(5);
 
 /// One (plan, secret_id)'s quota count.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavedQuota {
     pub plan: String,
     pub secret_id: String,
@@ -299,7 +299,7 @@ pub fn collect(
             (q.used > 0 && !q.ended(unix)).then_some(q)
         })
         .collect();
-    out.sort();
+    out.sort_by(|a, b| (&a.plan, &a.secret_id).cmp(&(&b.plan, &b.secret_id)));
     out
 }
 

@@ -12,7 +12,7 @@
 //! its limit, and only when the table is full of active keys.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 pub const SHARDS: usize = 16;
@@ -71,9 +71,7 @@ impl<S: Default> Table<S> {
         at_rest: impl Fn(&S) -> bool,
         f: impl FnOnce(&mut S) -> R,
     ) -> R {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
         let mut g = shard.lock().unwrap_or_else(|p| p.into_inner());
         let sh = &mut *g;
         if let Some(&i) = sh.index.get(key) {
@@ -102,9 +100,7 @@ impl<S: Default> Table<S> {
 
     /// Runs `f` on `key`'s state if the table has it.
     pub fn peek<R>(&self, key: &[u8], f: impl FnOnce(&S) -> R) -> Option<R> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
         let g = shard.lock().unwrap_or_else(|p| p.into_inner());
         g.index.get(key).map(|&i| f(&g.slots[i].state))
     }
@@ -175,7 +171,11 @@ mod tests {
         }
         assert!(t.len() <= t.capacity());
         for a in 0..8u32 {
-            assert_eq!(t.peek(&a.to_be_bytes(), |s| *s), Some(1), "active key {a} lost");
+            assert_eq!(
+                t.peek(&a.to_be_bytes(), |s| *s),
+                Some(1),
+                "active key {a} lost"
+            );
         }
     }
 

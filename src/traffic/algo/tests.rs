@@ -143,7 +143,10 @@ fn quota_counts_per_period_and_resets() {
     };
     let mut s = QuotaState::default();
     assert!(total.take(&mut s, t).is_ok());
-    assert_eq!(total.take(&mut s, t + 10 * 86_400).unwrap_err().retry_ns, None);
+    assert_eq!(
+        total.take(&mut s, t + 10 * 86_400).unwrap_err().retry_ns,
+        None
+    );
     total.give_back(&mut s, 0);
     assert!(total.take(&mut s, t).is_ok());
 }

@@ -12,12 +12,16 @@ use std::time::{Duration, Instant};
 use super::scripts::RATE_TAKE;
 use super::*;
 
-/// The client timeout of most tests.
-const T: Duration = Duration::from_millis(500);
+/// The client timeout of the tests that do not test timeouts (generous: a loaded test
+/// machine must not make them fail).
+const T: Duration = Duration::from_secs(2);
+
+/// How late a timeout may come back on a loaded test machine.
+const SLACK: Duration = Duration::from_millis(150);
 
 /// The most a call answered without the network may take on a busy test machine (such a
 /// call typically takes a few microseconds; a wait on the network would take a timeout).
-const AT_ONCE: Duration = Duration::from_millis(5);
+const AT_ONCE: Duration = Duration::from_millis(20);
 
 /// A `redis-server` of this test, killed on drop.
 struct Server {
@@ -108,6 +112,13 @@ impl Server {
         let out = cmd.args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// The key's time to live in milliseconds (-2: no such key, -1: no expiry).
+fn pttl(server: &Server, key: &str) -> i64 {
+    let out = server.cli(&["PTTL", key]);
+    out.parse()
+        .unwrap_or_else(|_| panic!("PTTL {key}: {out:?}"))
 }
 
 impl Drop for Server {
@@ -248,7 +259,9 @@ fn gcra_bursts_refuses_and_refills() {
             burst: 5,
             want,
         };
+        let burst_sent = Instant::now();
         let grants = redis.rate_take(&vec![take("rate:a", 1); 6]).await.unwrap();
+        let burst_answered = Instant::now();
         let granted: Vec<u64> = grants.iter().map(|g| g.granted).collect();
         assert_eq!(granted, [1, 1, 1, 1, 1, 0]);
         assert!(grants[..5].iter().all(|g| g.retry_after_us == 0));
@@ -261,25 +274,41 @@ fn gcra_bursts_refuses_and_refills() {
             (450_000..=500_000).contains(&grants[4].backlog_us),
             "{grants:?}"
         );
-        // The key's time to live is the backlog in milliseconds, not seconds or µs.
-        let pttl: u64 = server.cli(&["PTTL", "rate:a"]).parse().unwrap();
-        assert!((400..=502).contains(&pttl), "PTTL {pttl}");
+        // The key's time to live is the backlog (500 ms) in milliseconds, not in seconds or
+        // microseconds: at most 502 ms, and gone only once that much has passed.
+        let ttl = pttl(&server, "rate:a");
+        let since = burst_sent.elapsed().as_millis() as i64;
+        assert!(
+            ttl <= 502 && (ttl > 0 || since >= 450),
+            "PTTL {ttl} after {since} ms"
+        );
+        assert!(ttl < 0 || ttl + since >= 450, "PTTL {ttl} after {since} ms");
 
         // A take of more than the burst on a fresh key gets the burst.
         let g = redis.rate_take(&[take("rate:b", 10)]).await.unwrap();
         assert_eq!(g[0].granted, 5);
 
+        // One token back per 100 ms since the burst (as Redis's clock counts them: between
+        // what the gateway saw before and after).
         monoio::time::sleep(Duration::from_millis(250)).await;
+        let sent = Instant::now();
         let g = redis.rate_take(&[take("rate:a", 5)]).await.unwrap()[0];
-        assert!((2..=3).contains(&g.granted), "after 250 ms: {g:?}");
+        let least = (sent - burst_answered).as_millis() as u64 / 100;
+        let most = (burst_sent.elapsed().as_millis() as u64 / 100).min(5);
+        assert!(
+            (least..=most).contains(&g.granted),
+            "{least}..={most}: {g:?}"
+        );
+        // Three tokens given back move the TAT back 300 ms (less the time in between).
         let before = g.backlog_us;
         let after = redis.rate_give_back("rate:a", 100_000, 3).await.unwrap();
+        let between = sent.elapsed().as_micros() as u64;
         assert!(
-            before - after >= 299_000 && before - after <= 310_000,
-            "{before} {after}"
+            before >= after + 300_000 && before <= after + 300_000 + between,
+            "backlog {before} µs, then {after} µs"
         );
         let g = redis.rate_take(&[take("rate:a", 5)]).await.unwrap()[0];
-        assert!((3..=4).contains(&g.granted), "after giving 3 back: {g:?}");
+        assert!(g.granted >= 3, "after giving 3 back: {g:?}");
         // Giving back more than was taken leaves the key at rest.
         assert_eq!(redis.rate_give_back("rate:a", 100_000, 100).await, Ok(0));
         assert_eq!(server.cli(&["EXISTS", "rate:a"]), "0");
@@ -298,6 +327,7 @@ fn window_never_admits_more_than_its_limit() {
         let mut admitted: Vec<Vec<(Instant, Instant)>> = vec![Vec::new(); keys.len()];
         let start = Instant::now();
         let mut wants = [1u64, 2, 3].into_iter().cycle();
+        let mut ttl_checked = false;
         while start.elapsed() < Duration::from_millis(2600) {
             let want = wants.next().unwrap_or(1);
             let takes: Vec<WindowTake> = keys
@@ -324,10 +354,19 @@ fn window_never_admits_more_than_its_limit() {
                 let n = g.granted as usize;
                 admitted[i].extend(std::iter::repeat_n((sent, answered), n));
             }
+            if !ttl_checked && grants[0].granted > 0 {
+                // window + slot = 1100 ms, in milliseconds.
+                let ttl = pttl(&server, "win:a");
+                let since = sent.elapsed().as_millis() as i64;
+                assert!(
+                    ttl <= 1100 && ttl + since >= 1050,
+                    "PTTL {ttl} after {since} ms"
+                );
+                ttl_checked = true;
+            }
             monoio::time::sleep(Duration::from_millis(3)).await;
         }
-        let pttl: u64 = server.cli(&["PTTL", "win:a"]).parse().unwrap();
-        assert!(pttl <= 1100, "PTTL {pttl}");
+        assert!(ttl_checked);
         admitted
     });
     // Admissions surely less than a window apart (the later one answered before a window
@@ -399,8 +438,8 @@ fn quota_is_never_exceeded_by_racing_clients() {
     let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(total, max, "granted across the fleet");
     assert_eq!(server.cli(&["GET", "quota:q"]), "1000");
-    let pttl: u64 = server.cli(&["PTTL", "quota:q"]).parse().unwrap();
-    assert!((50_000..=60_000).contains(&pttl), "PTTL {pttl}");
+    let ttl = pttl(&server, "quota:q");
+    assert!((1..=60_000).contains(&ttl), "PTTL {ttl}");
 
     block_on(async {
         let redis = Redis::new(server.url(), T);
@@ -423,7 +462,7 @@ fn quota_is_never_exceeded_by_racing_clients() {
         let got: Vec<(u64, u64)> = g.iter().map(|g| (g.granted, g.used)).collect();
         assert_eq!(got, [(3, 3), (2, 5), (1, 6)]);
     });
-    assert_eq!(server.cli(&["PTTL", "quota:r"]), "-1");
+    assert_eq!(pttl(&server, "quota:r"), -1);
 }
 
 #[test]
@@ -458,14 +497,16 @@ fn a_late_reply_is_dropped_and_the_order_kept() {
     on_each_driver(|| {
         let url = server.url();
         async move {
-            let redis = Redis::new(url, Duration::from_millis(300));
+            let redis = Redis::new(url, Duration::from_millis(500));
             assert_eq!(redis.call(ping()).await, Ok(pong()));
+            // The script keeps Redis busy for 800 ms: its caller gives up at 500 ms; a call
+            // sent at 600 ms is answered at 800 ms, right after the script's late reply.
             let slow = redis.clone();
             let stuck =
                 monoio::spawn(
-                    async move { slow.call(vec![cmd("EVAL", &[busy, "0", "400"])]).await },
+                    async move { slow.call(vec![cmd("EVAL", &[busy, "0", "800"])]).await },
                 );
-            monoio::time::sleep(Duration::from_millis(350)).await;
+            monoio::time::sleep(Duration::from_millis(600)).await;
             let after = redis.call(vec![cmd("ECHO", &["mine"])]).await;
             assert_eq!(after, Ok(vec![Reply::Bulk(Some(b"mine".to_vec()))]));
             assert_eq!(stuck.await, Err(StoreError::Timeout));
@@ -524,10 +565,7 @@ fn a_server_that_never_answers_costs_one_timeout_then_nothing() {
         let t = Instant::now();
         assert_eq!(redis.call(ping()).await, Err(StoreError::Timeout));
         let took = t.elapsed();
-        assert!(
-            took >= timeout && took < timeout + Duration::from_millis(100),
-            "{took:?}"
-        );
+        assert!(took >= timeout && took < timeout + SLACK, "{took:?}");
         assert!(!redis.is_up());
         // While the breaker is open (and the reconnect loop keeps dialling the dead server),
         // every call returns at once.
@@ -542,7 +580,7 @@ fn a_server_that_never_answers_costs_one_timeout_then_nothing() {
             monoio::time::sleep(Duration::from_millis(5)).await;
         }
         let mean = total / calls;
-        assert!(mean < Duration::from_micros(100), "mean {mean:?}");
+        assert!(mean < Duration::from_micros(500), "mean {mean:?}");
         assert!(slowest < AT_ONCE, "slowest call {slowest:?}");
         assert!(!redis.is_up());
         assert_eq!(redis.failures(), 1 + u64::from(calls));
@@ -561,7 +599,7 @@ fn a_stalled_server_opens_the_breaker_after_three_timeouts() {
             assert!(redis.is_up(), "before timeout {i}");
             let t = Instant::now();
             assert_eq!(redis.call(ping()).await, Err(StoreError::Timeout));
-            assert!(t.elapsed() < timeout + Duration::from_millis(100));
+            assert!(t.elapsed() < timeout + SLACK, "{:?}", t.elapsed());
         }
         assert!(!redis.is_up());
         let t = Instant::now();

@@ -151,7 +151,10 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, String> {
         let line = &buf[at + 1..eol];
         at = eol + 2;
         match kind {
-            b'+' | b'-' => {}
+            b'+' => {}
+            b'-' => {
+                std::str::from_utf8(line).map_err(|_| "error reply not in UTF-8".to_string())?;
+            }
             b':' => {
                 parse_int(line)?;
             }
@@ -273,8 +276,9 @@ mod tests {
     #[test]
     fn refuses_garbage_and_oversized_replies() {
         let deep = "*1\r\n".repeat(MAX_DEPTH + 1) + ":1\r\n";
-        let bad: [&[u8]; 7] = [
+        let bad: [&[u8]; 8] = [
             b"!x\r\n",
+            b"-ERR \xff\r\n",
             b":x\r\n",
             b"$abc\r\n",
             b"$3\r\nabcd\r\n",
