@@ -147,7 +147,30 @@ struct Need {
 }
 
 /// Leases by policy, then by key bytes.
-type Leases = HashMap<usize, HashMap<Box<[u8]>, Lease>>;
+type Leases = HashMap<usize, PolicyLeases>;
+
+/// What keeps a policy's address from being reused while the fleet knows it by that
+/// address: a weak reference to its counters in the process registry (the allocation
+/// stays until the last weak reference goes). A policy a reload removed has no strong
+/// reference left; the janitor then returns its tokens and forgets it.
+pub enum Owner {
+    Limit(std::sync::Weak<super::local::Cells>),
+    Plan(std::sync::Weak<super::local::PlanCell>),
+}
+
+impl Owner {
+    fn alive(&self) -> bool {
+        match self {
+            Owner::Limit(w) => w.strong_count() > 0,
+            Owner::Plan(w) => w.strong_count() > 0,
+        }
+    }
+}
+
+struct PolicyLeases {
+    owner: Owner,
+    by_key: HashMap<Box<[u8]>, Lease>,
+}
 
 /// Leases of one worker (see the module docs).
 pub struct Fleet {
@@ -234,7 +257,7 @@ impl Fleet {
     /// key in Redis, only called when a lease is made.
     pub fn take(
         &self,
-        policy: usize,
+        (policy, owner): (usize, impl FnOnce() -> Owner),
         key: &[u8],
         kind: Kind,
         redis_key: impl FnOnce() -> String,
@@ -242,7 +265,13 @@ impl Fleet {
         let now = Instant::now();
         self.start_janitor();
         let mut leases = self.leases.borrow_mut();
-        let by_key = leases.entry(policy).or_default();
+        let by_key = &mut leases
+            .entry(policy)
+            .or_insert_with(|| PolicyLeases {
+                owner: owner(),
+                by_key: HashMap::new(),
+            })
+            .by_key;
         if let Some(l) = by_key.get_mut(key) {
             if l.kind != kind {
                 // The limit changed (a reload): what the old numbers granted or refused
@@ -334,7 +363,7 @@ impl Fleet {
     /// Gives one token back to its lease (a later policy refused the request).
     pub fn give_back(&self, policy: usize, key: &[u8]) {
         let mut leases = self.leases.borrow_mut();
-        if let Some(l) = leases.get_mut(&policy).and_then(|m| m.get_mut(key)) {
+        if let Some(l) = leases.get_mut(&policy).and_then(|m| m.by_key.get_mut(key)) {
             l.tokens += 1;
             l.hint.remaining += 1;
         }
@@ -374,7 +403,10 @@ impl Fleet {
             // Ask for every request waiting on a lease.
             let mut leases = self.leases.borrow_mut();
             for n in &mut needs {
-                if let Some(l) = leases.get_mut(&n.policy).and_then(|m| m.get_mut(&n.key)) {
+                if let Some(l) = leases
+                    .get_mut(&n.policy)
+                    .and_then(|m| m.by_key.get_mut(&n.key))
+                {
                     n.want = n.want.max(l.waiting);
                     l.waiting = 0;
                 }
@@ -475,7 +507,10 @@ impl Fleet {
         let now = Instant::now();
         let mut leases = self.leases.borrow_mut();
         for (n, g) in needs.iter().zip(grants) {
-            let Some(l) = leases.get_mut(&n.policy).and_then(|m| m.get_mut(&n.key)) else {
+            let Some(l) = leases
+                .get_mut(&n.policy)
+                .and_then(|m| m.by_key.get_mut(&n.key))
+            else {
                 continue;
             };
             l.asked = false;
@@ -554,8 +589,9 @@ impl Fleet {
         let mut rate_back = Vec::new();
         {
             let mut leases = self.leases.borrow_mut();
-            for by_key in leases.values_mut() {
-                by_key.retain(|_, l| {
+            for p in leases.values_mut() {
+                let all = all || !p.owner.alive();
+                p.by_key.retain(|_, l| {
                     let idle = now.saturating_duration_since(l.last_used);
                     match l.kind {
                         Kind::Quota { .. } if l.tokens > 0 && (all || idle >= QUOTA_IDLE) => {
@@ -575,6 +611,8 @@ impl Fleet {
                     l.asked || l.tokens > 0 || idle < Duration::from_secs(60)
                 });
             }
+            // Policies a reload removed, once their tokens are on their way back.
+            leases.retain(|_, p| p.owner.alive() || !p.by_key.is_empty());
         }
         for (key, n) in quota_back {
             if self.redis.quota_release(&key, n).await.is_err() {

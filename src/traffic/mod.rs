@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use algo::{Admitted, NANOS_PER_SEC, Refused};
-use fleet::{Fleet, FleetVerdict, Kind};
+use fleet::{Fleet, FleetVerdict, Kind, Owner};
 use local::{Bound, Cell, Cells, lock};
 use policy::{Limit, Rate, UsagePlan};
 
@@ -183,7 +183,10 @@ impl Counters {
     pub fn take_limit(&self, index: usize, limit: &Limit, key: KeyRef<'_>, now: &Clock) -> Verdict {
         let rate = limit.rate();
         if let Some(f) = &self.fleet {
-            let policy = Arc::as_ptr(&self.bound.limits[index]) as usize;
+            let cells = &self.bound.limits[index];
+            let policy = (Arc::as_ptr(cells) as usize, || {
+                Owner::Limit(Arc::downgrade(cells))
+            });
             let kind = match rate {
                 Rate::Gcra(g) => Kind::Rate {
                     emission_ns: g.emission_ns,
@@ -245,7 +248,9 @@ impl Counters {
                 emission_ns: g.emission_ns,
                 burst: g.burst,
             };
-            let policy = Arc::as_ptr(cell) as usize;
+            let policy = (Arc::as_ptr(cell) as usize, || {
+                Owner::Plan(Arc::downgrade(cell))
+            });
             let v = f.take(policy, &[], kind, || {
                 format!("ringway:r:{}:{}", p.name, p.secret_ids[secret])
             });
@@ -277,11 +282,12 @@ impl Counters {
             };
             // The quota's policy is its plan cell's address plus one (a rate's is the
             // address itself); the key is the period.
-            let policy = Arc::as_ptr(cell) as usize + 1;
+            let policy = (Arc::as_ptr(cell) as usize + 1, || {
+                Owner::Plan(Arc::downgrade(cell))
+            });
             let start = q.period_start(now.unix).to_be_bytes();
             let v = f.take(policy, &start, kind, || {
-                let period = p.period.label(now.unix);
-                format!("ringway:q:{}:{}:{period}", p.name, p.secret_ids[secret])
+                quota_key(p, &p.secret_ids[secret], now.unix)
             });
             if let FleetVerdict::Done(v) = v {
                 return v;
@@ -353,6 +359,12 @@ fn at_rest(rate: Rate, cell: &Cell, now: &Clock) -> bool {
         (Rate::Window(w), Cell::Window(s)) => w.at_rest(s, now.mono),
         (Rate::Gcra(_), Cell::Window(_)) => true,
     }
+}
+
+/// The Redis key of a plan's quota for `secret_id` in the period `unix` falls in.
+pub fn quota_key(plan: &UsagePlan, secret_id: &str, unix: u64) -> String {
+    let period = plan.period.label(unix);
+    format!("ringway:q:{}:{secret_id}:{period}", plan.name)
 }
 
 fn hex(k: &[u8]) -> String {

@@ -21,6 +21,7 @@
 //!   tasks).
 //! - [`scripts`]: the Lua scripts and the typed batch calls on [`Redis`].
 
+pub mod blocking;
 pub mod conn;
 mod link;
 pub mod scripts;
