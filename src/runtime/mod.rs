@@ -250,11 +250,17 @@ fn fleet_for(config: &Config, current: Option<&Rc<Fleet>>, shared: &Shared) -> O
         && *f.redis().url() == url
         && f.redis().timeout() == t.redis_timeout
         && f.on_failure == t.on_store_failure
+        && f.max_keys == t.max_keys
     {
         return Some(f.clone());
     }
     let redis = Redis::new(url, t.redis_timeout);
-    Some(Fleet::new(redis, t.on_store_failure, shared.store.clone()))
+    Some(Fleet::new(
+        redis,
+        t.on_store_failure,
+        shared.store.clone(),
+        t.max_keys,
+    ))
 }
 
 /// Per-worker state, shared by the worker's tasks through an `Rc`.

@@ -187,6 +187,8 @@ pub struct Fleet {
     ended: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
     health: Arc<StoreHealth>,
+    /// The most keys one policy keeps leases for (`[traffic] max_keys`).
+    pub max_keys: usize,
     /// This worker's last store call failed (counted in `health.down_workers`).
     down: Cell<bool>,
     me: Weak<Fleet>,
@@ -200,7 +202,12 @@ pub enum FleetVerdict {
 }
 
 impl Fleet {
-    pub fn new(redis: Redis, on_failure: OnStoreFailure, health: Arc<StoreHealth>) -> Rc<Fleet> {
+    pub fn new(
+        redis: Redis,
+        on_failure: OnStoreFailure,
+        health: Arc<StoreHealth>,
+        max_keys: usize,
+    ) -> Rc<Fleet> {
         Rc::new_cyclic(|me| Fleet {
             redis,
             on_failure,
@@ -212,6 +219,7 @@ impl Fleet {
             ended: Cell::new(0),
             wakers: RefCell::new(Vec::new()),
             health,
+            max_keys,
             down: Cell::new(false),
             me: me.clone(),
         })
@@ -330,6 +338,23 @@ impl Fleet {
         }
         if self.failing(now) {
             return self.on_failure();
+        }
+        if by_key.len() >= self.max_keys {
+            // Bounded like the local table: leases holding nothing go first; past that, any
+            // not being refilled (its unspent tokens are lost, never over-admitted).
+            by_key.retain(|_, l| l.asked || l.tokens > 0);
+            if by_key.len() >= self.max_keys {
+                let victim = by_key
+                    .iter()
+                    .find(|(_, l)| !l.asked)
+                    .map(|(k, _)| k.clone());
+                match victim {
+                    Some(k) => {
+                        by_key.remove(&k);
+                    }
+                    None => return self.on_failure(),
+                }
+            }
         }
         let redis_key = redis_key();
         by_key.insert(
