@@ -762,6 +762,21 @@ services = [\"s\"]
     );
     // An admitted request's line has no `refused_by` at all.
     assert!(lines[0].get("refused_by").is_none(), "{}", lines[0]);
+    // Refused after auth, the caller is still named (the mock's answers too).
+    let callers: Vec<Option<&str>> = lines.iter().map(|l| l["caller"].as_str()).collect();
+    assert_eq!(
+        callers,
+        [
+            Some(ID1),
+            Some(ID1),
+            Some(ID2),
+            Some(ID2),
+            Some(ID3),
+            None,
+            None
+        ],
+        "{lines:?}"
+    );
 }
 
 /// Counters live across reloads: a used-up per-minute limit stays used up; a raised limit

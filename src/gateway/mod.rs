@@ -90,6 +90,10 @@ pub struct Decision<'c> {
     pub action: Action<'c>,
     /// The `RateLimit` headers' policy, for an API under a plan or limit.
     pub rate: Option<RateInfo<'c>>,
+    /// Who auth found, for an answer the gateway makes itself after auth passed (a
+    /// refusal by a later stage, a mock): the access log's `caller`. (A forwarded request
+    /// carries it in its permit.)
+    pub identity: Option<auth::Identity<'c>>,
 }
 
 pub enum Action<'c> {
@@ -144,6 +148,7 @@ fn local(matched: Option<Matched>, e: GatewayError) -> Decision<'static> {
         matched,
         action: Action::Local(Local::Error(e)),
         rate: None,
+        identity: None,
     }
 }
 
@@ -193,6 +198,7 @@ pub fn decide<'c>(
                 matched,
                 action: Action::Local(Local::Preflight(answer)),
                 rate: None,
+                identity: None,
             },
             Err(e) => local(matched, e),
         };
@@ -260,6 +266,7 @@ pub fn decide<'c>(
                     matched,
                     action: Action::Local(Local::Error(e)),
                     rate: info,
+                    identity: Some(permit.identity().clone()),
                 };
             }
             Err(Stop::Pending) => {
@@ -267,6 +274,7 @@ pub fn decide<'c>(
                     matched,
                     action: Action::Pending,
                     rate: None,
+                    identity: None,
                 };
             }
         }
@@ -283,6 +291,7 @@ pub fn decide<'c>(
     if let Err(e) = params::apply(&api.params, &input, scratch.params) {
         return Decision {
             rate,
+            identity: Some(permit.identity().clone()),
             ..local(matched, e)
         };
     }
@@ -293,16 +302,20 @@ pub fn decide<'c>(
         None => scratch.backend_path.push_str(path),
     }
 
+    let mut identity = None;
     let action = match &backend.target {
         BackendTarget::Mock {
             status,
             body,
             content_type,
-        } => Action::Local(Local::Mock {
-            status: *status,
-            content_type,
-            body,
-        }),
+        } => {
+            identity = Some(permit.identity().clone());
+            Action::Local(Local::Mock {
+                status: *status,
+                content_type,
+                body,
+            })
+        }
         BackendTarget::Vpc { upstream } => {
             let forward = Forward {
                 permit,
@@ -325,6 +338,7 @@ pub fn decide<'c>(
         matched,
         action,
         rate,
+        identity,
     }
 }
 

@@ -473,6 +473,9 @@ impl<S: Stream> Conn<S> {
         };
         req.matched = decision.matched;
         req.set_extra_headers(decision.rate.as_ref());
+        if let Some(who) = decision.identity.as_ref().and_then(|i| i.caller()) {
+            req.caller = Some(who.to_string());
+        }
         if let Some(r) = decision.rate.as_ref().filter(|r| r.retry_after.is_some()) {
             req.refused_by = Some((r.policy.kind, r.policy.name.into()));
         }

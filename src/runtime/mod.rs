@@ -33,6 +33,7 @@ use crate::gateway::params::ParamValues;
 use crate::http::reply::RequestIds;
 use crate::traffic::Counters;
 use crate::traffic::fleet::{Fleet, StoreHealth};
+use crate::traffic::local::Bound;
 use crate::traffic::policy::StoreKind;
 use crate::traffic::redis::Redis;
 use crate::traffic::redis::url::RedisUrl;
@@ -89,7 +90,9 @@ pub fn unix_now() -> u64 {
 /// What the workers share: the configuration swap point, the stop flag, the process-wide
 /// connection count and the reload counts.
 pub struct Shared {
-    config: Mutex<Arc<Config>>,
+    /// The configuration published last, with its traffic counters: bound once, here, so
+    /// that every worker counts in the same ones.
+    config: Mutex<(Arc<Config>, Arc<Bound>)>,
     generation: AtomicU64,
     /// A stop signal came: every worker closes its listeners (and says so in
     /// `unlistened`); `/healthz` says draining from here on.
@@ -113,8 +116,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Arc<Config>, workers: usize, logger: Arc<Logger>) -> Shared {
+        let traffic = crate::traffic::local::Registry::default();
+        let bound = traffic.bind(&config);
         Shared {
-            config: Mutex::new(config),
+            config: Mutex::new((config, bound)),
             generation: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             unlistened: AtomicUsize::new(0),
@@ -123,7 +128,7 @@ impl Shared {
             reloads: ReloadStats::new_loaded(),
             metrics: (0..workers).map(|_| WorkerMetrics::default()).collect(),
             logger,
-            traffic: Default::default(),
+            traffic,
             store: Default::default(),
         }
     }
@@ -133,15 +138,22 @@ impl Shared {
         self.current().1
     }
 
-    fn current(&self) -> (u64, Arc<Config>) {
+    fn current(&self) -> (u64, Arc<Config>, Arc<Bound>) {
         let cfg = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-        (self.generation.load(Ordering::Acquire), cfg.clone())
+        (
+            self.generation.load(Ordering::Acquire),
+            cfg.0.clone(),
+            cfg.1.clone(),
+        )
     }
 
-    /// The swap point: workers pick `config` up at their next request.
+    /// The swap point: workers pick `config` up at their next request. Its counters are
+    /// bound here, once, under the lock (binding drops the counters of policies `config`
+    /// no longer has, so two bindings in another order could split a counter).
     pub fn publish(&self, config: Arc<Config>) {
         let mut cfg = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-        *cfg = config;
+        let bound = self.traffic.bind(&config);
+        *cfg = (config, bound);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
@@ -162,12 +174,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(
-        config: Arc<Config>,
-        metrics: &WorkerMetrics,
-        shared: &Shared,
-        fleet: Option<Rc<Fleet>>,
-    ) -> Snapshot {
+    fn new(config: Arc<Config>, metrics: &WorkerMetrics, counters: Counters) -> Snapshot {
         let pools = config
             .upstreams
             .iter()
@@ -175,10 +182,6 @@ impl Snapshot {
             .collect();
         let auth = AuthState::new(&config);
         let slots = metrics.slots(&config);
-        let counters = Counters {
-            bound: shared.traffic.bind(&config),
-            fleet,
-        };
         Snapshot {
             config,
             pools,
@@ -191,13 +194,7 @@ impl Snapshot {
     /// The snapshot of a reloaded configuration: the pools of upstreams that did not change
     /// are carried over (idle connections kept, limits updated); the others are retired
     /// (idle connections closed now, busy ones when their exchange ends).
-    fn next(
-        &self,
-        config: Arc<Config>,
-        metrics: &WorkerMetrics,
-        shared: &Shared,
-        fleet: Option<Rc<Fleet>>,
-    ) -> Snapshot {
+    fn next(&self, config: Arc<Config>, metrics: &WorkerMetrics, counters: Counters) -> Snapshot {
         let mut carried = vec![false; self.pools.len()];
         let pools = config
             .upstreams
@@ -225,10 +222,6 @@ impl Snapshot {
         }
         let auth = AuthState::new(&config);
         let slots = metrics.slots(&config);
-        let counters = Counters {
-            bound: shared.traffic.bind(&config),
-            fleet,
-        };
         Snapshot {
             config,
             pools,
@@ -378,7 +371,7 @@ impl TlsFailures {
 
 impl Worker {
     pub fn new(index: usize, shared: Arc<Shared>) -> Result<Worker, String> {
-        let (generation, config) = shared.current();
+        let (generation, config, bound) = shared.current();
         let log = Log::open(&config.server.access_log, shared.logger.clone())
             .map_err(|e| format!("server.access_log: cannot open: {e}"))?;
         let metrics = shared
@@ -386,7 +379,11 @@ impl Worker {
             .get(index)
             .ok_or_else(|| format!("worker {index}: no metrics"))?;
         let fleet = fleet_for(&config, None, &shared);
-        let snapshot = Snapshot::new(config, metrics, &shared, fleet.clone());
+        let counters = Counters {
+            bound,
+            fleet: fleet.clone(),
+        };
+        let snapshot = Snapshot::new(config, metrics, counters);
         Ok(Worker {
             log,
             index,
@@ -421,16 +418,16 @@ impl Worker {
     /// calls this once, when it starts.
     pub fn snapshot(&self) -> Rc<Snapshot> {
         if self.shared.generation.load(Ordering::Acquire) != self.generation.get() {
-            let (generation, config) = self.shared.current();
+            let (generation, config, bound) = self.shared.current();
             if config.server.access_log != self.snapshot.borrow().config.server.access_log {
                 self.log.reopen(self.index, &config.server.access_log);
             }
             let fleet = fleet_for(&config, self.fleet.borrow().as_ref(), &self.shared);
             *self.fleet.borrow_mut() = fleet.clone();
-            let next = self
-                .snapshot
-                .borrow()
-                .next(config, self.metrics(), &self.shared, fleet);
+            let next =
+                self.snapshot
+                    .borrow()
+                    .next(config, self.metrics(), Counters { bound, fleet });
             *self.snapshot.borrow_mut() = Rc::new(next);
             self.generation.set(generation);
         }

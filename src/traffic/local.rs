@@ -104,8 +104,16 @@ impl Default for Registry {
 
 impl Registry {
     /// Quota counts to start from (the state file), for plans not bound yet.
-    pub fn restore(&self, saved: Saved) {
-        lock(&self.kept).saved = saved;
+    /// Quota counts to start from (the state file): set on the counters already bound,
+    /// kept for plans bound later.
+    pub fn restore(&self, mut saved: Saved) {
+        let mut kept = lock(&self.kept);
+        for (id, cell) in &kept.plans {
+            if let Some((start, used)) = saved.remove(id) {
+                *lock(&cell.quota) = QuotaState { start, used };
+            }
+        }
+        kept.saved = saved;
     }
 
     /// The counters of `cfg`, shared with every earlier binding for the policies they have
