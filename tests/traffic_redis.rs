@@ -184,6 +184,17 @@ fn three_gateways_never_exceed_one_quota_and_give_back_what_they_hold() {
         r.header("retry-after")
             .is_some_and(|v| v.parse::<u64>().unwrap() >= 1)
     );
+    // `/usage` shows the fleet's count, from Redis: what the three admitted, plus blocks
+    // still held unspent.
+    let (code, body) = admin_get(admin_addr(&gws[1]), "/usage");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let used = v["plans"][0]["used"].as_u64().unwrap();
+    assert!(
+        (ok..=150).contains(&used),
+        "/usage says {used}, {ok} admitted: {body}"
+    );
+    assert_eq!(v["plans"][0]["remaining"].as_u64(), Some(150 - used));
     // Stopped gateways give their unspent blocks back: Redis holds what was admitted.
     for gw in &mut gws {
         assert!(gw.terminate().success());

@@ -253,9 +253,30 @@ fn usage(shared: &Shared, query: Option<&str>) -> Page {
         }
     }
     let config = shared.config();
-    let rows: Vec<serde_json::Value> = shared
-        .traffic
-        .usage(&config, crate::runtime::unix_now())
+    let unix = crate::runtime::unix_now();
+    let mut usage = shared.traffic.usage(&config, unix);
+    // The Redis store: the fleet's counts, read from Redis (what every instance reserved;
+    // blocks an instance holds unused go back when they idle or it exits).
+    if config.traffic.store == crate::config::StoreKind::Redis {
+        match fleet_counts(&config, &usage, unix) {
+            Ok(counts) => {
+                for (u, used) in usage.iter_mut().zip(counts) {
+                    if let (Some(q), Some(used)) = (u.quota.as_mut(), used) {
+                        let max = q.used + q.remaining;
+                        q.used = used.min(max);
+                        q.remaining = max - q.used;
+                    }
+                }
+            }
+            Err(e) => {
+                return Page::json(
+                    503,
+                    serde_json::json!({ "message": format!("rate limit store unavailable: {e}") }),
+                );
+            }
+        }
+    }
+    let rows: Vec<serde_json::Value> = usage
         .into_iter()
         .filter(|u| plan.as_deref().is_none_or(|p| p == u.plan))
         .filter(|u| secret_id.as_deref().is_none_or(|s| s == u.secret_id))
@@ -271,6 +292,32 @@ fn usage(shared: &Shared, query: Option<&str>) -> Page {
         })
         .collect();
     Page::json(200, serde_json::json!({ "plans": rows }))
+}
+
+/// The Redis counts of every row's quota (`None` for a plan without one).
+fn fleet_counts(
+    config: &crate::config::Config,
+    usage: &[crate::traffic::local::Usage<'_>],
+    unix: u64,
+) -> Result<Vec<Option<u64>>, String> {
+    use crate::traffic::redis::{blocking, url::RedisUrl};
+    let url = RedisUrl::parse(config.traffic.redis_url.as_deref().unwrap_or_default())?;
+    let keys: Vec<Option<String>> = usage
+        .iter()
+        .map(|u| {
+            let plan = config.usage_plans.iter().find(|p| p.name == u.plan)?;
+            u.quota?;
+            Some(crate::traffic::quota_key(plan, u.secret_id, unix))
+        })
+        .collect();
+    let wanted: Vec<String> = keys.iter().flatten().cloned().collect();
+    let timeout = config.traffic.redis_timeout.max(Duration::from_millis(500));
+    let counts = blocking::counts(&url, &wanted, timeout).map_err(|e| e.to_string())?;
+    let mut counts = counts.into_iter();
+    Ok(keys
+        .iter()
+        .map(|k| k.as_ref().and_then(|_| counts.next()))
+        .collect())
 }
 
 /// Unix seconds as RFC 3339 in UTC (`2026-12-08T00:00:00Z`).
