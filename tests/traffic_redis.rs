@@ -135,7 +135,7 @@ fn three_gateways_share_one_rate() {
     let toml = config(&redis.url(), "", &limit("service", 40, "second"), "");
     let gws: Vec<Gateway> = (0..3).map(|_| Gateway::start(&toml)).collect();
     let addrs: Vec<SocketAddr> = gws.iter().map(Gateway::addr).collect();
-    let (ok, limited, other, elapsed) = hammer(&addrs, &get("/open"), 4, Duration::from_secs(4));
+    let (ok, limited, other, elapsed) = hammer(&addrs, &get("/open"), 8, Duration::from_secs(4));
     // One fleet-wide GCRA: the burst of 40, then 40 a second.
     let expected = 40.0 + 40.0 * elapsed;
     let ratio = ok as f64 / expected;

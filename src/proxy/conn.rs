@@ -461,9 +461,15 @@ impl<S: Stream> Conn<S> {
                 backend_path: &mut req.s.backend_path,
                 params: &mut req.s.params,
             };
-            let d = gateway::decide(cfg, &snapshot.auth, counters, &inbound, scratch);
             // The store's answer is needed (Redis): wait for it, bounded by
-            // `redis_timeout_ms`, and decide again.
+            // `redis_timeout_ms`, and decide again; after the last wait, a policy still
+            // without a token refuses (429).
+            let d = if fills < MAX_STORE_FILLS {
+                gateway::decide(cfg, &snapshot.auth, counters, &inbound, scratch)
+            } else {
+                counters
+                    .last_try(|| gateway::decide(cfg, &snapshot.auth, counters, &inbound, scratch))
+            };
             if matches!(d.action, Action::Pending) && fills < MAX_STORE_FILLS {
                 fills += 1;
                 counters.fill().await;

@@ -182,9 +182,14 @@ pub struct Fleet {
     needs: RefCell<Vec<Need>>,
     failing_until: Cell<Option<Instant>>,
     janitor: Cell<bool>,
-    /// Fills in flight, and a count of the fills ended (waiters wake when it moves).
+    /// Fills in flight, and counts of the fills started and ended (waiters wake when the
+    /// latter moves). Replies come in order on the one connection, so once `ended` reaches
+    /// what `started` was, every fill started before has ended.
     in_flight: Cell<usize>,
+    started: Cell<u64>,
     ended: Cell<u64>,
+    /// Set for one decision that waited its last: the store counts as failing for it.
+    give_up: Cell<bool>,
     wakers: RefCell<Vec<Waker>>,
     health: Arc<StoreHealth>,
     /// The most keys one policy keeps leases for (`[traffic] max_keys`).
@@ -216,7 +221,9 @@ impl Fleet {
             failing_until: Cell::new(None),
             janitor: Cell::new(false),
             in_flight: Cell::new(0),
+            started: Cell::new(0),
             ended: Cell::new(0),
+            give_up: Cell::new(false),
             wakers: RefCell::new(Vec::new()),
             health,
             max_keys,
@@ -323,6 +330,13 @@ impl Fleet {
             if self.failing(now) {
                 return self.on_failure();
             }
+            if self.give_up.get() {
+                // Waited its last with the lease still empty: the fleet's tokens went to
+                // other requests; refused like any request past the rate.
+                return FleetVerdict::Done(Verdict::Refuse(Refused {
+                    retry_ns: Some(RATE_LEASE_TTL.as_nanos() as u64),
+                }));
+            }
             l.waiting += 1;
             if !l.asked {
                 l.asked = true;
@@ -338,6 +352,11 @@ impl Fleet {
         }
         if self.failing(now) {
             return self.on_failure();
+        }
+        if self.give_up.get() {
+            return FleetVerdict::Done(Verdict::Refuse(Refused {
+                retry_ns: Some(RATE_LEASE_TTL.as_nanos() as u64),
+            }));
         }
         if by_key.len() >= self.max_keys {
             // Bounded like the local table: leases holding nothing go first; past that, any
@@ -385,6 +404,15 @@ impl Fleet {
         FleetVerdict::Done(Verdict::Pending)
     }
 
+    /// Runs `decide` for a request that waited `MAX_STORE_FILLS` times: a policy whose
+    /// lease is still empty refuses it (429) instead of asking again.
+    pub fn last_try<R>(&self, decide: impl FnOnce() -> R) -> R {
+        self.give_up.set(true);
+        let r = decide();
+        self.give_up.set(false);
+        r
+    }
+
     /// Gives one token back to its lease (a later policy refused the request).
     pub fn give_back(&self, policy: usize, key: &[u8]) {
         let mut leases = self.leases.borrow_mut();
@@ -400,11 +428,12 @@ impl Fleet {
         }
     }
 
-    /// Waits for the fill in flight to end, at most `redis_timeout_ms`.
+    /// Waits for every fill started so far to end, at most `redis_timeout_ms`: the one
+    /// carrying this request's need is among them.
     async fn wait_for_fill(&self) {
-        let seen = self.ended.get();
+        let target = self.started.get();
         let wait = poll_fn(|cx| {
-            if self.ended.get() != seen || self.in_flight.get() == 0 {
+            if self.ended.get() >= target || self.in_flight.get() == 0 {
                 return Poll::Ready(());
             }
             self.wakers.borrow_mut().push(cx.waker().clone());
@@ -438,6 +467,7 @@ impl Fleet {
             }
         }
         self.in_flight.set(self.in_flight.get() + 1);
+        self.started.set(self.started.get() + 1);
         self.start_janitor();
         let mut rates = Vec::new();
         let mut windows = Vec::new();

@@ -175,6 +175,14 @@ impl Counters {
         }
     }
 
+    /// Runs `decide` for a request that waited its last (see [`Fleet::last_try`]).
+    pub fn last_try<R>(&self, decide: impl FnOnce() -> R) -> R {
+        match &self.fleet {
+            Some(f) => f.last_try(decide),
+            None => decide(),
+        }
+    }
+
     pub fn clock(&self, mono: Instant, wall: SystemTime) -> Clock {
         Clock::new(self.bound.epoch, mono, wall)
     }
