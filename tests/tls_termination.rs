@@ -316,19 +316,27 @@ fn tls_1_2_and_1_3_work_and_1_1_is_refused() {
 }
 
 #[test]
-fn alpn_is_http_1_1_and_h2_only_is_refused() {
+fn alpn_is_h2_or_http_1_1_and_anything_else_is_refused() {
     let s = setup();
+    // HTTP/2 first when the client offers it (SPEC §10), HTTP/1.1 otherwise.
     let c = tls_connect(
         s.https,
         "api.example.test",
         s.pki.client(&[], &[b"h2", b"http/1.1"], true),
     )
     .unwrap();
+    assert_eq!(c.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let c = tls_connect(
+        s.https,
+        "api.example.test",
+        s.pki.client(&[], &[b"http/1.1"], true),
+    )
+    .unwrap();
     assert_eq!(c.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
     let e = tls_error(tls_connect(
         s.https,
         "api.example.test",
-        s.pki.client(&[], &[b"h2"], true),
+        s.pki.client(&[], &[b"spdy/3.1"], true),
     ));
     assert_eq!(
         e,
@@ -337,7 +345,13 @@ fn alpn_is_http_1_1_and_h2_only_is_refused() {
     let (ok, out, err) = s_client(
         &s.pki,
         s.https,
-        &["-servername", "api.example.test", "-alpn", "h2", "-brief"],
+        &[
+            "-servername",
+            "api.example.test",
+            "-alpn",
+            "spdy/3.1",
+            "-brief",
+        ],
         b"",
     );
     assert!(!ok, "{out}\n{err}");

@@ -340,6 +340,14 @@ fn build_server(cx: &mut Ctx, s: &FileServer, have_certificates: bool) -> Server
         pid_file,
         path_normalization,
         proxy_protocol: s.proxy_protocol.unwrap_or(false),
+        h2c: s.h2c.unwrap_or(false),
+        h2_max_concurrent_streams: cx.number(
+            "server.h2_max_concurrent_streams",
+            s.h2_max_concurrent_streams,
+            128,
+            1,
+            10_000,
+        ) as u32,
         request_buffer_bytes: cx.number(
             "server.request_buffer_bytes",
             s.request_buffer_bytes,

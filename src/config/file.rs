@@ -70,6 +70,8 @@ pub struct FileServer {
     pub client_body_rate_window_ms: Option<u64>,
     pub path_normalization: Option<String>,
     pub proxy_protocol: Option<bool>,
+    pub h2c: Option<bool>,
+    pub h2_max_concurrent_streams: Option<u64>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -72,6 +72,10 @@ pub struct Server {
     /// Every client listener expects a PROXY protocol header first on each connection; its
     /// source address is the client's (SPEC §9).
     pub proxy_protocol: bool,
+    /// `listen_http` also accepts HTTP/2 with prior knowledge (SPEC §10).
+    pub h2c: bool,
+    /// Concurrent streams an HTTP/2 client may open on one connection.
+    pub h2_max_concurrent_streams: u32,
 }
 
 /// `server.path_normalization`: what the request path is made into before routing and

@@ -395,6 +395,7 @@ impl<S: Stream> Conn<S> {
                 None
             },
             tls: self.io.tls_info(),
+            h2: false,
         };
         let mut req = Request::begin(&self.worker, start);
         let step = self.serve_request(&mut req).await;

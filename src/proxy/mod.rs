@@ -8,10 +8,13 @@
 //! - [`tunnel`]: WebSocket tunnels after a 101: bytes both ways, half-close, idle timeout.
 //! - [`body`]: streaming body relay by framing.
 //! - [`io`]: owned-buffer reads and writes with deadlines.
+//! - [`h2`]: HTTP/2 at the edge: each stream through the same pipeline, forwarded as
+//!   HTTP/1.1 over the same pools (SPEC §10).
 //! - [`splice`]: zero-copy relay of large bodies between plain TCP sockets.
 
 pub mod body;
 pub mod conn;
+pub mod h2;
 pub mod io;
 pub mod metered;
 pub mod pace;

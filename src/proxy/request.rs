@@ -121,6 +121,8 @@ pub struct Request {
     pub continue_sent: bool,
     /// The client bytes read and written on this request's connection while it ran.
     pub client_bytes: (u64, u64),
+    /// An HTTP/2 stream (for the metrics by protocol).
+    pub h2: bool,
 }
 
 impl Request {
@@ -128,6 +130,7 @@ impl Request {
     pub fn begin(worker: &Rc<Worker>, start: Start<'_>) -> Request {
         let mut s = worker.take_scratch();
         let wall = start.time;
+        let h2 = start.h2;
         worker.ids.borrow_mut().next_into(&mut s.request_id);
         if worker.log.enabled() {
             crate::runtime::access_log::Log::start(
@@ -155,6 +158,7 @@ impl Request {
             body_pace: None,
             continue_sent: false,
             client_bytes: (0, 0),
+            h2,
         }
     }
 
@@ -171,6 +175,7 @@ impl Request {
             (read, written) = (read + t.up, written + t.down);
         }
         let elapsed = self.started.elapsed();
+        self.worker.metrics().protocol(self.h2);
         self.worker.metrics().request(RequestRecord {
             slot,
             status: self.status,

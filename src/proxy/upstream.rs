@@ -51,18 +51,18 @@ pub enum Outcome {
 }
 
 /// An upstream connection in use by this exchange.
-struct UpConn {
-    stream: UpstreamStream,
-    target: usize,
-    reused: bool,
+pub(crate) struct UpConn {
+    pub(crate) stream: UpstreamStream,
+    pub(crate) target: usize,
+    pub(crate) reused: bool,
 }
 
-fn broke(why: &str) -> GatewayError {
+pub(crate) fn broke(why: &str) -> GatewayError {
     GatewayError::new(ErrorKind::BadGateway(why.to_string()))
 }
 
 /// A failed write of the upstream request: 504 when it timed out, else 502 `why`.
-fn send_failed(f: &WriteFailed, why: &str) -> GatewayError {
+pub(crate) fn send_failed(f: &WriteFailed, why: &str) -> GatewayError {
     if f.timed_out {
         GatewayError::new(ErrorKind::GatewayTimeout)
     } else {
@@ -70,7 +70,7 @@ fn send_failed(f: &WriteFailed, why: &str) -> GatewayError {
     }
 }
 
-fn idempotent(method: &[u8]) -> bool {
+pub(crate) fn idempotent(method: &[u8]) -> bool {
     matches!(
         method,
         b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
@@ -555,7 +555,7 @@ impl Relay<'_> {
 /// target once from `first` on (round-robin order, skipping targets passive health took
 /// down while another is up) until one accepts. Each outcome is
 /// counted in the worker's metrics under the upstream's `slot`.
-async fn connect(
+pub(crate) async fn connect(
     pool: &UpstreamPool,
     cfg: &Upstream,
     first: usize,
@@ -630,7 +630,7 @@ async fn open(
 
 /// Reads until a complete response head is at the start of `ubuf` (bytes already there are
 /// parsed first). A failure before any byte of the answer arrived is marked retryable.
-async fn read_response_head<R: AsyncReadRent>(
+pub(crate) async fn read_response_head<R: AsyncReadRent>(
     up: &mut R,
     ubuf: &mut Vec<u8>,
     head_request: bool,

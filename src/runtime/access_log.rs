@@ -9,10 +9,11 @@
 //! (`ringway_access_log_dropped_lines_total`).
 //!
 //! A line: `{"time","request_id","client","method","host","target","user_agent","tls","sni",
-//! "status","service","api","caller","upstream","upstream_ms","bytes_in","bytes_out",
+//! "protocol","status","service","api","caller","upstream","upstream_ms","bytes_in","bytes_out",
 //! "duration_ms"}`.
 //! - `tls`: the TLS version over HTTPS, `sni`: the client's server name (both null over
-//!   plain HTTP); `service`, `api`: null when no API matched; `caller`: the authenticated
+//!   plain HTTP); `protocol`: `"h1"` (HTTP/1.x) or `"h2"` (a stream of an HTTP/2
+//!   connection); `service`, `api`: null when no API matched; `caller`: the authenticated
 //!   key pair's `secret_id` or the OAuth 2.0 token's `sub`, else null.
 //! - `upstream`: the backend address the answer came from, `upstream_ms`: from the first
 //!   connection attempt to the backend's response head (both null without an exchange).
@@ -179,6 +180,8 @@ pub struct Start<'a> {
     pub user_agent: Option<&'a [u8]>,
     /// Over TLS: the protocol version (`TLSv1.3`) and the SNI name.
     pub tls: Option<(&'a str, Option<&'a str>)>,
+    /// The request came over HTTP/2 (one stream of a connection), else HTTP/1.x.
+    pub h2: bool,
 }
 
 impl<'a> Start<'a> {
@@ -194,6 +197,7 @@ impl<'a> Start<'a> {
             target: b"",
             user_agent: None,
             tls,
+            h2: false,
         }
     }
 }
@@ -287,6 +291,11 @@ impl Log {
         json_opt(s.tls.map(|t| t.0.as_bytes()), line);
         line.extend_from_slice(b",\"sni\":");
         json_opt(s.tls.and_then(|t| t.1).map(str::as_bytes), line);
+        line.extend_from_slice(if s.h2 {
+            b",\"protocol\":\"h2\""
+        } else {
+            b",\"protocol\":\"h1\""
+        });
     }
 
     /// Completes `line` (from [`Log::start`]) and buffers it.
@@ -366,6 +375,7 @@ mod tests {
             target,
             user_agent: Some(b"curl/8"),
             tls: Some(("TLSv1.3", Some("a.example.com"))),
+            h2: false,
         }
     }
 
@@ -442,6 +452,7 @@ mod tests {
         assert_eq!(a["duration_ms"], 1.5);
         assert_eq!(a["tls"], "TLSv1.3");
         assert_eq!(a["sni"], "a.example.com");
+        assert_eq!(a["protocol"], "h1");
         let b = &lines[1];
         assert_eq!(b["method"], "POST");
         assert_eq!(b.get("tunnel_bytes_up"), None);

@@ -242,6 +242,11 @@ struct Counters {
     parked: u64,
     /// Connections that ended with part of a request head and no answer.
     heads_abandoned: u64,
+    /// Requests answered by protocol: HTTP/1.x, HTTP/2.
+    by_protocol: [u64; 2],
+    /// HTTP/2 connections served, and those closed for abusing the protocol.
+    h2_connections: u64,
+    h2_abusive: u64,
     tls_done: u64,
     tls_failed: [u64; TLS_FAILURE_REASONS.len()],
     proxy_failed: [u64; PROXY_HEADER_FAILURES.len()],
@@ -442,6 +447,21 @@ impl WorkerMetrics {
         self.lock().heads_abandoned += 1;
     }
 
+    /// A request ended, over HTTP/2 (`h2`) or HTTP/1.x.
+    pub fn protocol(&self, h2: bool) {
+        self.lock().by_protocol[usize::from(h2)] += 1;
+    }
+
+    /// An HTTP/2 connection started.
+    pub fn h2_connection(&self) {
+        self.lock().h2_connections += 1;
+    }
+
+    /// An HTTP/2 connection was closed for abusing the protocol (GOAWAY).
+    pub fn h2_abusive(&self) {
+        self.lock().h2_abusive += 1;
+    }
+
     /// A WebSocket tunnel ended.
     pub fn tunnel_ended(&self, end: TunnelEndKind) {
         let mut c = self.lock();
@@ -539,6 +559,11 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
         sum.bytes_out += c.bytes_out;
         sum.parked += c.parked;
         sum.heads_abandoned += c.heads_abandoned;
+        for (s, n) in sum.by_protocol.iter_mut().zip(c.by_protocol) {
+            *s += n;
+        }
+        sum.h2_connections += c.h2_connections;
+        sum.h2_abusive += c.h2_abusive;
         sum.tunnels_open += c.tunnels_open;
         for (s, n) in sum.tunnels_ended.iter_mut().zip(c.tunnels_ended) {
             *s += n;
@@ -712,6 +737,36 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
         out,
         "ringway_client_heads_abandoned_total {}",
         c.heads_abandoned
+    );
+    family(
+        out,
+        "ringway_requests_by_protocol_total",
+        "counter",
+        "Requests answered, by client protocol: HTTP/1.x (h1) or HTTP/2 (h2).",
+    );
+    for (name, n) in ["h1", "h2"].iter().zip(c.by_protocol) {
+        let _ = writeln!(
+            out,
+            "ringway_requests_by_protocol_total{{protocol=\"{name}\"}} {n}"
+        );
+    }
+    family(
+        out,
+        "ringway_http2_connections_total",
+        "counter",
+        "HTTP/2 client connections served (ALPN h2, or prior knowledge with h2c).",
+    );
+    let _ = writeln!(out, "ringway_http2_connections_total {}", c.h2_connections);
+    family(
+        out,
+        "ringway_http2_abusive_connections_total",
+        "counter",
+        "HTTP/2 connections closed with GOAWAY for abusing the protocol (rapid resets, floods).",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_http2_abusive_connections_total {}",
+        c.h2_abusive
     );
     family(
         out,

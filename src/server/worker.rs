@@ -21,9 +21,9 @@ use monoio::time::Instant;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::reply::write_error;
-use crate::proxy::conn;
 use crate::proxy::io::write_all_until;
 use crate::proxy::request::Request;
+use crate::proxy::{conn, h2};
 use crate::runtime::access_log::Start;
 use crate::runtime::metrics::{AcceptError, Refusal, TlsOutcome};
 use crate::runtime::summary::Summary;
@@ -293,13 +293,56 @@ async fn serve_new_plain(mut stream: TcpStream, peer: std::net::SocketAddr, guar
         let server = &snapshot.config.server;
         (server.proxy_protocol, server.header_timeout)
     };
-    if !proxy_protocol {
-        return serve_plain(stream, peer, guard, Vec::new()).await;
-    }
     let deadline = Instant::now() + timeout;
-    if let Some((client, rest)) = proxy_header::read(&mut stream, peer, &worker, deadline).await {
-        serve_plain(stream, client, guard, rest).await;
+    let (peer, rest) = if proxy_protocol {
+        match proxy_header::read(&mut stream, peer, &worker, deadline).await {
+            Some(got) => got,
+            None => return,
+        }
+    } else {
+        (peer, Vec::new())
+    };
+    if !worker.snapshot().config.server.h2c {
+        return serve_plain(stream, peer, guard, rest).await;
     }
+    // h2c: a connection that starts with the HTTP/2 preface is HTTP/2; the bytes read to
+    // tell go on to whichever protocol it is.
+    let Some(first) = read_preface(&mut stream, rest, deadline).await else {
+        return;
+    };
+    if first.starts_with(h2::PREFACE) {
+        let client = h2::Client {
+            peer,
+            client_ip: peer.ip().to_string(),
+            https: false,
+            tls: None,
+        };
+        let (read, write) = monoio::io::Splitable::into_split(stream);
+        h2::serve(read, write, first, client, worker).await;
+        return;
+    }
+    serve_plain(stream, peer, guard, first).await;
+}
+
+/// Reads until the bytes read either start with the HTTP/2 preface or cannot (`buf`: bytes
+/// already read). `None`: the client went away (or sent nothing in time) before a byte.
+async fn read_preface(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+    deadline: Instant,
+) -> Option<Vec<u8>> {
+    let n = h2::PREFACE.len();
+    if buf.capacity() < conn::INITIAL_READ_BYTES {
+        buf.reserve(conn::INITIAL_READ_BYTES - buf.len());
+    }
+    while buf.len() < n && buf[..] == h2::PREFACE[..buf.len()] {
+        match crate::proxy::io::read_until(stream, &mut buf, deadline).await {
+            crate::proxy::io::Read::Data(_) => {}
+            _ if buf.is_empty() => return None,
+            _ => break,
+        }
+    }
+    Some(buf)
 }
 
 /// A plain connection's task: served until it closes, or until it idles into the idle set
@@ -480,6 +523,17 @@ async fn serve_tls(mut stream: TcpStream, peer: std::net::SocketAddr, worker: Rc
     match handshake {
         Ok(Ok(tls)) => {
             worker.metrics().tls(TlsOutcome::Done);
+            if tls.alpn_protocol() == Some(b"h2") {
+                let client = h2::Client {
+                    peer,
+                    client_ip: peer.ip().to_string(),
+                    https: true,
+                    tls: Some((tls.version(), tls.server_name().map(Into::into))),
+                };
+                let (read, write) = tls.into_halves();
+                h2::serve(read, write, Vec::new(), client, worker).await;
+                return;
+            }
             // A TLS connection never leaves its task for the idle set.
             conn::serve(tls, peer, true, worker, Vec::new()).await;
         }

@@ -4,7 +4,7 @@
 //!
 //! - One [`rustls::ServerConfig`] per configuration, built at load and shared by every worker
 //!   through an `Arc`: TLS 1.2 and 1.3, rustls's default suites (ring provider), ALPN
-//!   `http/1.1` only (a client offering only `h2` gets `no_application_protocol`), session
+//!   `h2` and `http/1.1` (SPEC §10), session
 //!   resumption with tickets and a bounded session cache.
 //! - [`SniResolver`]: exact name, then one wildcard label. No SNI, or a name no certificate
 //!   covers: no certificate, so the handshake fails with an alert.
@@ -29,8 +29,10 @@ use crate::router::HostPattern;
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// TLS sessions kept for resumption (stateful, TLS 1.2 without tickets), per configuration.
 pub const SESSION_CACHE_ENTRIES: usize = 4096;
-/// The ALPN protocols offered: HTTP/1.1 only.
+/// The ALPN protocols offered to upstreams: HTTP/1.1 only.
 pub const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// The ALPN protocols the HTTPS listeners offer clients: HTTP/2, then HTTP/1.1 (SPEC §10).
+pub const SERVER_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// Picks a certificate by SNI: exact name first, then a one-label wildcard.
 pub struct SniResolver {
@@ -192,7 +194,7 @@ pub fn server_config(
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
-    cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    cfg.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS: {e}"))?;
     Ok(Arc::new(cfg))

@@ -219,6 +219,11 @@ impl TlsStream<ServerConnection> {
         self.conn.server_name()
     }
 
+    /// The protocol the handshake agreed on through ALPN (`h2`, `http/1.1`), if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
     /// Waits until a read would find something: plaintext rustls already holds, or
     /// ciphertext on the socket (a poll; no buffer is held).
     pub async fn readable(&mut self) -> io::Result<()> {
