@@ -214,6 +214,16 @@ fn gateway_errors_and_mocks_keep_their_json_bodies_over_h2() {
         let m = json_message(body.as_bytes()).unwrap_or_default();
         assert!(m.contains(message), "{path}: {body}");
     }
+    // A head over max_header_bytes (32 KiB) once made HTTP/1.1: the §1 limit, answered on
+    // the stream with its JSON body.
+    let big = format!("X-Big: {}", "x".repeat(33_000));
+    let o = curl_https(&s, "/hello", &["-H", &big]);
+    let (body, last) = split(&o);
+    assert_eq!(last, "2 431", "{o:?}");
+    assert_eq!(
+        json_message(body.as_bytes()).as_deref(),
+        Some("request header fields too large")
+    );
     let (body, last) = split(&curl_https(&s, "/hello", &[]));
     assert_eq!(
         (body.as_str(), last.as_str()),

@@ -104,7 +104,10 @@ where
             s.header_timeout,
             s.client_idle_timeout,
             s.h2_max_concurrent_streams,
-            s.limits.max_header_bytes,
+            // h2 counts 32 bytes more per field than its text: a head the HTTP/1.1 rule
+            // takes passes h2's limit, and `parse_head` answers (431 with its JSON body);
+            // past this, h2 answers a bare 431 before decoding more.
+            s.limits.max_header_bytes + 32 * s.limits.max_headers,
         )
     };
     worker.metrics().h2_connection();
