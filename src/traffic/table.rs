@@ -23,14 +23,67 @@ const MIN_SHARD_KEYS: usize = 16;
 /// How many slots the hand looks at for one at rest before it takes a marked-off one.
 const REST_SCAN: usize = 32;
 
+/// Longest key held inline.
+pub const INLINE_KEY: usize = 30;
+
+/// Keys a table allocates room for at once, at most (past it, shards grow as they fill).
+pub const PREALLOCATED_KEYS: usize = 1 << 20;
+
+/// A key: inline up to [`INLINE_KEY`] bytes, boxed past it. Hashes and compares as its
+/// bytes, so a map of keys is searched with a `&[u8]`.
+#[derive(Clone)]
+enum Key {
+    Inline(u8, [u8; INLINE_KEY]),
+    Boxed(Box<[u8]>),
+}
+
+impl Key {
+    fn new(bytes: &[u8]) -> Key {
+        if bytes.len() <= INLINE_KEY {
+            let mut b = [0u8; INLINE_KEY];
+            b[..bytes.len()].copy_from_slice(bytes);
+            Key::Inline(bytes.len() as u8, b)
+        } else {
+            Key::Boxed(bytes.into())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline(n, b) => &b[..usize::from(*n)],
+            Key::Boxed(b) => b,
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.bytes().hash(h);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 struct Slot<S> {
-    key: Box<[u8]>,
+    key: Key,
     state: S,
     used: bool,
 }
 
 struct Shard<S> {
-    index: HashMap<Box<[u8]>, usize>,
+    index: HashMap<Key, usize>,
     slots: Vec<Slot<S>>,
     hand: usize,
 }
@@ -43,17 +96,20 @@ pub struct Table<S> {
 
 impl<S: Default> Table<S> {
     pub fn new(max_keys: usize) -> Table<S> {
+        let per_shard = (max_keys / SHARDS).max(MIN_SHARD_KEYS);
+        // Pages of the room allocated here are touched only as keys arrive.
+        let room = per_shard.min(PREALLOCATED_KEYS / SHARDS);
         Table {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        index: HashMap::new(),
-                        slots: Vec::new(),
+                        index: HashMap::with_capacity(room),
+                        slots: Vec::with_capacity(room),
                         hand: 0,
                     })
                 })
                 .collect(),
-            per_shard: (max_keys / SHARDS).max(MIN_SHARD_KEYS),
+            per_shard,
             hasher: RandomState::new(),
         }
     }
@@ -81,20 +137,20 @@ impl<S: Default> Table<S> {
         }
         let i = if sh.slots.len() < self.per_shard {
             sh.slots.push(Slot {
-                key: key.into(),
+                key: Key::new(key),
                 state: S::default(),
                 used: true,
             });
             sh.slots.len() - 1
         } else {
             let i = victim(sh, &at_rest);
-            let old = std::mem::replace(&mut sh.slots[i].key, key.into());
-            sh.index.remove(&old);
+            let old = std::mem::replace(&mut sh.slots[i].key, Key::new(key));
+            sh.index.remove(old.bytes());
             sh.slots[i].state = S::default();
             sh.slots[i].used = true;
             i
         };
-        sh.index.insert(key.into(), i);
+        sh.index.insert(Key::new(key), i);
         f(&mut sh.slots[i].state)
     }
 
