@@ -145,6 +145,31 @@ const ACCEPT_ERRORS: [(AcceptError, &str); 3] = [
     (AcceptError::Other, "other"),
 ];
 
+/// Why the gateway sent an HTTP/2 connection GOAWAY (`ringway_http2_goaway_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum H2Goaway {
+    /// The worker drains (SIGTERM, hand-over): graceful, streams in flight finish.
+    Drain,
+    /// No stream open for `client_idle_timeout_ms`: graceful.
+    Idle,
+    /// The connection served its streams (requests) per connection: graceful.
+    MaxRequests,
+    /// `ENHANCE_YOUR_CALM`: ringway's rapid-reset rule, or one of the `h2` crate's flood
+    /// limits.
+    Abuse,
+    /// Any other error code the `h2` crate closed the connection with for the client's
+    /// protocol error (`PROTOCOL_ERROR`, `COMPRESSION_ERROR`, `FLOW_CONTROL_ERROR`, ...).
+    ProtocolError,
+}
+
+const H2_GOAWAYS: [(H2Goaway, &str); 5] = [
+    (H2Goaway::Drain, "drain"),
+    (H2Goaway::Idle, "idle"),
+    (H2Goaway::MaxRequests, "max_requests"),
+    (H2Goaway::Abuse, "abuse"),
+    (H2Goaway::ProtocolError, "protocol_error"),
+];
+
 /// Why a new client connection was refused (`ringway_connections_refused_total{reason}`):
 /// past `max_connections`, or taken with the spare descriptor while the process (`EMFILE`)
 /// or the system (`ENFILE`) was out of descriptors.
@@ -247,6 +272,8 @@ struct Counters {
     /// HTTP/2 connections served, and those closed for abusing the protocol.
     h2_connections: u64,
     h2_abusive: u64,
+    /// HTTP/2 GOAWAYs sent, by why.
+    h2_goaways: [u64; H2_GOAWAYS.len()],
     tls_done: u64,
     tls_failed: [u64; TLS_FAILURE_REASONS.len()],
     proxy_failed: [u64; PROXY_HEADER_FAILURES.len()],
@@ -462,6 +489,13 @@ impl WorkerMetrics {
         self.lock().h2_abusive += 1;
     }
 
+    /// The gateway sent a GOAWAY on an HTTP/2 connection.
+    pub fn h2_goaway(&self, why: H2Goaway) {
+        if let Some(i) = H2_GOAWAYS.iter().position(|(w, _)| *w == why) {
+            self.lock().h2_goaways[i] += 1;
+        }
+    }
+
     /// A WebSocket tunnel ended.
     pub fn tunnel_ended(&self, end: TunnelEndKind) {
         let mut c = self.lock();
@@ -564,6 +598,9 @@ pub fn render(workers: &[WorkerMetrics], process: &ProcessValues, out: &mut Stri
         }
         sum.h2_connections += c.h2_connections;
         sum.h2_abusive += c.h2_abusive;
+        for (s, n) in sum.h2_goaways.iter_mut().zip(c.h2_goaways) {
+            *s += n;
+        }
         sum.tunnels_open += c.tunnels_open;
         for (s, n) in sum.tunnels_ended.iter_mut().zip(c.tunnels_ended) {
             *s += n;
@@ -768,6 +805,15 @@ fn write_families(c: &Counters, p: &ProcessValues, out: &mut String) {
         "ringway_http2_abusive_connections_total {}",
         c.h2_abusive
     );
+    family(
+        out,
+        "ringway_http2_goaway_total",
+        "counter",
+        "HTTP/2 connection GOAWAYs the gateway sent, by reason: drain (shutdown, hand-over), idle, max_requests (streams per connection), abuse (ENHANCE_YOUR_CALM: floods, rapid resets), protocol_error (any other error code for the client's protocol error).",
+    );
+    for ((_, reason), n) in H2_GOAWAYS.iter().zip(c.h2_goaways) {
+        let _ = writeln!(out, "ringway_http2_goaway_total{{reason=\"{reason}\"}} {n}");
+    }
     family(
         out,
         "ringway_websocket_tunnels_open",
@@ -1065,6 +1111,30 @@ mod tests {
             out.lines()
                 .any(|l| l == "# TYPE ringway_proxy_protocol_failures_total counter")
         );
+    }
+
+    #[test]
+    fn http2_goaways_are_summed_with_every_reason() {
+        let (a, b) = (WorkerMetrics::default(), WorkerMetrics::default());
+        a.h2_goaway(H2Goaway::Abuse);
+        b.h2_goaway(H2Goaway::Abuse);
+        b.h2_goaway(H2Goaway::Idle);
+        a.h2_goaway(H2Goaway::ProtocolError);
+        let mut out = String::new();
+        render(&[a, b], &process(), &mut out);
+        for line in [
+            "# TYPE ringway_http2_goaway_total counter",
+            "ringway_http2_goaway_total{reason=\"drain\"} 0",
+            "ringway_http2_goaway_total{reason=\"idle\"} 1",
+            "ringway_http2_goaway_total{reason=\"max_requests\"} 0",
+            "ringway_http2_goaway_total{reason=\"abuse\"} 2",
+            "ringway_http2_goaway_total{reason=\"protocol_error\"} 1",
+            // The existing families keep their names.
+            "ringway_http2_abusive_connections_total 0",
+            "ringway_http2_connections_total 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+        }
     }
 
     #[test]

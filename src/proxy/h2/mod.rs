@@ -33,6 +33,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
 use crate::runtime::Worker;
+use crate::runtime::metrics::H2Goaway;
 
 /// The HTTP/2 connection preface a prior-knowledge client starts with (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -159,6 +160,7 @@ where
                 shared.open.set(shared.open.get() + 1);
                 monoio::spawn(stream::serve(shared.clone(), request, respond));
                 if shared.streams.get() >= MAX_STREAMS_PER_CONNECTION && closing.is_none() {
+                    worker.metrics().h2_goaway(H2Goaway::MaxRequests);
                     conn.graceful_shutdown();
                     closing = Some(Instant::now() + idle_timeout);
                 }
@@ -166,8 +168,11 @@ where
             // The connection failed (an I/O error, or h2 sent GOAWAY for a protocol
             // error or abuse), or ended.
             Some(Some(Err(e))) => {
-                if e.reason() == Some(Reason::ENHANCE_YOUR_CALM) {
-                    worker.metrics().h2_abusive();
+                if let Some(why) = goaway_sent(&e) {
+                    if why == H2Goaway::Abuse {
+                        worker.metrics().h2_abusive();
+                    }
+                    worker.metrics().h2_goaway(why);
                 }
                 break;
             }
@@ -176,6 +181,7 @@ where
         }
         if shared.abusive() {
             worker.metrics().h2_abusive();
+            worker.metrics().h2_goaway(H2Goaway::Abuse);
             conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
             // Let the GOAWAY go out, briefly.
             let _ =
@@ -186,15 +192,31 @@ where
         if closing.is_none() {
             let now = Instant::now();
             if worker.drain.is_fired() {
+                worker.metrics().h2_goaway(H2Goaway::Drain);
                 conn.graceful_shutdown();
                 let grace = worker.snapshot().config.server.shutdown_grace;
                 closing = Some(now + grace);
             } else if shared.open.get() == 0
                 && now.saturating_duration_since(shared.last_end.get()) >= idle_timeout
             {
+                worker.metrics().h2_goaway(H2Goaway::Idle);
                 conn.graceful_shutdown();
                 closing = Some(now + CLOSE_SLACK);
             }
         }
+    }
+}
+
+/// Why the GOAWAY that came with a connection error was sent, if the gateway sent one: the
+/// `h2` crate's for the client's errors (`ENHANCE_YOUR_CALM`: abuse; any other code: a
+/// protocol error). An I/O error or the client's own GOAWAY: none.
+fn goaway_sent(e: &h2::Error) -> Option<H2Goaway> {
+    if !e.is_go_away() || e.is_remote() {
+        return None;
+    }
+    match e.reason()? {
+        Reason::NO_ERROR => None,
+        Reason::ENHANCE_YOUR_CALM => Some(H2Goaway::Abuse),
+        _ => Some(H2Goaway::ProtocolError),
     }
 }
