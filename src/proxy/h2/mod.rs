@@ -7,6 +7,9 @@
 //! parsed by [`crate::http::head::parse_head`] (the §1 head limits apply to the decoded
 //! header list), decided by [`crate::gateway::decide`] like any request, and forwarded to
 //! the backend as HTTP/1.1 over the worker's pools; the answer goes back as HTTP/2.
+//! [`stream`] is that pipeline; `head` converts the heads (h2 request → HTTP/1.1 head,
+//! HTTP/1.1 response head → h2 response), `relay` carries the bodies both ways within flow
+//! control, and `dechunk` decodes the backend's body framing into DATA.
 //!
 //! The connection task accepts streams and drives the connection. It ends the connection
 //! with GOAWAY when:
@@ -19,7 +22,10 @@
 //!   of the streams it opened, past [`RESET_ALLOWANCE`], gets the same (the rapid reset
 //!   shape once the streams were accepted).
 
+mod dechunk;
+mod head;
 pub mod io;
+mod relay;
 pub mod stream;
 
 use std::cell::Cell;
