@@ -13,12 +13,18 @@
 //! Writes are accepted into an owned buffer and written in the background; the next write,
 //! flush or shutdown waits for that one first, so at most one buffer (h2's frames, at most
 //! [`MAX_WRITE_BYTES`]) is in flight. Client bytes are counted for the metrics.
+//!
+//! When h2 drops the connection, the halves (idle, or with the operation in flight) go to a
+//! [`Stash`] the connection task holds: closed with it, or first given a lingering close
+//! ([`Leftover::linger`]) when the gateway ended the connection with an error GOAWAY.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,6 +35,9 @@ use crate::runtime::Worker;
 pub const READ_BYTES: usize = 16 * 1024;
 /// The most one write takes from h2 at once.
 pub const MAX_WRITE_BYTES: usize = 64 * 1024;
+/// A lingering close lasts at most this long, and reads at most this many bytes.
+pub const LINGER_TIME: Duration = Duration::from_secs(1);
+pub const LINGER_BYTES: usize = 1024 * 1024;
 
 type Op<H> = Pin<Box<dyn Future<Output = (H, io::Result<usize>, Vec<u8>)>>>;
 
@@ -37,6 +46,21 @@ enum Half<H> {
     Busy(Op<H>),
     /// An operation failed or was lost; the connection is done.
     Gone,
+}
+
+/// Where a [`Compat`] leaves the connection when it is dropped.
+pub type Stash<R, W> = Rc<Cell<Option<Leftover<R, W>>>>;
+
+/// The client connection once h2 is done with it: each half idle, or with its last
+/// operation still in flight.
+pub struct Leftover<R, W> {
+    read: Half<R>,
+    /// The read buffer, for the lingering reads.
+    rbuf: Vec<u8>,
+    write: Half<W>,
+    /// The write half's shutdown was started (by h2, after its last frames).
+    shut: bool,
+    worker: Rc<Worker>,
 }
 
 /// One client connection as tokio I/O.
@@ -51,15 +75,28 @@ pub struct Compat<R, W> {
     /// The write half was shut down.
     shut: bool,
     worker: Rc<Worker>,
+    stash: Stash<R, W>,
 }
 
 // The halves are never pinned in place: they move into an operation and back out of it.
 impl<R, W> Unpin for Compat<R, W> {}
 
+impl<R, W> Drop for Compat<R, W> {
+    fn drop(&mut self) {
+        self.stash.set(Some(Leftover {
+            read: std::mem::replace(&mut self.read, Half::Gone),
+            rbuf: std::mem::take(&mut self.rbuf),
+            write: std::mem::replace(&mut self.write, Half::Gone),
+            shut: self.shut,
+            worker: self.worker.clone(),
+        }));
+    }
+}
+
 impl<R: AsyncReadRent + 'static, W: AsyncWriteRent + 'static> Compat<R, W> {
     /// `read` and `write`: the two halves of one stream; `prefix`: client bytes already
-    /// read (they come first).
-    pub fn new(read: R, write: W, prefix: Vec<u8>, worker: Rc<Worker>) -> Self {
+    /// read (they come first); `stash`: where the halves go when h2 drops the connection.
+    pub fn new(read: R, write: W, prefix: Vec<u8>, worker: Rc<Worker>, stash: Stash<R, W>) -> Self {
         Compat {
             read: Half::Idle(read),
             rbuf: prefix,
@@ -68,6 +105,7 @@ impl<R: AsyncReadRent + 'static, W: AsyncWriteRent + 'static> Compat<R, W> {
             wbuf: Vec::new(),
             shut: false,
             worker,
+            stash,
         }
     }
 
@@ -215,5 +253,68 @@ impl<R: AsyncReadRent + 'static, W: AsyncWriteRent + 'static> AsyncWrite for Com
             });
         }
         this.poll_write_done(cx)
+    }
+}
+
+impl<R: AsyncReadRent + 'static, W: AsyncWriteRent + 'static> Leftover<R, W> {
+    /// A lingering close, as nginx's `lingering_close`: after an error GOAWAY the client may
+    /// still be sending (a flood), and closing a socket with unread bytes makes the kernel
+    /// answer with a reset, which can discard the GOAWAY before the client reads it. So:
+    /// the last write finishes, the write side is shut down (FIN after the GOAWAY; h2 has
+    /// usually done both), and what the client sends is read and dropped until it closes,
+    /// for at most [`LINGER_TIME`] and [`LINGER_BYTES`]. The caller closes the socket after.
+    pub async fn linger(self) {
+        let Leftover {
+            read,
+            mut rbuf,
+            write,
+            shut,
+            worker,
+        } = self;
+        let drain = async move {
+            // Held (the socket half-open) while the read half drains.
+            let mut w = match write {
+                Half::Idle(w) => w,
+                Half::Busy(op) => match op.await {
+                    (w, Ok(_), _) => w,
+                    (_, Err(_), _) => return,
+                },
+                Half::Gone => return,
+            };
+            if !shut && w.shutdown().await.is_err() {
+                return;
+            }
+            let mut left = LINGER_BYTES;
+            let mut r = match read {
+                Half::Idle(r) => r,
+                Half::Busy(op) => match op.await {
+                    (r, Ok(n), buf) if n > 0 => {
+                        worker.count_in(n);
+                        left = left.saturating_sub(n);
+                        rbuf = buf;
+                        r
+                    }
+                    _ => return,
+                },
+                Half::Gone => return,
+            };
+            if rbuf.capacity() < READ_BYTES {
+                rbuf.reserve_exact(READ_BYTES);
+            }
+            while left > 0 {
+                rbuf.clear();
+                let (res, buf) = r.read(rbuf).await;
+                rbuf = buf;
+                match res {
+                    Ok(n) if n > 0 => {
+                        worker.count_in(n);
+                        left = left.saturating_sub(n);
+                    }
+                    // EOF (the client closed too) or an error.
+                    _ => return,
+                }
+            }
+        };
+        let _ = monoio::time::timeout(LINGER_TIME, drain).await;
     }
 }

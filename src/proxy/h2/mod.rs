@@ -21,6 +21,12 @@
 //!   end the connection with `ENHANCE_YOUR_CALM`; on top of them, a client that cancels most
 //!   of the streams it opened, past [`RESET_ALLOWANCE`], gets the same (the rapid reset
 //!   shape once the streams were accepted).
+//!
+//! A connection ended with an error GOAWAY (abuse, or any other protocol error) gets a
+//! lingering close ([`io::Leftover::linger`]): the write side shut down after the GOAWAY, the
+//! client's further bytes read and dropped for a bounded time, then the socket closed, so
+//! that the client reads the GOAWAY rather than a reset. A graceful end (drain, idle, stream
+//! count) and a broken connection close at once.
 
 mod dechunk;
 mod head;
@@ -118,7 +124,8 @@ where
         )
     };
     worker.metrics().h2_connection();
-    let io = io::Compat::new(read, write, prefix, worker.clone());
+    let stash: io::Stash<R, W> = Rc::default();
+    let io = io::Compat::new(read, write, prefix, worker.clone(), stash.clone());
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(max_streams)
@@ -148,17 +155,18 @@ where
     });
     // Set once GOAWAY went out: the connection ends by this time at the latest.
     let mut closing: Option<Instant> = None;
-    loop {
+    // Whether the connection ended with an error GOAWAY of the gateway's.
+    let error_goaway = loop {
         if let Some(at) = closing
             && Instant::now() >= at
         {
-            break;
+            break false;
         }
         let next = monoio::select! {
             r = conn.accept() => Some(r),
             _ = monoio::time::sleep(TICK) => None,
             _ = worker.drain.wait(), if closing.is_none() => None,
-            _ = worker.cut.wait() => break,
+            _ = worker.cut.wait() => break false,
         };
         match next {
             Some(Some(Ok((request, respond)))) => {
@@ -174,15 +182,16 @@ where
             // The connection failed (an I/O error, or h2 sent GOAWAY for a protocol
             // error or abuse), or ended.
             Some(Some(Err(e))) => {
-                if let Some(why) = goaway_sent(&e) {
-                    if why == H2Goaway::Abuse {
-                        worker.metrics().h2_abusive();
-                    }
-                    worker.metrics().h2_goaway(why);
+                let Some(why) = goaway_sent(&e) else {
+                    break false;
+                };
+                if why == H2Goaway::Abuse {
+                    worker.metrics().h2_abusive();
                 }
-                break;
+                worker.metrics().h2_goaway(why);
+                break true;
             }
-            Some(None) => break,
+            Some(None) => break false,
             None => {}
         }
         if shared.abusive() {
@@ -193,7 +202,7 @@ where
             let _ =
                 monoio::time::timeout(CLOSE_SLACK, std::future::poll_fn(|cx| conn.poll_closed(cx)))
                     .await;
-            break;
+            break true;
         }
         if closing.is_none() {
             let now = Instant::now();
@@ -209,6 +218,15 @@ where
                 conn.graceful_shutdown();
                 closing = Some(now + CLOSE_SLACK);
             }
+        }
+    };
+    drop(conn);
+    if let Some(left) = stash.take()
+        && error_goaway
+    {
+        monoio::select! {
+            () = left.linger() => {}
+            _ = worker.cut.wait() => {}
         }
     }
 }
