@@ -55,7 +55,7 @@ pub struct WorkerSpec {
 }
 
 /// The longest a worker's exit waits to give its Redis leases back.
-const FLEET_RETURN_LIMIT: Duration = Duration::from_secs(1);
+const FLEET_RETURN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Runs a worker to the end of its drain. `ready` is called once the runtime is up (with the
 /// driver's name) or failed to start.

@@ -55,6 +55,8 @@ pub const RATE_LEASE_TTL: Duration = Duration::from_millis(200);
 pub const QUOTA_IDLE: Duration = Duration::from_secs(5);
 /// After a failed store call, how long requests follow `on_store_failure` without trying.
 pub const FAILURE_HOLD: Duration = Duration::from_millis(200);
+/// At exit, how long giving quota back may wait on Redis (and on fills in flight).
+const EXIT_WAIT: Duration = Duration::from_millis(500);
 /// The janitor's period.
 const JANITOR_EVERY: Duration = Duration::from_secs(1);
 
@@ -639,6 +641,13 @@ impl Fleet {
     /// Gives back quota blocks idle for [`QUOTA_IDLE`] (all of them when `all`) and rate
     /// tokens whose lease expired.
     pub async fn sweep(&self, all: bool) {
+        if all {
+            // At exit: a fill still in flight may be bringing a block; let it land first.
+            let until = Instant::now() + EXIT_WAIT;
+            while self.in_flight.get() > 0 && Instant::now() < until {
+                self.wait_for_fill().await;
+            }
+        }
         let now = Instant::now();
         let mut quota_back = Vec::new();
         let mut rate_back = Vec::new();
@@ -669,8 +678,16 @@ impl Fleet {
             // Policies a reload removed, once their tokens are on their way back.
             leases.retain(|_, p| p.owner.alive() || !p.by_key.is_empty());
         }
+        // Quota goes back with a longer bound at exit (no request waits on it): a block not
+        // returned stays counted as used in Redis.
+        let wait = if all { EXIT_WAIT } else { self.redis.timeout() };
         for (key, n) in quota_back {
-            if self.redis.quota_release(&key, n).await.is_err() {
+            if self
+                .redis
+                .quota_release_within(&key, n, wait)
+                .await
+                .is_err()
+            {
                 break;
             }
         }

@@ -316,10 +316,20 @@ impl Redis {
 
     /// Gives back `n` unused units of a quota; the units used after.
     pub async fn quota_release(&self, key: &str, n: u64) -> Result<u64, StoreError> {
+        self.quota_release_within(key, n, self.timeout()).await
+    }
+
+    /// [`Redis::quota_release`] with its own bound on the wait: giving quota back at exit
+    /// holds no request, so it may wait longer than `redis_timeout_ms`.
+    pub async fn quota_release_within(
+        &self,
+        key: &str,
+        n: u64,
+        wait: std::time::Duration,
+    ) -> Result<u64, StoreError> {
         let args = vec![n.to_string()];
-        let r = self
-            .eval(&QUOTA_RELEASE, &[(key, args)], self.deadline())
-            .await;
+        let deadline = Instant::now() + wait;
+        let r = self.eval(&QUOTA_RELEASE, &[(key, args)], deadline).await;
         self.count(r.and_then(|replies| one_int(&QUOTA_RELEASE, &replies)))
     }
 
