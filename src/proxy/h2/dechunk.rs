@@ -58,6 +58,15 @@ impl Decoder {
         }
     }
 
+    /// The most body bytes [`Self::feed`] can make of `n` input bytes.
+    pub(super) fn output_bound(&self, n: usize) -> usize {
+        match self.state {
+            DState::Length(left) => n.min(usize::try_from(left).unwrap_or(usize::MAX)),
+            DState::Done => 0,
+            _ => n,
+        }
+    }
+
     /// Decodes `input` into `out` (body data) until the body ends; the bytes of `input`
     /// used. `Err` on a malformed chunked body.
     pub(super) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ()> {

@@ -76,6 +76,12 @@ pub(super) fn write_head(
     Ok(())
 }
 
+/// Response headers whose values differ from one response to the next: HPACK sends them as
+/// literals never indexed, so that they neither fill the connection's dynamic table (each
+/// would evict a reusable entry and be compared against by every later header) nor cost an
+/// insertion that no later response can use.
+const UNIQUE: [&str; 3] = ["x-api-requestid", "ratelimit", "retry-after"];
+
 /// An HTTP/1.1 response head (as the gateway writes them: `HTTP/1.1 NNN reason\r\n`, then
 /// `Name: value\r\n` lines, then a blank line) as an HTTP/2 response without the
 /// connection-specific headers; and the head's length.
@@ -100,9 +106,12 @@ pub(super) fn to_h2_response(raw: &[u8]) -> Option<(http::Response<()>, usize)> 
             continue;
         }
         let value = line[colon + 1..].trim_ascii();
-        let Ok(value) = http::HeaderValue::from_bytes(value) else {
+        let Ok(mut value) = http::HeaderValue::from_bytes(value) else {
             return None;
         };
+        if UNIQUE.contains(&name.as_str()) {
+            value.set_sensitive(true);
+        }
         headers.append(name, value);
     }
     Some((res, end))
@@ -120,6 +129,8 @@ mod tests {
         assert_eq!(&raw[len..], b"body");
         let names: Vec<_> = res.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-type", "x-api-requestid"]);
+        assert!(res.headers()["x-api-requestid"].is_sensitive());
+        assert!(!res.headers()["content-type"].is_sensitive());
     }
 
     #[test]

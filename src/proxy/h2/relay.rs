@@ -5,7 +5,7 @@
 //!           → RequestBody::buffer (up to request_buffer_bytes, before a connection is
 //!             taken) → RequestBody::send_rest (the rest, streamed once one is)
 //!           → framed for the backend: as it is, or re-chunked when it had no length
-//! response: backend bytes (RELAY_BYTES at a time) → dechunk::Decoder → send_data, within
+//! response: backend bytes (up to RELAY_BYTES at a time) → dechunk::Decoder → send_data, within
 //!           the client's flow-control window → END_STREAM, connection back to the pool;
 //!           or RST_STREAM(INTERNAL_ERROR) if the backend broke off
 //! ```
@@ -212,9 +212,11 @@ impl Stream<'_> {
         let mut decoder = Decoder::new(framing);
         let mut input = std::mem::take(ubuf);
         input.drain(..here_start);
-        let mut data = Vec::with_capacity(RELAY_BYTES);
         let clean = loop {
-            data.clear();
+            // Each piece of body is decoded straight into the buffer that becomes its DATA:
+            // as large as the piece (no more than the bytes at hand), so that a small body
+            // costs one small allocation and one copy.
+            let mut data = Vec::with_capacity(decoder.output_bound(input.len()));
             let used = match decoder.feed(&input, &mut data) {
                 Ok(n) => n,
                 Err(()) => break false,
@@ -222,8 +224,7 @@ impl Stream<'_> {
             let rest = input.len() - used;
             if !data.is_empty() {
                 sent += data.len() as u64;
-                let bytes = Bytes::copy_from_slice(&data);
-                if !send_data(&mut send, bytes, idle).await {
+                if !send_data(&mut send, Bytes::from(data), idle).await {
                     self.req.client_bytes.1 = sent;
                     *ubuf = input;
                     return End::Cancelled;

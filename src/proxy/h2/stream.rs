@@ -41,7 +41,7 @@ use crate::proxy::upstream::{
     MAX_ATTEMPTS, UpConn, connect, idempotent, read_response_head, send_failed,
 };
 use crate::runtime::access_log::Start;
-use crate::runtime::metrics::Rejection;
+use crate::runtime::metrics::{Rejection, UpstreamEvent};
 
 /// As `proxy::conn`: how often one request waits for the counter store.
 const MAX_STORE_FILLS: usize = 3;
@@ -76,21 +76,16 @@ pub async fn serve(
     let _open = Open(shared.clone());
     let worker = shared.worker.clone();
     let (parts, body) = request.into_parts();
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let host = parts
         .uri
         .authority()
-        .map(|a| a.as_str().to_string())
+        .map(|a| a.as_str())
         .or_else(|| {
             parts
                 .headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
         })
         .unwrap_or_default();
     let start = Start {
@@ -115,7 +110,7 @@ pub async fn serve(
     let mut buf = worker.take_buffer();
     buf.clear();
     let has_body = !body.is_end_stream();
-    let end = match write_head(&parts, &target, &host, has_body, &mut buf) {
+    let end = match write_head(&parts, target, host, has_body, &mut buf) {
         Ok(()) => {
             let mut st = Stream {
                 shared: &shared,
@@ -303,11 +298,34 @@ impl Stream<'_> {
         let exchange = async {
             loop {
                 attempt += 1;
-                let mut up =
-                    match connect(pool, upstream, target, deadline, fresh, (&worker, slot)).await {
-                        Ok(up) => up,
-                        Err(e) => return Err(Some(e)),
-                    };
+                // A pooled connection here; only a new one goes through `connect`, whose
+                // future (TCP and TLS handshakes) is most of the stream's: boxed, the
+                // stream's task stays small, and cheap to spawn.
+                let pooled = if fresh { None } else { pool.take(target) };
+                let mut up = match pooled {
+                    Some(stream) => {
+                        worker.metrics().upstream(slot, UpstreamEvent::Reused);
+                        UpConn {
+                            stream,
+                            target,
+                            reused: true,
+                        }
+                    }
+                    None => {
+                        let opened = Box::pin(connect(
+                            pool,
+                            upstream,
+                            target,
+                            deadline,
+                            true,
+                            (&worker, slot),
+                        ));
+                        match opened.await {
+                            Ok(up) => up,
+                            Err(e) => return Err(Some(e)),
+                        }
+                    }
+                };
                 let len = req.s.upstream_head.len();
                 if let Err(f) =
                     write_until(&mut up.stream, &mut req.s.upstream_head, 0, len, deadline).await
@@ -433,4 +451,21 @@ async fn answer(
         let _ = send.send_data(Bytes::new(), true);
     }
     End::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, C, F: std::future::Future>(_: impl Fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// `monoio::spawn` copies the stream's future into its task, once per stream: the rare
+    /// paths' large futures (a new upstream connection) are boxed, not inline.
+    #[test]
+    fn the_spawned_stream_future_is_small() {
+        let n = future_size(serve);
+        assert!(n <= 5 * 1024, "stream::serve's future is {n} bytes");
+    }
 }
