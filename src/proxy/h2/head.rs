@@ -8,6 +8,8 @@
 //!   it) → to_h2_response → http::Response without the connection-specific headers
 //! ```
 
+use bytes::Bytes;
+
 use crate::error::{ErrorKind, GatewayError};
 
 /// Response headers that describe one HTTP/1.1 connection, never sent over HTTP/2
@@ -80,6 +82,8 @@ pub(super) fn write_head(
 /// literals never indexed, so that they neither fill the connection's dynamic table (each
 /// would evict a reusable entry and be compared against by every later header) nor cost an
 /// insertion that no later response can use.
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-api-requestid");
+
 const UNIQUE: [&str; 3] = ["x-api-requestid", "ratelimit", "retry-after"];
 
 /// An HTTP/1.1 response head (as the gateway writes them: `HTTP/1.1 NNN reason\r\n`, then
@@ -87,26 +91,36 @@ const UNIQUE: [&str; 3] = ["x-api-requestid", "ratelimit", "retry-after"];
 /// connection-specific headers; and the head's length.
 pub(super) fn to_h2_response(raw: &[u8]) -> Option<(http::Response<()>, usize)> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let mut lines = raw[..end - 4].split(|&b| b == b'\n');
-    let status_line = lines.next()?;
-    let status = status_line.get(9..12)?;
+    let status = raw.get(9..12)?;
     let status = http::StatusCode::from_bytes(status).ok()?;
     let mut res = http::Response::new(());
     *res.status_mut() = status;
+    // One copy of the head: every header value is a slice of it (no allocation each).
+    let text = Bytes::copy_from_slice(&raw[..end - 2]);
     let headers = res.headers_mut();
-    for line in lines {
+    let mut at = text.iter().position(|&b| b == b'\n')? + 1;
+    while at < text.len() {
+        let stop = at + text[at..].iter().position(|&b| b == b'\n')?;
+        let line = &text[at..stop];
+        let start = at;
+        at = stop + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let Ok(name) = http::HeaderName::from_bytes(&line[..colon]) else {
-            return None;
+        let name = &line[..colon];
+        let name = if name.eq_ignore_ascii_case(b"x-api-requestid") {
+            REQUEST_ID
+        } else {
+            http::HeaderName::from_bytes(name).ok()?
         };
         if CONNECTION_SPECIFIC.contains(&name.as_str()) {
             continue;
         }
         let value = line[colon + 1..].trim_ascii();
-        let Ok(mut value) = http::HeaderValue::from_bytes(value) else {
+        let from = start + (value.as_ptr() as usize - line.as_ptr() as usize);
+        let value = text.slice(from..from + value.len());
+        let Ok(mut value) = http::HeaderValue::from_maybe_shared(value) else {
             return None;
         };
         if UNIQUE.contains(&name.as_str()) {
