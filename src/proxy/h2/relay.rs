@@ -212,6 +212,7 @@ impl Stream<'_> {
         let mut decoder = Decoder::new(framing);
         let mut input = std::mem::take(ubuf);
         input.drain(..here_start);
+        let mut ended = false;
         let clean = loop {
             // Each piece of body is decoded straight into the buffer that becomes its DATA:
             // as large as the piece (no more than the bytes at hand), so that a small body
@@ -224,7 +225,9 @@ impl Stream<'_> {
             let rest = input.len() - used;
             if !data.is_empty() {
                 sent += data.len() as u64;
-                if !send_data(&mut send, Bytes::from(data), idle).await {
+                // The body's last bytes carry END_STREAM (no empty DATA frame after them).
+                ended = decoder.done();
+                if !send_data(&mut send, Bytes::from(data), ended, idle).await {
                     self.req.client_bytes.1 = sent;
                     *ubuf = input;
                     return End::Cancelled;
@@ -249,7 +252,9 @@ impl Stream<'_> {
         *ubuf = input;
         self.req.client_bytes.1 = sent;
         if decoder.done() {
-            let _ = send.send_data(Bytes::new(), true);
+            if !ended {
+                let _ = send.send_data(Bytes::new(), true);
+            }
             if clean && reusable && !worker.drain.is_fired() {
                 pool.put(up.target, up.stream);
             }
@@ -262,10 +267,11 @@ impl Stream<'_> {
 }
 
 /// Sends `data` within the client's flow-control window, waiting (up to `idle` each time)
-/// for capacity. `false`: the stream is gone.
+/// for capacity; its last frame ends the stream when `end`. `false`: the stream is gone.
 pub(super) async fn send_data(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
+    end: bool,
     idle: Duration,
 ) -> bool {
     while !data.is_empty() {
@@ -274,7 +280,7 @@ pub(super) async fn send_data(
         match cap {
             Ok(Some(Ok(n))) if n > 0 => {
                 let chunk = data.split_to(n.min(data.len()));
-                if send.send_data(chunk, false).is_err() {
+                if send.send_data(chunk, end && data.is_empty()).is_err() {
                     return false;
                 }
             }

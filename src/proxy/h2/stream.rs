@@ -445,10 +445,9 @@ async fn answer(
     if !end {
         req.client_bytes.1 = body.len() as u64;
         let idle = req.snapshot.config.server.client_idle_timeout;
-        if !send_data(&mut send, Bytes::copy_from_slice(body), idle).await {
+        if !send_data(&mut send, Bytes::copy_from_slice(body), true, idle).await {
             return End::Cancelled;
         }
-        let _ = send.send_data(Bytes::new(), true);
     }
     End::Done
 }
