@@ -31,11 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::runtime::Worker;
 
-/// Ciphertext or plaintext read at once: [`READ_MIN`] to start with and while reads come
-/// small (an idle connection's pending read holds this much), up to [`READ_BYTES`] once a
-/// read filled the buffer (a body streaming in).
+/// Ciphertext or plaintext read at once.
 pub const READ_BYTES: usize = 16 * 1024;
-pub const READ_MIN: usize = 4 * 1024;
 /// The most one write takes from h2 at once.
 pub const MAX_WRITE_BYTES: usize = 64 * 1024;
 /// A lingering close lasts at most this long, and reads at most this many bytes.
@@ -72,8 +69,6 @@ pub struct Compat<R, W> {
     /// Bytes read and not yet handed to h2: `rbuf[rpos..]`.
     rbuf: Vec<u8>,
     rpos: usize,
-    /// The size of the next read: [`READ_MIN`] or [`READ_BYTES`].
-    rsize: usize,
     write: Half<W>,
     /// The write buffer while no write is in flight.
     wbuf: Vec<u8>,
@@ -106,7 +101,6 @@ impl<R: AsyncReadRent + 'static, W: AsyncWriteRent + 'static> Compat<R, W> {
             read: Half::Idle(read),
             rbuf: prefix,
             rpos: 0,
-            rsize: READ_MIN,
             write: Half::Idle(write),
             wbuf: Vec::new(),
             shut: false,
@@ -175,10 +169,8 @@ impl<R: AsyncReadRent + 'static, W: AsyncWriteRent + 'static> AsyncRead for Comp
                     let mut buf = std::mem::take(&mut this.rbuf);
                     buf.clear();
                     this.rpos = 0;
-                    if buf.capacity() < this.rsize {
-                        buf.reserve_exact(this.rsize);
-                    } else if buf.capacity() > this.rsize {
-                        buf.shrink_to(this.rsize);
+                    if buf.capacity() < READ_BYTES {
+                        buf.reserve_exact(READ_BYTES);
                     }
                     this.read = Half::Busy(Box::pin(async move {
                         let (r, buf) = half.read(buf).await;
@@ -204,15 +196,6 @@ impl<R: AsyncReadRent + 'static, W: AsyncWriteRent + 'static> AsyncRead for Comp
                 Ok(n) => {
                     this.worker.count_in(n);
                     this.read = Half::Idle(half);
-                    // Grow while reads fill the buffer, back to the minimum when one comes
-                    // in small again.
-                    this.rsize = if n >= this.rbuf.capacity() {
-                        READ_BYTES
-                    } else if n < READ_MIN / 2 {
-                        READ_MIN
-                    } else {
-                        this.rsize
-                    };
                 }
                 Err(e) => {
                     this.rbuf.clear();
