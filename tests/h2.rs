@@ -396,11 +396,10 @@ fn a_rapid_reset_flood_gets_goaway_and_other_clients_are_served() {
         "{out}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // GOAWAY with ENHANCE_YOUR_CALM (0xb), and the connection closed long before the
-    // 20,000 pairs were all sent.
+    // GOAWAY with ENHANCE_YOUR_CALM (0xb), read by the flooder (after an error GOAWAY the
+    // gateway reads and discards up to 1 MiB for up to 1 s before it closes, so the
+    // flooder may get all its pairs out: that is not the measure), and soon.
     assert_eq!(fields[1], "11", "{out}");
-    let sent: u64 = fields[0].parse().unwrap();
-    assert!(sent < 20000, "{out}");
     let secs: f64 = fields[2].parse().unwrap();
     assert!(secs < 5.0, "{out}");
     assert!(started.elapsed() < Duration::from_secs(30));
