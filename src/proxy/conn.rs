@@ -31,12 +31,10 @@ use super::splice::Spliceable;
 use super::tunnel::{self, Tunnel};
 use super::upstream::{CONTINUE, Exchange, Outcome, Upgrade};
 use crate::error::{BodyStall, ErrorKind, GatewayError};
-use crate::gateway::{self, Action, Inbound, Local, cors};
+use crate::gateway::{self, Action, Inbound, Local};
 use crate::http::head::{Progress, RequestHead, header_values, parse_head};
-use crate::http::reply::{Reply, write_error};
 use crate::runtime::Worker;
 use crate::runtime::access_log::Start;
-use crate::runtime::metrics::Rejection;
 use crate::runtime::upstream_stream::UpstreamStream;
 use crate::tls::stream::{TlsReadHalf, TlsStream, TlsWriteHalf};
 
@@ -638,40 +636,8 @@ impl<S: Stream> Conn<S> {
         let closes = matches!(local, Local::Error(e) if e.closes_connection());
         let persist = persist.close_if(consumed.is_none() || closes);
         let close = persist.closes();
-        let extra = &req.s.extra[..];
+        req.write_local(local, head_request, close, &self.buf);
         let out = &mut req.s.out;
-        out.clear();
-        req.status = match local {
-            Local::Error(e) => {
-                if let ErrorKind::Unauthorized(_, why) = &e.kind {
-                    req.auth_failure = Some(*why);
-                }
-                req.rejected = Rejection::of(e, req.refused_by.as_ref().map(|(kind, _)| *kind));
-                write_error(out, e, &req.s.request_id, head_request, close, extra);
-                e.status()
-            }
-            Local::Mock {
-                status,
-                content_type,
-                body,
-            } => {
-                Reply {
-                    status: *status,
-                    content_type,
-                    body: body.as_bytes(),
-                    request_id: &req.s.request_id,
-                    head_request,
-                    close,
-                    extra_headers: extra,
-                }
-                .write(out);
-                *status
-            }
-            Local::Preflight(p) => {
-                cors::write_preflight(out, p, &self.buf, &req.s.request_id, close);
-                204
-            }
-        };
         let deadline = Instant::now() + req.snapshot.config.server.client_idle_timeout;
         if !write_all_until(&mut self.io, out, deadline).await || close {
             return Persist::Close;

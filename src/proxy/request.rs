@@ -8,10 +8,11 @@
 
 use std::rc::Rc;
 
-use crate::error::{AuthFailure, GatewayError};
-use crate::gateway::{Matched, cors};
+use crate::error::{AuthFailure, ErrorKind, GatewayError};
+use crate::gateway::{Local, Matched, cors};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{BodyFraming, RequestHead};
+use crate::http::reply::{Reply, write_error};
 use crate::runtime::access_log::{End, Start};
 use crate::runtime::metrics::{self, Rejection, RequestRecord};
 use crate::runtime::{RequestScratch, Snapshot, Worker};
@@ -207,6 +208,46 @@ impl Request {
                 elapsed,
             },
         );
+    }
+
+    /// Writes an answer the gateway makes itself into `s.out` (the HTTP/1.1 wire form; the
+    /// HTTP/2 path converts it) and records its status and, for an error, why auth or a
+    /// traffic control refused. `buf`: the request's bytes (a preflight echoes its headers).
+    pub fn write_local(&mut self, local: &Local<'_>, head_request: bool, close: bool, buf: &[u8]) {
+        let extra = &self.s.extra[..];
+        let out = &mut self.s.out;
+        out.clear();
+        self.status = match local {
+            Local::Error(e) => {
+                if let ErrorKind::Unauthorized(_, why) = &e.kind {
+                    self.auth_failure = Some(*why);
+                }
+                self.rejected = Rejection::of(e, self.refused_by.as_ref().map(|(kind, _)| *kind));
+                write_error(out, e, &self.s.request_id, head_request, close, extra);
+                e.status()
+            }
+            Local::Mock {
+                status,
+                content_type,
+                body,
+            } => {
+                Reply {
+                    status: *status,
+                    content_type,
+                    body: body.as_bytes(),
+                    request_id: &self.s.request_id,
+                    head_request,
+                    close,
+                    extra_headers: extra,
+                }
+                .write(out);
+                *status
+            }
+            Local::Preflight(p) => {
+                cors::write_preflight(out, p, buf, &self.s.request_id, close);
+                204
+            }
+        };
     }
 
     /// Sets the header lines every answer to this request carries besides the gateway's

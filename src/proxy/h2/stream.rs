@@ -32,16 +32,15 @@ use super::relay::{RequestBody, send_data};
 use crate::config::FrontendType;
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::forward::{ForwardContext, Plan, write_upstream_head};
-use crate::gateway::{self, Action, Forward, Inbound, Local, cors};
+use crate::gateway::{self, Action, Forward, Inbound, Local};
 use crate::http::head::{BodyFraming, Progress, RequestHead, parse_head};
-use crate::http::reply::{Reply, write_error};
 use crate::proxy::io::write_until;
 use crate::proxy::request::Request;
 use crate::proxy::upstream::{
     MAX_ATTEMPTS, UpConn, connect, idempotent, read_response_head, send_failed,
 };
 use crate::runtime::access_log::Start;
-use crate::runtime::metrics::{Rejection, UpstreamEvent};
+use crate::runtime::metrics::UpstreamEvent;
 
 /// As `proxy::conn`: how often one request waits for the counter store.
 const MAX_STORE_FILLS: usize = 3;
@@ -399,40 +398,7 @@ async fn answer(
     head_request: bool,
     buf: &[u8],
 ) -> End {
-    let extra = &req.s.extra[..];
-    let out = &mut req.s.out;
-    out.clear();
-    req.status = match local {
-        Local::Error(e) => {
-            if let ErrorKind::Unauthorized(_, why) = &e.kind {
-                req.auth_failure = Some(*why);
-            }
-            req.rejected = Rejection::of(e, req.refused_by.as_ref().map(|(kind, _)| *kind));
-            write_error(out, e, &req.s.request_id, head_request, false, extra);
-            e.status()
-        }
-        Local::Mock {
-            status,
-            content_type,
-            body,
-        } => {
-            Reply {
-                status: *status,
-                content_type,
-                body: body.as_bytes(),
-                request_id: &req.s.request_id,
-                head_request,
-                close: false,
-                extra_headers: extra,
-            }
-            .write(out);
-            *status
-        }
-        Local::Preflight(p) => {
-            cors::write_preflight(out, p, buf, &req.s.request_id, false);
-            204
-        }
-    };
+    req.write_local(local, head_request, false, buf);
     let Some((head, len)) = to_h2_response(&req.s.out) else {
         respond.send_reset(Reason::INTERNAL_ERROR);
         return End::Done;
