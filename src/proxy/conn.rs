@@ -31,7 +31,7 @@ use super::splice::Spliceable;
 use super::tunnel::{self, Tunnel};
 use super::upstream::{CONTINUE, Exchange, Outcome, Upgrade};
 use crate::error::{BodyStall, ErrorKind, GatewayError};
-use crate::gateway::{self, Action, Inbound, Local};
+use crate::gateway::{Action, Inbound, Local};
 use crate::http::head::{Progress, RequestHead, header_values, parse_head};
 use crate::runtime::Worker;
 use crate::runtime::access_log::Start;
@@ -54,10 +54,6 @@ pub const IDLE_SET_AFTER: std::time::Duration = std::time::Duration::from_secs(2
 /// The smallest room a body read into the read buffer is given, and the most it grows by at
 /// once (a slow upload's buffer grows only as its bytes come).
 const BODY_READ_BYTES: usize = 4096;
-/// How often one request waits for the counter store before it counts as a store failure
-/// (each wait is bounded by `redis_timeout_ms`; a second is rare: another request of the
-/// worker took the tokens the first wait brought).
-const MAX_STORE_FILLS: usize = 3;
 const MAX_BODY_READ_BYTES: usize = 16 * 1024;
 
 /// A client stream: plain TCP or TLS.
@@ -452,38 +448,7 @@ impl<S: Stream> Conn<S> {
             now: req.wall,
             mono: req.started,
         };
-        let counters = &snapshot.counters;
-        let mut fills = 0;
-        let decision = loop {
-            let scratch = gateway::Scratch {
-                path: &mut req.s.path,
-                backend_path: &mut req.s.backend_path,
-                params: &mut req.s.params,
-            };
-            // The store's answer is needed (Redis): wait for it, bounded by
-            // `redis_timeout_ms`, and decide again; after the last wait, a policy still
-            // without a token refuses (429).
-            let d = if fills < MAX_STORE_FILLS {
-                gateway::decide(cfg, &snapshot.auth, counters, &inbound, scratch)
-            } else {
-                counters
-                    .last_try(|| gateway::decide(cfg, &snapshot.auth, counters, &inbound, scratch))
-            };
-            if matches!(d.action, Action::Pending) && fills < MAX_STORE_FILLS {
-                fills += 1;
-                counters.fill().await;
-                continue;
-            }
-            break d;
-        };
-        req.matched = decision.matched;
-        req.set_extra_headers(decision.rate.as_ref());
-        if let Some(who) = decision.identity.as_ref().and_then(|i| i.caller()) {
-            req.caller = Some(who.to_string());
-        }
-        if let Some(r) = decision.rate.as_ref().filter(|r| r.retry_after.is_some()) {
-            req.refused_by = Some((r.policy.kind, r.policy.name.into()));
-        }
+        let decision = req.decide(&snapshot, &inbound).await;
         let (forward, websocket) = match decision.action {
             Action::Pending => {
                 let local = Local::Error(GatewayError::new(ErrorKind::StoreUnavailable));

@@ -9,7 +9,7 @@
 use std::rc::Rc;
 
 use crate::error::{AuthFailure, ErrorKind, GatewayError};
-use crate::gateway::{Local, Matched, cors};
+use crate::gateway::{self, Action, Decision, Inbound, Local, Matched, cors};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{BodyFraming, RequestHead};
 use crate::http::reply::{Reply, write_error};
@@ -19,6 +19,11 @@ use crate::runtime::{RequestScratch, Snapshot, Worker};
 
 use super::body::Remaining;
 use super::pace::BodyPace;
+
+/// How often one request waits for the counter store (each wait bounded by
+/// `redis_timeout_ms`; a second is rare: another request of the worker took the tokens the
+/// first wait brought).
+const MAX_STORE_FILLS: usize = 3;
 
 /// Whether the client connection carries another request after this one. Starts from the
 /// request head and the drain state, and only ever turns to `Close`.
@@ -208,6 +213,49 @@ impl Request {
                 elapsed,
             },
         );
+    }
+
+    /// Runs `gateway::decide` on this request (HTTP/1.1 and HTTP/2 alike) and records what
+    /// the one exit needs from the decision: the matched API, the answer's extra headers,
+    /// the caller, the policy that refused. When a counter needs the store's answer (the
+    /// Redis store), waits for it, each wait bounded by `redis_timeout_ms`, and decides
+    /// again; after the last wait a policy still without a token refuses (429).
+    pub async fn decide<'c>(
+        &mut self,
+        snapshot: &'c Snapshot,
+        inbound: &Inbound<'_>,
+    ) -> Decision<'c> {
+        let cfg = &*snapshot.config;
+        let counters = &snapshot.counters;
+        let mut fills = 0;
+        let decision = loop {
+            let scratch = gateway::Scratch {
+                path: &mut self.s.path,
+                backend_path: &mut self.s.backend_path,
+                params: &mut self.s.params,
+            };
+            let d = if fills < MAX_STORE_FILLS {
+                gateway::decide(cfg, &snapshot.auth, counters, inbound, scratch)
+            } else {
+                counters
+                    .last_try(|| gateway::decide(cfg, &snapshot.auth, counters, inbound, scratch))
+            };
+            if matches!(d.action, Action::Pending) && fills < MAX_STORE_FILLS {
+                fills += 1;
+                counters.fill().await;
+                continue;
+            }
+            break d;
+        };
+        self.matched = decision.matched;
+        self.set_extra_headers(decision.rate.as_ref());
+        if let Some(who) = decision.identity.as_ref().and_then(|i| i.caller()) {
+            self.caller = Some(who.to_string());
+        }
+        if let Some(r) = decision.rate.as_ref().filter(|r| r.retry_after.is_some()) {
+            self.refused_by = Some((r.policy.kind, r.policy.name.into()));
+        }
+        decision
     }
 
     /// Writes an answer the gateway makes itself into `s.out` (the HTTP/1.1 wire form; the

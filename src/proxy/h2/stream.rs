@@ -32,7 +32,7 @@ use super::relay::{RequestBody, send_data};
 use crate::config::FrontendType;
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::forward::{ForwardContext, Plan, write_upstream_head};
-use crate::gateway::{self, Action, Forward, Inbound, Local};
+use crate::gateway::{Action, Forward, Inbound, Local};
 use crate::http::head::{BodyFraming, Progress, RequestHead, parse_head};
 use crate::proxy::io::write_until;
 use crate::proxy::request::Request;
@@ -42,8 +42,6 @@ use crate::proxy::upstream::{
 use crate::runtime::access_log::Start;
 use crate::runtime::metrics::UpstreamEvent;
 
-/// As `proxy::conn`: how often one request waits for the counter store.
-const MAX_STORE_FILLS: usize = 3;
 /// The 400 of a WebSocket API called over HTTP/2 (no extended CONNECT).
 pub const WEBSOCKET_NEEDS_H1: &str = "WebSocket APIs need HTTP/1.1";
 
@@ -165,36 +163,7 @@ impl Stream<'_> {
             now: self.req.wall,
             mono: self.req.started,
         };
-        let counters = &snapshot.counters;
-        let mut fills = 0;
-        let decision = loop {
-            let scratch = gateway::Scratch {
-                path: &mut self.req.s.path,
-                backend_path: &mut self.req.s.backend_path,
-                params: &mut self.req.s.params,
-            };
-            let d = if fills < MAX_STORE_FILLS {
-                gateway::decide(cfg, &snapshot.auth, counters, &inbound, scratch)
-            } else {
-                counters
-                    .last_try(|| gateway::decide(cfg, &snapshot.auth, counters, &inbound, scratch))
-            };
-            if matches!(d.action, Action::Pending) && fills < MAX_STORE_FILLS {
-                fills += 1;
-                counters.fill().await;
-                continue;
-            }
-            break d;
-        };
-        let req = &mut *self.req;
-        req.matched = decision.matched;
-        req.set_extra_headers(decision.rate.as_ref());
-        if let Some(who) = decision.identity.as_ref().and_then(|i| i.caller()) {
-            req.caller = Some(who.to_string());
-        }
-        if let Some(r) = decision.rate.as_ref().filter(|r| r.retry_after.is_some()) {
-            req.refused_by = Some((r.policy.kind, r.policy.name.into()));
-        }
+        let decision = self.req.decide(&snapshot, &inbound).await;
         let websocket_api = decision
             .matched
             .is_some_and(|m| cfg.services[m.service].apis[m.api].frontend_type == FrontendType::Ws);
